@@ -1,0 +1,377 @@
+//! modules.yml: the types, their defaults and their validation, in one place.
+//!
+//! Parsing is strict: an unknown key, a bad duration, an invalid AE title or an unknown prober is
+//! an error that names the module and the key, with the line where the YAML library gives it. A
+//! config that fails here is never half-applied.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::target::AeTitle;
+
+/// The probe timeout of a module that names none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The calling AE title of a module that names none.
+pub const DEFAULT_CALLING_AET: &str = "PACS_EXPORTER";
+/// The called AE title for targets without `AET@`, unless the module names one.
+pub const DEFAULT_CALLED_AET: &str = "ANY-SCP";
+/// The largest PDU we tell peers we accept, unless the module says otherwise.
+pub const DEFAULT_MAX_PDU_LENGTH: u32 = 16_384;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// CIDRs or host names (optionally with `:port`) a probe may reach; empty means any.
+    #[serde(default)]
+    pub allowed_targets: Vec<String>,
+    #[serde(default)]
+    pub modules: BTreeMap<String, Module>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Module {
+    pub prober: ProberKind,
+    /// Upper bound of a probe's run time; the scrape timeout may shorten it.
+    #[serde(default = "default_timeout")]
+    pub timeout: PromDuration,
+    #[serde(default)]
+    pub dicom: DicomOptions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProberKind {
+    Echo,
+}
+
+impl ProberKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProberKind::Echo => "echo",
+        }
+    }
+}
+
+/// How the exporter presents itself to a PACS.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomOptions {
+    /// Our AE title; many PACS only accept calling AE titles they know.
+    #[serde(default = "default_calling_aet")]
+    pub calling_aet: AeTitle,
+    /// The called AE title for targets written without `AET@`.
+    #[serde(default = "default_called_aet")]
+    pub called_aet: AeTitle,
+    /// The largest PDU we accept from the peer (bytes, 4096–1048576).
+    #[serde(default = "default_max_pdu_length")]
+    pub max_pdu_length: u32,
+}
+
+impl Default for DicomOptions {
+    fn default() -> Self {
+        DicomOptions {
+            calling_aet: default_calling_aet(),
+            called_aet: default_called_aet(),
+            max_pdu_length: DEFAULT_MAX_PDU_LENGTH,
+        }
+    }
+}
+
+fn default_timeout() -> PromDuration {
+    PromDuration(DEFAULT_TIMEOUT)
+}
+
+fn default_calling_aet() -> AeTitle {
+    AeTitle::new(DEFAULT_CALLING_AET).unwrap_or_else(|_| unreachable!("constant is a valid title"))
+}
+
+fn default_called_aet() -> AeTitle {
+    AeTitle::new(DEFAULT_CALLED_AET).unwrap_or_else(|_| unreachable!("constant is a valid title"))
+}
+
+fn default_max_pdu_length() -> u32 {
+    DEFAULT_MAX_PDU_LENGTH
+}
+
+/// Why a config was refused. The text is meant for the operator: it names the file, the module
+/// and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses and validates config text; the error is one line naming the module and key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        // serde_path_to_error names the key even where the YAML library's own path stops at
+        // the enclosing mapping (errors raised by our own types: durations, AE titles).
+        let config: Config = serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(
+            text,
+        ))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // The inner error may start with its own, shorter path; keep ours only.
+            let inner = match inner.split_once(": ") {
+                Some((prefix, rest)) if path.starts_with(prefix) && !prefix.contains(' ') => {
+                    rest.to_string()
+                }
+                _ => inner,
+            };
+            if path == "." || path.contains('?') {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, module) in &self.modules {
+            if name.is_empty() {
+                return Err("modules: a module has an empty name".into());
+            }
+            if module.timeout.0.is_zero() {
+                return Err(format!("modules.{name}.timeout: must be greater than 0"));
+            }
+            let pdu = module.dicom.max_pdu_length;
+            if !(4096..=1_048_576).contains(&pdu) {
+                return Err(format!(
+                    "modules.{name}.dicom.max_pdu_length: {pdu} is outside 4096..=1048576"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The config as YAML, for `/config` and `debug=true`.
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+impl Module {
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render module: {e}\n"))
+    }
+}
+
+/// A duration written as Prometheus writes them: `500ms`, `10s`, `1m30s`, `24h`, `7d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PromDuration(pub Duration);
+
+impl PromDuration {
+    pub fn parse(text: &str) -> Result<PromDuration, String> {
+        // Largest first; each unit may appear once, in this order, as in Prometheus.
+        const UNITS: [(&str, u64); 7] = [
+            ("y", 31_536_000_000),
+            ("w", 604_800_000),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ];
+        let bad = || format!("invalid duration {text:?}: expected e.g. 500ms, 10s, 1m30s, 24h");
+        if text == "0" {
+            return Ok(PromDuration(Duration::ZERO));
+        }
+        if text.is_empty() {
+            return Err(bad());
+        }
+        let mut rest = text;
+        let mut total: u64 = 0;
+        let mut next_unit = 0;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let letters = rest[digits..]
+                .bytes()
+                .take_while(u8::is_ascii_alphabetic)
+                .count();
+            if digits == 0 || letters == 0 {
+                return Err(bad());
+            }
+            let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            let unit = &rest[digits..digits + letters];
+            let index = UNITS[next_unit..]
+                .iter()
+                .position(|(name, _)| *name == unit)
+                .ok_or_else(bad)?
+                + next_unit;
+            next_unit = index + 1;
+            total = value
+                .checked_mul(UNITS[index].1)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+            rest = &rest[digits + letters..];
+        }
+        Ok(PromDuration(Duration::from_millis(total)))
+    }
+}
+
+impl fmt::Display for PromDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [
+            ("y", 31_536_000_000u128),
+            ("w", 604_800_000),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for PromDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PromDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for PromDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_prometheus() {
+        let ok = [
+            ("0", 0),
+            ("500ms", 500),
+            ("10s", 10_000),
+            ("1m30s", 90_000),
+            ("24h", 86_400_000),
+            ("1d", 86_400_000),
+            ("1w", 604_800_000),
+            ("1h0m5s10ms", 3_605_010),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(
+                PromDuration::parse(text),
+                Ok(PromDuration(Duration::from_millis(ms))),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 s",
+            "5s1m",
+            "1s1s",
+            "10sec",
+            "1x",
+            "99999999999999999999y",
+        ] {
+            assert!(
+                PromDuration::parse(text).is_err(),
+                "{text:?} should be refused"
+            );
+        }
+        for text in ["500ms", "10s", "1m30s", "1d", "1h5s10ms"] {
+            assert_eq!(PromDuration::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    /// Each file under `tests/testdata/config/` is one way a config can be wrong; the error
+    /// must name what is wrong and where.
+    #[test]
+    fn bad_configs_are_refused_with_a_useful_error() {
+        let cases = [
+            ("unknown_top_key.yml", "unknown field `modulez`"),
+            ("unknown_module_key.yml", "modules.echo"),
+            ("unknown_module_key.yml", "unknown field `timout`"),
+            ("unknown_dicom_key.yml", "modules.echo.dicom"),
+            ("unknown_dicom_key.yml", "unknown field `calling_ae`"),
+            ("bad_duration.yml", "modules.echo.timeout"),
+            ("bad_duration.yml", "invalid duration \"5 seconds\""),
+            (
+                "zero_timeout.yml",
+                "modules.echo.timeout: must be greater than 0",
+            ),
+            ("bad_calling_aet.yml", "modules.echo.dicom.calling_aet"),
+            ("bad_calling_aet.yml", "at most 16"),
+            ("backslash_called_aet.yml", "modules.echo.dicom.called_aet"),
+            ("backslash_called_aet.yml", "backslash"),
+            ("unknown_prober.yml", "modules.echo.prober"),
+            ("unknown_prober.yml", "unknown variant `ping`"),
+            ("missing_prober.yml", "missing field `prober`"),
+            (
+                "bad_pdu.yml",
+                "modules.echo.dicom.max_pdu_length: 100 is outside",
+            ),
+            ("not_yaml.yml", "line"),
+        ];
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/config");
+        for (file, want) in cases {
+            let err = Config::load(&dir.join(file)).expect_err(file).to_string();
+            assert!(
+                err.contains(want),
+                "{file}: error {err:?} should contain {want:?}"
+            );
+            assert!(
+                !err.contains('\n'),
+                "{file}: error should be one line: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shipped_config_is_valid_and_defaults_apply() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("modules.yml");
+        let config = Config::load(&path).expect("shipped modules.yml loads");
+        let echo = &config.modules["echo"];
+        assert_eq!(echo.prober, ProberKind::Echo);
+
+        let config = Config::parse("modules:\n  m:\n    prober: echo\n").unwrap();
+        let m = &config.modules["m"];
+        assert_eq!(m.timeout.0, DEFAULT_TIMEOUT);
+        assert_eq!(m.dicom.calling_aet.as_str(), DEFAULT_CALLING_AET);
+        assert_eq!(m.dicom.called_aet.as_str(), DEFAULT_CALLED_AET);
+        assert_eq!(m.dicom.max_pdu_length, DEFAULT_MAX_PDU_LENGTH);
+    }
+}

@@ -1,0 +1,34 @@
+//! C-ECHO: the Verification service.
+
+use super::message::{command_field, encode_command};
+use super::{Association, Error, ErrorKind, Step, VERIFICATION};
+
+/// Sends C-ECHO-RQ and returns the status of the C-ECHO-RSP.
+pub async fn echo(association: &mut Association, message_id: u16) -> Result<u16, Error> {
+    let context = association
+        .context_for(VERIFICATION)
+        .ok_or(Error::new(Step::Exchange, ErrorKind::NoPresentationContext))?
+        .id;
+    let request = encode_command(command_field::C_ECHO_RQ, message_id, VERIFICATION, false);
+    association.send_message(context, &request, None).await?;
+
+    let command = association.receive_message().await?.command;
+    if command.command_field() != Some(command_field::C_ECHO_RSP) {
+        return Err(Error::protocol(
+            Step::Exchange,
+            format!(
+                "expected C-ECHO-RSP, got command field {:?}",
+                command.command_field()
+            ),
+        ));
+    }
+    if command.message_id_being_responded_to() != Some(message_id) {
+        return Err(Error::protocol(
+            Step::Exchange,
+            "C-ECHO-RSP answers another message ID",
+        ));
+    }
+    command
+        .status()
+        .ok_or_else(|| Error::protocol(Step::Exchange, "C-ECHO-RSP has no status"))
+}

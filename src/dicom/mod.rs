@@ -1,0 +1,104 @@
+//! The DICOM layer: the only code that touches dicom-ul, PDUs and DIMSE messages.
+//!
+//! Everything above it speaks in "associate with this peer", "echo it", "release". Every
+//! operation here runs under the caller's deadline and returns an [`Error`] that says which
+//! [`Step`] failed and how; it never knows about HTTP or Prometheus.
+
+pub mod association;
+pub mod echo;
+pub mod message;
+
+use std::fmt;
+
+use dicom_ul::pdu::{AbortRQSource, AssociationRJ};
+
+pub use association::{Association, AssociationOptions, PeerInfo, Timings};
+
+/// Abstract syntax of the Verification SOP class (C-ECHO).
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+/// Implicit VR Little Endian: every SCP must accept it.
+pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Little Endian.
+pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+/// The step of a DICOM exchange an error happened in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Host name to addresses.
+    Resolve,
+    /// TCP connect.
+    Connect,
+    /// A-ASSOCIATE-RQ until A-ASSOCIATE-AC.
+    Associate,
+    /// A DIMSE request and its responses.
+    Exchange,
+    /// A-RELEASE-RQ until A-RELEASE-RP.
+    Release,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Resolve => "resolving the host name",
+            Step::Connect => "connecting",
+            Step::Associate => "associating",
+            Step::Exchange => "waiting for the DIMSE exchange",
+            Step::Release => "releasing the association",
+        })
+    }
+}
+
+/// A failed DICOM operation: where it failed and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} ({step})")]
+pub struct Error {
+    pub step: Step,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("the deadline passed")]
+    Timeout,
+    #[error("cannot resolve host: {0}")]
+    Resolve(std::io::Error),
+    #[error("host name resolves to no address")]
+    NoAddress,
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("association rejected ({}): {}", rejection_result(.0), .0.source)]
+    Rejected(AssociationRJ),
+    #[error("the peer accepted none of the proposed presentation contexts")]
+    NoPresentationContext,
+    #[error("the peer aborted the association ({})", abort_source(.0))]
+    Aborted(AbortRQSource),
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    pub(crate) fn new(step: Step, kind: ErrorKind) -> Error {
+        Error { step, kind }
+    }
+
+    pub(crate) fn protocol(step: Step, detail: impl Into<String>) -> Error {
+        Error::new(step, ErrorKind::Protocol(detail.into()))
+    }
+}
+
+fn rejection_result(rj: &AssociationRJ) -> &'static str {
+    match rj.result {
+        dicom_ul::pdu::AssociationRJResult::Permanent => "permanent",
+        dicom_ul::pdu::AssociationRJResult::Transient => "transient",
+    }
+}
+
+fn abort_source(source: &AbortRQSource) -> String {
+    match source {
+        AbortRQSource::ServiceUser => "service user".to_string(),
+        AbortRQSource::ServiceProvider(reason) => format!("service provider: {reason}"),
+        AbortRQSource::Reserved => "reserved source".to_string(),
+    }
+}

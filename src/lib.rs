@@ -1,0 +1,11 @@
+//! pacs_exporter: a Prometheus exporter that probes PACS (DICOM) servers.
+//!
+//! Requests flow one way: [`server`] (HTTP) → [`prober`] (one function per check) →
+//! [`dicom`] (associations, DIMSE) → the peer; metrics come back up through a registry made
+//! fresh for each probe. [`config`] reads modules.yml, [`target`] parses `AET@host:port`.
+
+pub mod config;
+pub mod dicom;
+pub mod prober;
+pub mod server;
+pub mod target;

@@ -1,0 +1,171 @@
+//! Flags, logging, signals; then serve. No probe logic lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use pacs_exporter::config::Config;
+use pacs_exporter::server::{router, AppState};
+
+/// Prometheus exporter for PACS (DICOM) servers.
+#[derive(Parser, Debug)]
+#[command(name = "pacs_exporter", version, about)]
+struct Flags {
+    /// Path to the modules file.
+    #[arg(long = "config.file", default_value = "modules.yml")]
+    config_file: PathBuf,
+    /// Validate the config file, then exit (0 valid, 1 invalid).
+    #[arg(long = "config.check")]
+    config_check: bool,
+    /// Address to listen on; ":9000" means every interface.
+    #[arg(long = "web.listen-address", default_value = ":9000")]
+    listen_address: String,
+    /// Seconds to subtract from Prometheus' scrape timeout to leave room for the answer.
+    #[arg(long = "timeout-offset", default_value_t = 0.5, value_parser = parse_offset)]
+    timeout_offset: f64,
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
+    log_level: String,
+    /// Output format of log messages.
+    #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    log_format: String,
+}
+
+fn parse_offset(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a non-negative number of seconds")),
+    }
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    init_logging(&flags.log_level, &flags.log_format);
+
+    let config = match Config::load(&flags.config_file) {
+        Ok(config) => config,
+        Err(e) if flags.config_check => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "invalid config");
+            return ExitCode::FAILURE;
+        }
+    };
+    if flags.config_check {
+        println!(
+            "{}: OK ({} modules)",
+            flags.config_file.display(),
+            config.modules.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(flags, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
+    let state = Arc::new(AppState::new(
+        config,
+        Some(flags.config_file.clone()),
+        Duration::from_secs_f64(flags.timeout_offset),
+    ));
+    let address = listen_address(&flags.listen_address)?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(address = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "listening");
+
+    tokio::spawn(reload_on_sighup(state.clone()));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")
+}
+
+/// `:9000` listens on every interface, `host:port` on one.
+fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
+    let text = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_string(),
+    };
+    text.parse()
+        .with_context(|| format!("invalid --web.listen-address {text:?}: expected host:port"))
+}
+
+async fn reload_on_sighup(state: Arc<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        // Errors are logged and counted inside reload.
+        let _ = state.reload();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn init_logging(level: &str, format: &str) {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::new(format!("warn,pacs_exporter={level}"));
+    let registry = tracing_subscriber::registry().with(filter);
+    if format == "json" {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init();
+    } else {
+        registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init();
+    }
+}

@@ -1,0 +1,93 @@
+//! The log of one probe.
+//!
+//! Every line is kept, whatever `--log.level` says, so that `debug=true` can show the whole
+//! story of a probe; each line also goes to the process log through `tracing`, where the level
+//! filter applies. Lines never carry patient names or IDs at info level or above.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tracing::Level;
+
+#[derive(Clone, Debug)]
+pub struct LogLine {
+    /// Time since the probe started.
+    pub elapsed: Duration,
+    pub level: Level,
+    pub message: String,
+}
+
+pub struct ProbeLog {
+    started: Instant,
+    started_at: SystemTime,
+    module: String,
+    target: String,
+    lines: Mutex<Vec<LogLine>>,
+}
+
+impl ProbeLog {
+    pub fn new(module: &str, target: &str) -> ProbeLog {
+        ProbeLog {
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            module: module.to_string(),
+            target: target.to_string(),
+            lines: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    pub fn debug(&self, message: impl Into<String>) {
+        self.push(Level::DEBUG, message.into());
+    }
+
+    pub fn info(&self, message: impl Into<String>) {
+        self.push(Level::INFO, message.into());
+    }
+
+    pub fn error(&self, message: impl Into<String>) {
+        self.push(Level::ERROR, message.into());
+    }
+
+    fn push(&self, level: Level, message: String) {
+        let (module, target) = (&self.module, &self.target);
+        match level {
+            Level::ERROR => tracing::error!(module, target, "{message}"),
+            Level::WARN => tracing::warn!(module, target, "{message}"),
+            Level::INFO => tracing::info!(module, target, "{message}"),
+            Level::DEBUG => tracing::debug!(module, target, "{message}"),
+            Level::TRACE => tracing::trace!(module, target, "{message}"),
+        }
+        let line = LogLine {
+            elapsed: self.started.elapsed(),
+            level,
+            message,
+        };
+        if let Ok(mut lines) = self.lines.lock() {
+            lines.push(line);
+        }
+    }
+
+    pub fn lines(&self) -> Vec<LogLine> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The log as text, one line per entry: `+0.012s level message`.
+    pub fn render(&self) -> String {
+        self.lines()
+            .iter()
+            .map(|l| {
+                format!(
+                    "+{:.3}s {:<5} {}\n",
+                    l.elapsed.as_secs_f64(),
+                    l.level.as_str().to_ascii_lowercase(),
+                    l.message
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,324 @@
+//! Probers: one function per protocol check, and the failure vocabulary they report in.
+//!
+//! A prober is handed a [`ProbeContext`] (target, module, deadline, a fresh registry, a log).
+//! It registers its metrics, logs why it failed and returns `Ok` or a [`Failure`]. It never
+//! knows about HTTP. [`run`] wraps every prober with the metrics every probe has
+//! (`probe_success`, `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`).
+
+pub mod echo;
+mod log;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use prometheus::{Gauge, GaugeVec, Opts, Registry};
+use tokio::time::Instant;
+
+use crate::config::{Module, ProberKind};
+use crate::dicom;
+use crate::target::Target;
+
+pub use log::{LogLine, ProbeLog};
+
+/// Where a probe failed. The values are the `stage` label of `probe_failure_info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    Resolve,
+    Connect,
+    Tls,
+    Associate,
+    Echo,
+    Find,
+    FindSource,
+    FindDestination,
+    Release,
+}
+
+impl Stage {
+    const ALL: [Stage; 9] = [
+        Stage::Resolve,
+        Stage::Connect,
+        Stage::Tls,
+        Stage::Associate,
+        Stage::Echo,
+        Stage::Find,
+        Stage::FindSource,
+        Stage::FindDestination,
+        Stage::Release,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Resolve => "resolve",
+            Stage::Connect => "connect",
+            Stage::Tls => "tls",
+            Stage::Associate => "associate",
+            Stage::Echo => "echo",
+            Stage::Find => "find",
+            Stage::FindSource => "find_source",
+            Stage::FindDestination => "find_destination",
+            Stage::Release => "release",
+        }
+    }
+}
+
+/// Why a probe failed: a fixed vocabulary, the `reason` label of `probe_failure_info`.
+/// Free text goes to the probe's log, never to a label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Timeout,
+    Refused,
+    Dns,
+    Unreachable,
+    TlsHandshake,
+    RejectedCallingAet,
+    RejectedCalledAet,
+    RejectedBusy,
+    RejectedOther,
+    NoPresentationContext,
+    Aborted,
+    ProtocolError,
+    StatusFailure,
+    TooManyMatches,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::Refused => "refused",
+            Reason::Dns => "dns",
+            Reason::Unreachable => "unreachable",
+            Reason::TlsHandshake => "tls_handshake",
+            Reason::RejectedCallingAet => "rejected_calling_aet",
+            Reason::RejectedCalledAet => "rejected_called_aet",
+            Reason::RejectedBusy => "rejected_busy",
+            Reason::RejectedOther => "rejected_other",
+            Reason::NoPresentationContext => "no_presentation_context",
+            Reason::Aborted => "aborted",
+            Reason::ProtocolError => "protocol_error",
+            Reason::StatusFailure => "status_failure",
+            Reason::TooManyMatches => "too_many_matches",
+        }
+    }
+}
+
+/// A failed probe: stage and reason for the labels, detail for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub stage: Stage,
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}: {}",
+            self.stage.as_str(),
+            self.reason.as_str(),
+            self.detail
+        )
+    }
+}
+
+impl Failure {
+    pub fn new(stage: Stage, reason: Reason, detail: impl Into<String>) -> Failure {
+        Failure {
+            stage,
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// The one place where DICOM errors become the probe's failure vocabulary.
+    /// `exchange` is the stage a failed DIMSE exchange counts as (echo, find, …).
+    pub fn from_dicom(error: &dicom::Error, exchange: Stage) -> Failure {
+        use dicom::ErrorKind as K;
+        use dicom_ul::pdu::{
+            AssociationRJServiceProviderPresentationReason as Presentation,
+            AssociationRJServiceUserReason as User, AssociationRJSource as Source,
+        };
+        let stage = match error.step {
+            dicom::Step::Resolve => Stage::Resolve,
+            dicom::Step::Connect => Stage::Connect,
+            dicom::Step::Associate => Stage::Associate,
+            dicom::Step::Exchange => exchange,
+            dicom::Step::Release => Stage::Release,
+        };
+        let reason = match &error.kind {
+            K::Timeout => Reason::Timeout,
+            K::Resolve(_) | K::NoAddress => Reason::Dns,
+            K::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Reason::Refused,
+            K::Io(_) if error.step == dicom::Step::Connect => Reason::Unreachable,
+            K::Io(_) | K::Closed | K::Aborted(_) => Reason::Aborted,
+            K::Rejected(rj) => match &rj.source {
+                Source::ServiceUser(User::CallingAETitleNotRecognized) => {
+                    Reason::RejectedCallingAet
+                }
+                Source::ServiceUser(User::CalledAETitleNotRecognized) => Reason::RejectedCalledAet,
+                Source::ServiceProviderPresentation(
+                    Presentation::TemporaryCongestion | Presentation::LocalLimitExceeded,
+                ) => Reason::RejectedBusy,
+                _ => Reason::RejectedOther,
+            },
+            K::NoPresentationContext => Reason::NoPresentationContext,
+            K::Protocol(_) => Reason::ProtocolError,
+        };
+        Failure::new(stage, reason, error.to_string())
+    }
+}
+
+/// Everything a prober is handed.
+pub struct ProbeContext<'a> {
+    pub target: &'a Target,
+    pub module: &'a Module,
+    pub deadline: Instant,
+    pub registry: &'a Registry,
+    pub log: &'a ProbeLog,
+    stage: AtomicU8,
+}
+
+impl ProbeContext<'_> {
+    /// Records the stage the prober is in, so that a probe cut off by the deadline from
+    /// outside still reports where it was.
+    pub fn enter(&self, stage: Stage) {
+        self.stage.store(stage as u8, Ordering::Relaxed);
+    }
+
+    fn current_stage(&self) -> Stage {
+        let index = self.stage.load(Ordering::Relaxed) as usize;
+        Stage::ALL.get(index).copied().unwrap_or(Stage::Connect)
+    }
+}
+
+/// The result of one probe: its metrics and its verdict.
+pub struct ProbeResult {
+    pub registry: Registry,
+    pub success: bool,
+    pub duration: Duration,
+    pub failure: Option<Failure>,
+}
+
+/// Runs one probe under `deadline` and gathers its metrics into a fresh registry.
+pub async fn run(
+    target: &Target,
+    module: &Module,
+    deadline: Instant,
+    timeout: Duration,
+    log: &ProbeLog,
+) -> ProbeResult {
+    let start = Instant::now();
+    let registry = Registry::new();
+    let ctx = ProbeContext {
+        target,
+        module,
+        deadline,
+        registry: &registry,
+        log,
+        stage: AtomicU8::new(Stage::Resolve as u8),
+    };
+    log.info(format!(
+        "beginning probe: prober={} timeout={:.3}s",
+        module.prober.name(),
+        timeout.as_secs_f64()
+    ));
+    let probe = async {
+        match module.prober {
+            ProberKind::Echo => echo::probe(&ctx).await,
+        }
+    };
+    // The probers keep the deadline themselves (and abort cleanly); this is the backstop.
+    // `biased` lets a prober that hit the deadline at the same instant report its own stage.
+    let outcome = tokio::select! {
+        biased;
+        outcome = probe => outcome,
+        () = tokio::time::sleep_until(deadline) => Err(Failure::new(
+            ctx.current_stage(),
+            Reason::Timeout,
+            "the probe's deadline passed",
+        )),
+    };
+    let duration = start.elapsed();
+
+    gauge(
+        &registry,
+        "probe_success",
+        "Whether the probe succeeded (1) or failed (0).",
+    )
+    .set(if outcome.is_ok() { 1.0 } else { 0.0 });
+    gauge(
+        &registry,
+        "probe_duration_seconds",
+        "How long the probe took to complete in seconds.",
+    )
+    .set(duration.as_secs_f64());
+    gauge(
+        &registry,
+        "probe_timeout_seconds",
+        "The deadline the probe ran under, in seconds.",
+    )
+    .set(timeout.as_secs_f64());
+    let failure = outcome.err();
+    match &failure {
+        None => log.info(format!("probe succeeded in {:.3}s", duration.as_secs_f64())),
+        Some(failure) => {
+            log.error(format!(
+                "probe failed: stage={} reason={} detail={:?}",
+                failure.stage.as_str(),
+                failure.reason.as_str(),
+                failure.detail
+            ));
+            gauge_vec(
+                &registry,
+                "probe_failure_info",
+                "Why the probe failed: the stage and a reason from a fixed vocabulary.",
+                &["stage", "reason"],
+            )
+            .with_label_values(&[failure.stage.as_str(), failure.reason.as_str()])
+            .set(1.0);
+        }
+    }
+    ProbeResult {
+        registry,
+        success: failure.is_none(),
+        duration,
+        failure,
+    }
+}
+
+/// Registers a gauge. Names are constants of this crate, so registration only fails on a
+/// programming error; the probe still answers then, without that series, and says so in the log.
+pub(crate) fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::with_opts(Opts::new(name, help))
+        .unwrap_or_else(|e| unreachable!("invalid metric {name}: {e}"));
+    if let Err(e) = registry.register(Box::new(gauge.clone())) {
+        tracing::error!(metric = name, error = %e, "cannot register metric");
+    }
+    gauge
+}
+
+/// Registers a labelled gauge; see [`gauge`].
+pub(crate) fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let gauge = GaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("invalid metric {name}: {e}"));
+    if let Err(e) = registry.register(Box::new(gauge.clone())) {
+        tracing::error!(metric = name, error = %e, "cannot register metric");
+    }
+    gauge
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_round_trips_through_the_tracker() {
+        for stage in Stage::ALL {
+            assert_eq!(Stage::ALL[stage as usize], stage);
+        }
+    }
+}
