@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, unit tests, and the integration tests against
+# real peers (Orthanc, DCMTK). Installs missing peers from Debian's packages when run as root;
+# otherwise says exactly what to install. A missing peer is never skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# binary -> Debian package
+declare -A PEERS=(
+  [Orthanc]=orthanc
+  [dcmqrscp]=dcmtk
+  [echoscu]=dcmtk
+  [storescu]=dcmtk
+  [findscu]=dcmtk
+)
+
+missing=()
+for bin in "${!PEERS[@]}"; do
+  if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1; then
+    missing+=("${PEERS[$bin]}")
+  fi
+done
+if ((${#missing[@]})); then
+  packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing test peers: $packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $packages
+  else
+    echo "missing test peers; install them as root with:" >&2
+    echo "  apt-get update && apt-get install -y $packages" >&2
+    exit 1
+  fi
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

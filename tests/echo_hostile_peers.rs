@@ -1,0 +1,325 @@
+//! The echo probe against scripted peers that misbehave in every way the failure vocabulary
+//! names. Each test checks the stage and reason an operator would alert on, and that the
+//! answer arrived before Prometheus' scrape timeout.
+
+mod support;
+
+use std::time::Duration;
+
+use dicom_ul::pdu::{
+    AbortRQSource, AssociationAC, AssociationRJResult as Result_,
+    AssociationRJServiceProviderASCEReason as Asce,
+    AssociationRJServiceProviderPresentationReason as Presentation,
+    AssociationRJServiceUserReason as User, AssociationRJSource as Source, Pdu,
+    PresentationContextResult, PresentationContextResultReason,
+};
+use support::exporter::{Answer, Exporter};
+use support::scripted::{encode_pdu, Conn, ScriptedPeer};
+
+const CONFIG: &str = "
+modules:
+  echo:
+    prober: echo
+    timeout: 10s
+";
+
+/// Prometheus' scrape timeout in these tests; the probe deadline is 0.5 s less.
+const SCRAPE_TIMEOUT: f64 = 1.5;
+
+async fn probe(peer: &ScriptedPeer) -> Answer {
+    let answer = Exporter::new(CONFIG)
+        .probe("echo", &peer.target("SCRIPTED"), Some(SCRAPE_TIMEOUT))
+        .await;
+    assert!(
+        answer.elapsed < Duration::from_secs_f64(SCRAPE_TIMEOUT),
+        "answered after the scrape timeout: {:?}\n{}",
+        answer.elapsed,
+        answer.body
+    );
+    assert_eq!(answer.metric("probe_timeout_seconds"), 1.0);
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scripted_success_reports_every_echo_metric() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        conn.echo_response(0x0000).await;
+        conn.release().await;
+    })
+    .await;
+    let answer = probe(&peer).await;
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(answer.metric("probe_dicom_status"), 0.0);
+    assert_eq!(
+        answer.metric(
+            "probe_dicom_peer_info{implementation_class_uid=\"1.2.3.4.5.6.7\",implementation_version_name=\"SCRIPTED_1\"}"
+        ),
+        1.0
+    );
+    assert!(answer.value("probe_failure_info").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_after_accept_times_out_in_associate() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move { conn.hold().await }).await;
+    let answer = probe(&peer).await;
+    answer.assert_failed("associate", "timeout");
+    assert!(
+        answer.metric("probe_duration_seconds") >= 0.99,
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_bytes_are_a_protocol_error() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.read_request().await;
+        conn.write_raw(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        conn.hold().await;
+    })
+    .await;
+    probe(&peer)
+        .await
+        .assert_failed("associate", "protocol_error");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_pdu_length_is_refused_without_waiting_for_it() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.read_request().await;
+        // An A-ASSOCIATE-AC announcing 4 GiB.
+        conn.write_raw(&[0x02, 0x00, 0xFF, 0xFF, 0xFF, 0xF0]).await;
+        conn.hold().await;
+    })
+    .await;
+    let answer = probe(&peer).await;
+    answer.assert_failed("associate", "protocol_error");
+    assert!(
+        answer.metric("probe_duration_seconds") < 0.5,
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejections_map_to_their_reasons() {
+    let cases = [
+        (
+            Result_::Permanent,
+            Source::ServiceUser(User::CallingAETitleNotRecognized),
+            "rejected_calling_aet",
+        ),
+        (
+            Result_::Permanent,
+            Source::ServiceUser(User::CalledAETitleNotRecognized),
+            "rejected_called_aet",
+        ),
+        (
+            Result_::Transient,
+            Source::ServiceProviderPresentation(Presentation::TemporaryCongestion),
+            "rejected_busy",
+        ),
+        (
+            Result_::Transient,
+            Source::ServiceProviderPresentation(Presentation::LocalLimitExceeded),
+            "rejected_busy",
+        ),
+        (
+            Result_::Permanent,
+            Source::ServiceUser(User::NoReasonGiven),
+            "rejected_other",
+        ),
+        (
+            Result_::Permanent,
+            Source::ServiceUser(User::ApplicationContextNameNotSupported),
+            "rejected_other",
+        ),
+        (
+            Result_::Permanent,
+            Source::ServiceProviderASCE(Asce::ProtocolVersionNotSupported),
+            "rejected_other",
+        ),
+    ];
+    for (result, source, reason) in cases {
+        let peer = ScriptedPeer::start(move |mut conn: Conn| {
+            let (result, source) = (result.clone(), source.clone());
+            async move { conn.reject(result, source).await }
+        })
+        .await;
+        let answer = probe(&peer).await;
+        answer.assert_failed("associate", reason);
+        assert!(
+            answer.metric("probe_duration_seconds") < 0.5,
+            "{reason}: {}",
+            answer.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_after_the_request() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.read_request().await;
+        conn.write_pdu(&Pdu::AbortRQ {
+            source: AbortRQSource::ServiceUser,
+        })
+        .await;
+        conn.hold().await;
+    })
+    .await;
+    probe(&peer).await.assert_failed("associate", "aborted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_closed_after_the_request() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.read_request().await;
+    })
+    .await;
+    probe(&peer).await.assert_failed("associate", "aborted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_accepted_presentation_context() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        let Some(rq) = conn.read_request().await else {
+            return;
+        };
+        let Pdu::AssociationAC(ac) = Conn::accept_pdu(&rq) else {
+            return;
+        };
+        let contexts = ac
+            .presentation_contexts
+            .iter()
+            .map(|pc| PresentationContextResult {
+                id: pc.id,
+                reason: PresentationContextResultReason::AbstractSyntaxNotSupported,
+                transfer_syntax: pc.transfer_syntax.clone(),
+            })
+            .collect();
+        conn.write_pdu(&Pdu::AssociationAC(AssociationAC {
+            presentation_contexts: contexts,
+            ..ac
+        }))
+        .await;
+        conn.hold().await;
+    })
+    .await;
+    probe(&peer)
+        .await
+        .assert_failed("associate", "no_presentation_context");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_mid_echo() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        conn.read_message().await;
+        conn.write_pdu(&Pdu::AbortRQ {
+            source: AbortRQSource::ServiceUser,
+        })
+        .await;
+        conn.hold().await;
+    })
+    .await;
+    let answer = probe(&peer).await;
+    answer.assert_failed("echo", "aborted");
+    assert_eq!(answer.metric("probe_dicom_status"), -1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_after_echo_request() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        conn.hold().await;
+    })
+    .await;
+    probe(&peer).await.assert_failed("echo", "timeout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echo_failure_status() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        conn.echo_response(0x0211).await; // Unrecognized operation
+        conn.release().await;
+    })
+    .await;
+    let answer = probe(&peer).await;
+    answer.assert_failed("echo", "status_failure");
+    assert_eq!(answer.metric("probe_dicom_status"), f64::from(0x0211));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_on_release() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        conn.echo_response(0x0000).await;
+        conn.hold().await;
+    })
+    .await;
+    let answer = probe(&peer).await;
+    answer.assert_failed("release", "timeout");
+    assert_eq!(answer.metric("probe_dicom_status"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_drip_of_the_accept_is_cut_off_at_the_deadline() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        let Some(rq) = conn.read_request().await else {
+            return;
+        };
+        let accept = encode_pdu(&Conn::accept_pdu(&rq));
+        conn.drip(&accept, Duration::from_millis(100)).await;
+    })
+    .await;
+    probe(&peer).await.assert_failed("associate", "timeout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_connection() {
+    // Bind, then close: nothing listens on the port afterwards.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let answer = Exporter::new(CONFIG)
+        .probe("echo", &format!("X@127.0.0.1:{port}"), Some(SCRAPE_TIMEOUT))
+        .await;
+    answer.assert_failed("connect", "refused");
+}
+
+/// A failed probe has the same series as a successful one, plus probe_failure_info: dashboards
+/// and alerts must not see series vanish depending on how far a probe got.
+#[tokio::test(flavor = "multi_thread")]
+async fn metric_set_is_fixed() {
+    let good = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        conn.echo_response(0).await;
+        conn.release().await;
+    })
+    .await;
+    let silent = ScriptedPeer::start(|mut conn: Conn| async move { conn.hold().await }).await;
+    let mut good = probe(&good).await.families();
+    let mut bad = probe(&silent).await.families();
+    bad.retain(|f| f != "probe_failure_info");
+    good.sort();
+    bad.sort();
+    assert_eq!(good, bad);
+    assert_eq!(
+        good,
+        [
+            "probe_dicom_association_duration_seconds",
+            "probe_dicom_connect_duration_seconds",
+            "probe_dicom_echo_duration_seconds",
+            "probe_dicom_peer_info",
+            "probe_dicom_status",
+            "probe_dns_lookup_time_seconds",
+            "probe_duration_seconds",
+            "probe_success",
+            "probe_timeout_seconds",
+        ]
+    );
+}

@@ -1,0 +1,138 @@
+//! The exporter's real router, driven in-process, and a reader for its metrics text.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use pacs_exporter::config::Config;
+use pacs_exporter::server::{router, AppState};
+use tower::ServiceExt;
+
+pub struct Exporter {
+    pub state: Arc<AppState>,
+}
+
+/// One HTTP answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: String,
+    /// How long the request took, end to end.
+    pub elapsed: Duration,
+}
+
+impl Exporter {
+    /// An exporter serving `config` (YAML), with the default 0.5 s timeout offset.
+    pub fn new(config: &str) -> Exporter {
+        let config = Config::parse(config).unwrap_or_else(|e| panic!("test config: {e}"));
+        Exporter {
+            state: Arc::new(AppState::new(config, None, Duration::from_millis(500))),
+        }
+    }
+
+    pub async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> Answer {
+        self.request("GET", uri, headers).await
+    }
+
+    pub async fn request(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::empty()).expect("valid test request");
+        let start = Instant::now();
+        let response = router(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Answer {
+            status,
+            content_type,
+            body: String::from_utf8(bytes.to_vec()).expect("UTF-8 body"),
+            elapsed: start.elapsed(),
+        }
+    }
+
+    /// `GET /probe?target=…&module=…`, with Prometheus' scrape-timeout header when given.
+    pub async fn probe(&self, module: &str, target: &str, scrape_timeout: Option<f64>) -> Answer {
+        let uri = format!(
+            "/probe?module={module}&target={}",
+            target.replace('@', "%40").replace(' ', "%20")
+        );
+        let header;
+        let headers: &[(&str, &str)] = match scrape_timeout {
+            Some(t) => {
+                header = t.to_string();
+                &[("X-Prometheus-Scrape-Timeout-Seconds", &header)]
+            }
+            None => &[],
+        };
+        self.get(&uri, headers).await
+    }
+}
+
+impl Answer {
+    /// The value of one series, written as it appears in the exposition
+    /// (`probe_success`, `probe_failure_info{reason="refused",stage="connect"}`).
+    pub fn value(&self, series: &str) -> Option<f64> {
+        self.body.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+    }
+
+    /// Like [`Answer::value`], panicking with the whole body when the series is absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.value(series)
+            .unwrap_or_else(|| panic!("no series {series} in:\n{}", self.body))
+    }
+
+    /// The names of every series family in the answer, sorted.
+    pub fn families(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .body
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Asserts a failed probe with exactly this stage and reason.
+    pub fn assert_failed(&self, stage: &str, reason: &str) {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        assert_eq!(self.metric("probe_success"), 0.0, "{}", self.body);
+        let series = format!("probe_failure_info{{reason=\"{reason}\",stage=\"{stage}\"}}");
+        assert_eq!(
+            self.value(&series),
+            Some(1.0),
+            "expected {series} in:\n{}",
+            self.body
+        );
+        let failures = self
+            .body
+            .lines()
+            .filter(|l| l.starts_with("probe_failure_info{"))
+            .count();
+        assert_eq!(failures, 1, "one failure series expected:\n{}", self.body);
+    }
+}

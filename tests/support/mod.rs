@@ -1,0 +1,5 @@
+//! Shared test support: real peers, scripted peers, and the exporter's router in-process.
+
+pub mod exporter;
+pub mod peers;
+pub mod scripted;

@@ -1,0 +1,856 @@
+//! Real DICOM peers for integration tests.
+//!
+//! This module starts genuine third-party DICOM servers as child processes on free loopback
+//! ports, so the exporter is tested against the software it will meet in the field rather than
+//! against a mock:
+//!
+//! - [`Orthanc`]: the Debian `orthanc` package (`/usr/sbin/Orthanc`, 1.10), a full PACS with a
+//!   REST API. Load it quickly with [`Orthanc::upload`] (HTTP `POST /instances`).
+//! - [`Dcmqrscp`]: DCMTK's `dcmqrscp` (Debian `dcmtk`, 3.6.7), an independent Query/Retrieve SCP.
+//!   Load it with [`Dcmqrscp::store_dir`] (runs `storescu`) or [`Dcmqrscp::start_loaded`].
+//!
+//! Every peer gets its own temporary directory (configuration, database, log) and is killed with
+//! SIGKILL when its handle is dropped — including while a test is panicking, in which case the tail
+//! of the peer's log is printed to stderr first (cargo shows it with the failing test's output).
+//! Missing binaries make the test fail loudly (see [`require_binary`]); nothing is ever skipped.
+//!
+//! Peers run with the environment of the test process minus `TCP_NODELAY`, i.e. with Nagle's
+//! algorithm on, as users run them. Ask for `TCP_NODELAY=1` explicitly
+//! ([`OrthancBuilder::tcp_nodelay`], [`Dcmqrscp::start_tcp_nodelay`]) to measure the protocol's own
+//! cost. See `/work/shared/PEERS.md` for background.
+//!
+//! Everything here is std-only and blocking, so it can be used from sync tests and from async tests
+//! alike (start peers before entering the runtime or accept the short blocking startup).
+//! Only ever connect to `127.0.0.1`: Orthanc has no bind-address option and listens on all
+//! interfaces (its HTTP API refuses non-local clients because `RemoteAccessAllowed` is false).
+
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tempfile::TempDir;
+
+/// How long Orthanc may take to answer `GET /system` and listen on its DICOM port.
+const ORTHANC_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long dcmqrscp may take to listen on its port.
+const DCMQRSCP_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause between two readiness probes.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Timeout for each HTTP exchange with Orthanc's REST API (uploads included).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines of a peer's log shown when a test panics while the peer is running.
+const LOG_TAIL_LINES: usize = 60;
+
+/// Ports already returned by [`free_port`] in this test process, so that two peers started by
+/// concurrently running tests never get the same port even if the kernel hands it out twice.
+static HANDED_OUT_PORTS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// Returns a TCP port that is currently free on 127.0.0.1 (bind to port 0, read it, close it).
+///
+/// Never returns the same port twice within one test process. There is still a small window in
+/// which another process may take the port; the peers' `start` functions retry once with fresh
+/// ports when startup fails with "address already in use".
+pub fn free_port() -> u16 {
+    let mut handed_out = HANDED_OUT_PORTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for _ in 0..100 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .expect("cannot bind 127.0.0.1:0 to find a free TCP port");
+        let port = listener
+            .local_addr()
+            .expect("cannot read the local address of a bound listener")
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("could not find a free TCP port not already handed out in 100 attempts");
+}
+
+/// Finds the executable `name` on `PATH`, then in `/usr/sbin` and `/usr/bin` (`/usr/sbin`, where
+/// Debian puts `Orthanc`, is often missing from non-root users' `PATH`).
+///
+/// Panics with installation instructions naming the Debian `package` if it is not found: tests
+/// that need a real peer must fail, never silently skip.
+pub fn require_binary(name: &str, package: &str) -> PathBuf {
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path_var)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]);
+    for dir in dirs {
+        let candidate = dir.join(name);
+        let executable = fs::metadata(&candidate)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+        if executable {
+            return candidate;
+        }
+    }
+    panic!(
+        "{name} not found (looked on PATH, in /usr/sbin and in /usr/bin): install the Debian \
+         package `{package}` (apt-get install -y {package}), or run the README's test command as \
+         root, which installs it"
+    );
+}
+
+/// Runs `echoscu -aec <called_aet> 127.0.0.1 <port>` (calling AE title `ECHOSCU`, 10 s connect
+/// timeout) and returns its output; check `output.status.success()`.
+pub fn run_echoscu(called_aet: &str, port: u16) -> Output {
+    let echoscu = require_binary("echoscu", "dcmtk");
+    Command::new(&echoscu)
+        .args(["-to", "10", "-aec", called_aet, "127.0.0.1"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", echoscu.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orthanc
+// ---------------------------------------------------------------------------------------------
+
+/// A running Orthanc server with its own configuration, database and log in a temporary
+/// directory. Killed (SIGKILL) and deleted on drop.
+pub struct Orthanc {
+    /// The DICOM AE title (`DicomAet`; also used as `Name`).
+    pub aet: String,
+    /// DICOM port, listening on all interfaces; connect to 127.0.0.1.
+    pub dicom_port: u16,
+    /// HTTP REST API port, answering only local clients.
+    pub http_port: u16,
+    /// Time from spawning the process to being ready (~40–70 ms here): `GET /system` reports our
+    /// ports, and the process itself listens on `dicom_port` and accepts a connection there.
+    pub startup: Duration,
+    dir: TempDir,
+    child: Child,
+}
+
+/// Options for starting an [`Orthanc`]; obtained with [`Orthanc::builder`].
+#[must_use = "call .start() to start Orthanc"]
+pub struct OrthancBuilder {
+    aet: String,
+    extra_config: Map<String, Value>,
+    env: Vec<(String, String)>,
+}
+
+impl OrthancBuilder {
+    /// Merges the keys of `extra` (a JSON object) into the configuration file, overriding the
+    /// defaults, e.g. `json!({"LimitFindResults": 5})` or `json!({"DicomCheckCalledAet": true})`.
+    /// `DicomAet`, `DicomPort` and `HttpPort` cannot be overridden (they are the handle's fields).
+    pub fn config(mut self, extra: Value) -> Self {
+        match extra {
+            Value::Object(map) => self.extra_config.extend(map),
+            other => panic!("Orthanc extra configuration must be a JSON object, got {other}"),
+        }
+        self
+    }
+
+    /// Sets an environment variable for the Orthanc process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs Orthanc with `TCP_NODELAY=1` (Nagle off on its DICOM connections). Off by default,
+    /// since stock installations run with Nagle on.
+    pub fn tcp_nodelay(self) -> Self {
+        self.env("TCP_NODELAY", "1")
+    }
+
+    /// Starts Orthanc and waits until it is ready; panics with its log if it is not.
+    pub fn start(self) -> Orthanc {
+        let binary = require_binary("Orthanc", "orthanc");
+        match self.try_start(&binary) {
+            Ok(orthanc) => orthanc,
+            // Another process took one of our ports between free_port() and Orthanc's bind.
+            Err(failure) if failure.port_in_use => {
+                self.try_start(&binary).unwrap_or_else(|again| {
+                    panic!(
+                        "{}\n(second attempt after: {})",
+                        again.message, failure.message
+                    )
+                })
+            }
+            Err(failure) => panic!("{}", failure.message),
+        }
+    }
+
+    fn try_start(&self, binary: &Path) -> Result<Orthanc, StartFailure> {
+        let dir = tempfile::Builder::new()
+            .prefix("orthanc-")
+            .tempdir()
+            .expect("cannot create a temporary directory for Orthanc");
+        let db = dir.path().join("db");
+        fs::create_dir(&db).unwrap_or_else(|e| panic!("cannot create {}: {e}", db.display()));
+        let dicom_port = free_port();
+        let http_port = free_port();
+
+        let mut config = json!({
+            "Name": self.aet,
+            "StorageDirectory": db,
+            "IndexDirectory": db,
+            "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": false,
+            "DicomCheckCalledAet": false,
+            "DicomAlwaysAllowEcho": true,
+            "DicomAlwaysAllowFind": true,
+            "DicomAlwaysAllowStore": true,
+            "DicomModalities": {},
+            "LimitFindResults": 0,
+            "LimitFindInstances": 0,
+            "StableAge": 60,
+            "SaveJobs": false,
+            "Plugins": [],
+        });
+        let map = config
+            .as_object_mut()
+            .expect("the default Orthanc configuration is a JSON object");
+        map.extend(self.extra_config.clone());
+        map.insert("DicomAet".into(), json!(self.aet));
+        map.insert("DicomPort".into(), json!(dicom_port));
+        map.insert("HttpPort".into(), json!(http_port));
+
+        let config_path = dir.path().join("orthanc.json");
+        let config_text = serde_json::to_string_pretty(&config)
+            .expect("cannot serialize the Orthanc configuration");
+        fs::write(&config_path, config_text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
+
+        let log_path = dir.path().join("orthanc.log");
+        let mut command = Command::new(binary);
+        command
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .env_remove("TCP_NODELAY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let started = Instant::now();
+        let child = spawn_logged(&mut command, &log_path);
+        let mut orthanc = Orthanc {
+            aet: self.aet.clone(),
+            dicom_port,
+            http_port,
+            startup: Duration::ZERO,
+            dir,
+            child,
+        };
+        let pid = orthanc.child.id();
+        let ready = wait_ready(&mut orthanc.child, ORTHANC_READY_TIMEOUT, || {
+            answers_system(http_port, dicom_port)
+                && listens_on(pid, dicom_port)
+                && tcp_connects(dicom_port)
+        });
+        match ready {
+            Ok(()) => {
+                orthanc.startup = started.elapsed();
+                Ok(orthanc)
+            }
+            Err(why) => Err(StartFailure::new(
+                &format!(
+                    "Orthanc (AET {}, DICOM port {dicom_port}, HTTP port {http_port}) did not become \
+                     ready: {why}",
+                    self.aet
+                ),
+                &log_path,
+            )),
+            // `orthanc` is dropped here, which kills the process if it is still running.
+        }
+    }
+}
+
+impl Orthanc {
+    /// Starts Orthanc with the default test configuration (see the module documentation and
+    /// `/work/shared/PEERS.md`), AE title `aet`, on fresh ports.
+    pub fn start(aet: &str) -> Orthanc {
+        Orthanc::builder(aet).start()
+    }
+
+    /// Like [`Orthanc::start`], with the keys of `extra` merged into the configuration.
+    pub fn start_with(aet: &str, extra: Value) -> Orthanc {
+        Orthanc::builder(aet).config(extra).start()
+    }
+
+    /// Options beyond [`Orthanc::start_with`], e.g. `Orthanc::builder("PACS").tcp_nodelay().start()`.
+    pub fn builder(aet: &str) -> OrthancBuilder {
+        OrthancBuilder {
+            aet: aet.to_owned(),
+            extra_config: Map::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Stores one DICOM file (Part 10 bytes, with meta header) via `POST /instances`; panics with
+    /// Orthanc's answer unless it is 200 (an already stored instance also gives 200).
+    pub fn upload(&self, dicom_file_bytes: &[u8]) {
+        let (status, body) = http_request(
+            self.http_port,
+            "POST",
+            "/instances",
+            Some("application/dicom"),
+            dicom_file_bytes,
+        )
+        .unwrap_or_else(|e| panic!("POST /instances to Orthanc {} failed: {e}", self.aet));
+        assert_eq!(
+            status,
+            200,
+            "POST /instances to Orthanc {} answered {status}: {}",
+            self.aet,
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    /// `GET path` on the REST API, parsed as JSON; panics unless the answer is 200 with JSON.
+    pub fn get_json(&self, path: &str) -> Value {
+        let (status, body) = http_request(self.http_port, "GET", path, None, &[])
+            .unwrap_or_else(|e| panic!("GET {path} on Orthanc {} failed: {e}", self.aet));
+        assert_eq!(
+            status,
+            200,
+            "GET {path} on Orthanc {} answered {status}: {}",
+            self.aet,
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!(
+                "GET {path} on Orthanc {} did not return JSON ({e}): {}",
+                self.aet,
+                String::from_utf8_lossy(&body)
+            )
+        })
+    }
+
+    /// Number of instances stored (length of the array returned by `GET /instances`).
+    pub fn count_instances(&self) -> usize {
+        match self.get_json("/instances") {
+            Value::Array(ids) => ids.len(),
+            other => panic!(
+                "GET /instances on Orthanc {} returned a non-array: {other}",
+                self.aet
+            ),
+        }
+    }
+
+    /// The temporary directory holding the configuration (`orthanc.json`), database (`db/`) and
+    /// log (`orthanc.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything Orthanc has logged so far (stdout and stderr), e.g. to look for
+    /// "Too many results".
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("orthanc.log"))
+    }
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        let what = format!("Orthanc {} (DICOM port {})", self.aet, self.dicom_port);
+        stop_child(&mut self.child, &self.dir.path().join("orthanc.log"), &what);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dcmqrscp
+// ---------------------------------------------------------------------------------------------
+
+/// A running DCMTK `dcmqrscp` with one storage area (AE title `aet`, read/write, any peer,
+/// at most 500 studies / 1024 MB) in a temporary directory. Killed (SIGKILL) and deleted on drop.
+///
+/// Unlike Orthanc it rejects associations whose *called* AE title is not `aet`. It forks a child
+/// per association (the default `--fork` mode); a child serving an association still open when
+/// the handle is dropped ends when its peer closes the association.
+pub struct Dcmqrscp {
+    /// The AE title of the storage area, the only called AE title accepted.
+    pub aet: String,
+    /// DICOM port, listening on all interfaces; connect to 127.0.0.1.
+    pub port: u16,
+    /// Time from spawning the (last) process to its listening on `port` (~20–35 ms here).
+    pub startup: Duration,
+    tcp_nodelay: bool,
+    dir: TempDir,
+    child: Child,
+}
+
+impl Dcmqrscp {
+    /// Starts dcmqrscp as users run it (Nagle on) on a fresh port.
+    pub fn start(aet: &str) -> Dcmqrscp {
+        Dcmqrscp::start_inner(aet, false)
+    }
+
+    /// Starts dcmqrscp with `TCP_NODELAY=1` in its environment (Nagle off).
+    pub fn start_tcp_nodelay(aet: &str) -> Dcmqrscp {
+        Dcmqrscp::start_inner(aet, true)
+    }
+
+    /// Starts dcmqrscp with Nagle off, stores every DICOM file under `dicom_dir` (recursively),
+    /// then restarts it as users run it (Nagle on) on the same database. This is ~50x faster than
+    /// [`Dcmqrscp::start`] + [`Dcmqrscp::store_dir`], where a stock dcmqrscp stalls ~40 ms per file
+    /// on delayed ACKs. The port normally stays the same but may change if it was taken meanwhile.
+    pub fn start_loaded(aet: &str, dicom_dir: &Path) -> Dcmqrscp {
+        let mut scp = Dcmqrscp::start_tcp_nodelay(aet);
+        scp.store_dir(dicom_dir);
+        scp.restart(false);
+        scp
+    }
+
+    fn start_inner(aet: &str, tcp_nodelay: bool) -> Dcmqrscp {
+        let binary = require_binary("dcmqrscp", "dcmtk");
+        let dir = tempfile::Builder::new()
+            .prefix("dcmqrscp-")
+            .tempdir()
+            .expect("cannot create a temporary directory for dcmqrscp");
+        let db = dir.path().join("db");
+        fs::create_dir(&db).unwrap_or_else(|e| panic!("cannot create {}: {e}", db.display()));
+        let port = free_port();
+        let (child, startup, port) = spawn_dcmqrscp(&binary, aet, dir.path(), port, tcp_nodelay);
+        Dcmqrscp {
+            aet: aet.to_owned(),
+            port,
+            startup,
+            tcp_nodelay,
+            dir,
+            child,
+        }
+    }
+
+    /// Kills the server and starts it again on the same database (and port, unless it was taken
+    /// meanwhile), with or without `TCP_NODELAY=1`.
+    pub fn restart(&mut self, tcp_nodelay: bool) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Children forked for associations still open may hold the inherited listening socket
+        // for a moment; give them a chance to finish so that the port can stay the same.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !port_is_bindable(self.port) && Instant::now() < deadline {
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        let binary = require_binary("dcmqrscp", "dcmtk");
+        let (child, startup, port) =
+            spawn_dcmqrscp(&binary, &self.aet, self.dir.path(), self.port, tcp_nodelay);
+        self.child = child;
+        self.startup = startup;
+        self.port = port;
+        self.tcp_nodelay = tcp_nodelay;
+    }
+
+    /// Sends every file under `dicom_dir` (recursively) with
+    /// `storescu -aec <aet> +sd +r 127.0.0.1 <port> <dicom_dir>`, panicking with storescu's output
+    /// if it fails or reports an error. storescu itself runs with `TCP_NODELAY=1` (it is only the
+    /// loader, not a peer under test). Against a stock server expect ~45 ms per file.
+    /// Note that dcmqrscp keeps at most 500 studies and replaces an instance stored twice.
+    pub fn store_dir(&self, dicom_dir: &Path) {
+        let storescu = require_binary("storescu", "dcmtk");
+        let output = Command::new(&storescu)
+            .args(["-aec", &self.aet, "+sd", "+r", "127.0.0.1"])
+            .arg(self.port.to_string())
+            .arg(dicom_dir)
+            .env("TCP_NODELAY", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", storescu.display()));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reported_error = stdout
+            .lines()
+            .chain(stderr.lines())
+            .any(|line| line.starts_with("E:") || line.starts_with("F:"));
+        assert!(
+            output.status.success() && !reported_error,
+            "storescu of {} to dcmqrscp {} on port {} failed ({}):\n--- stdout ---\n{stdout}\
+                 \n--- stderr ---\n{stderr}\n--- dcmqrscp log ---\n{}",
+            dicom_dir.display(),
+            self.aet,
+            self.port,
+            output.status,
+            self.log()
+        );
+    }
+
+    /// Directory of the storage area (the files and `index.dat`).
+    pub fn db_dir(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    /// Whether the server currently runs with `TCP_NODELAY=1`.
+    pub fn is_tcp_nodelay(&self) -> bool {
+        self.tcp_nodelay
+    }
+
+    /// Everything dcmqrscp has logged so far (by default only warnings and errors).
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("dcmqrscp.log"))
+    }
+}
+
+impl Drop for Dcmqrscp {
+    fn drop(&mut self) {
+        let what = format!("dcmqrscp {} (port {})", self.aet, self.port);
+        stop_child(
+            &mut self.child,
+            &self.dir.path().join("dcmqrscp.log"),
+            &what,
+        );
+    }
+}
+
+/// Writes dcmqrscp's configuration for `port` into `dir` and starts it there, retrying once on a
+/// fresh port if `port` is in use. Returns the child, its startup time and the port used.
+fn spawn_dcmqrscp(
+    binary: &Path,
+    aet: &str,
+    dir: &Path,
+    port: u16,
+    tcp_nodelay: bool,
+) -> (Child, Duration, u16) {
+    let attempt = |port: u16| -> Result<(Child, Duration), StartFailure> {
+        let config_path = dir.join("dcmqrscp.cfg");
+        let config = format!(
+            "NetworkTCPPort  = {port}\n\
+             MaxPDUSize      = 16384\n\
+             MaxAssociations = 16\n\
+             HostTable BEGIN\n\
+             HostTable END\n\
+             VendorTable BEGIN\n\
+             VendorTable END\n\
+             AETable BEGIN\n\
+             {aet}   {db}   RW  (500, 1024mb)  ANY\n\
+             AETable END\n",
+            db = dir.join("db").display()
+        );
+        fs::write(&config_path, config)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
+        let log_path = dir.join("dcmqrscp.log");
+        let mut command = Command::new(binary);
+        command.arg("-c").arg(&config_path).current_dir(dir);
+        if tcp_nodelay {
+            command.env("TCP_NODELAY", "1");
+        } else {
+            command.env_remove("TCP_NODELAY");
+        }
+        let started = Instant::now();
+        let mut child = spawn_logged(&mut command, &log_path);
+        let pid = child.id();
+        match wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
+            Ok(()) => Ok((child, started.elapsed())),
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(StartFailure::new(
+                    &format!("dcmqrscp (AET {aet}, port {port}) did not become ready: {why}"),
+                    &log_path,
+                ))
+            }
+        }
+    };
+    match attempt(port) {
+        Ok((child, startup)) => (child, startup, port),
+        Err(failure) if failure.port_in_use => {
+            let port = free_port();
+            match attempt(port) {
+                Ok((child, startup)) => (child, startup, port),
+                Err(again) => panic!(
+                    "{}\n(second attempt after: {})",
+                    again.message, failure.message
+                ),
+            }
+        }
+        Err(failure) => panic!("{}", failure.message),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process plumbing
+// ---------------------------------------------------------------------------------------------
+
+/// Why a peer did not start; `port_in_use` asks for a retry on fresh ports.
+struct StartFailure {
+    message: String,
+    port_in_use: bool,
+}
+
+impl StartFailure {
+    fn new(headline: &str, log_path: &Path) -> StartFailure {
+        let log = read_log(log_path);
+        StartFailure {
+            port_in_use: log.contains("already in use"),
+            message: format!("{headline}\n--- its log ---\n{log}--- end of log ---"),
+        }
+    }
+}
+
+/// Spawns `command` with stdin closed and stdout + stderr appended to `log_path`.
+fn spawn_logged(command: &mut Command, log_path: &Path) -> Child {
+    let log = File::create(log_path)
+        .unwrap_or_else(|e| panic!("cannot create log file {}: {e}", log_path.display()));
+    let log_for_stderr = log.try_clone().unwrap_or_else(|e| {
+        panic!(
+            "cannot duplicate log file handle {}: {e}",
+            log_path.display()
+        )
+    });
+    command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_for_stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"))
+}
+
+/// Polls `ready` until it returns true, the child exits, or `timeout` passes.
+fn wait_ready(
+    child: &mut Child,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return Err(format!("the process exited early ({})", describe(status)))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot check whether the process is running: {e}")),
+        }
+        if ready() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("not ready after {timeout:?}"));
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Kills a peer (SIGKILL: Orthanc takes seconds to stop on SIGTERM, and the data is disposable)
+/// and reaps it. If the current thread is panicking, prints the tail of the peer's log first.
+fn stop_child(child: &mut Child, log_path: &Path, what: &str) {
+    if std::thread::panicking() {
+        let log = read_log(log_path);
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        eprintln!(
+            "--- last {} log lines of {what} (the test panicked) ---\n{}\n--- end of log ---",
+            tail.len(),
+            tail.join("\n")
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn read_log(path: &Path) -> String {
+    match fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => format!("(cannot read {}: {e})\n", path.display()),
+    }
+}
+
+/// Whether `GET /system` on 127.0.0.1:`http_port` answers 200 with *our* ports: proves that the
+/// answer comes from the Orthanc we started, not from whoever else might hold the port.
+fn answers_system(http_port: u16, dicom_port: u16) -> bool {
+    let Ok((200, body)) = http_request(http_port, "GET", "/system", None, &[]) else {
+        return false;
+    };
+    let Ok(system) = serde_json::from_slice::<Value>(&body) else {
+        return false;
+    };
+    system["HttpPort"] == json!(http_port) && system["DicomPort"] == json!(dicom_port)
+}
+
+/// Whether process `pid` itself holds a TCP socket listening on `port` (Linux `/proc`).
+///
+/// A plain connect cannot tell who accepted it: after a restart, children that dcmqrscp forked
+/// for associations keep the old listening socket for a while, and a port taken by another
+/// process also accepts. A bare connect also makes dcmqrscp log a spurious
+/// "E: Association Reject Failed ... state 1 event 7", which this check avoids.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port) && *state == "0A" {
+                if let Ok(inode) = inode.parse::<u64>() {
+                    inodes.push(inode);
+                }
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .ok()
+            .and_then(|target| {
+                target
+                    .to_str()?
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .is_some_and(|inode| inodes.contains(&inode))
+    })
+}
+
+/// Whether `port` can be bound on all interfaces right now (the peers listen on all of them).
+fn port_is_bindable(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
+}
+
+/// Whether a TCP connection to 127.0.0.1:`port` succeeds.
+fn tcp_connects(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Minimal HTTP/1.1 client for Orthanc's REST API
+// ---------------------------------------------------------------------------------------------
+
+/// Sends one HTTP/1.1 request (`Connection: close`) to 127.0.0.1:`port` and returns the status
+/// code and body. Handles `Content-Length`, chunked and read-to-close bodies.
+fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> io::Result<(u16, Vec<u8>)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+
+    let content_type = content_type
+        .map(|content_type| format!("Content-Type: {content_type}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n{content_type}\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()?;
+
+    let mut buf = Vec::new();
+    let header_end = loop {
+        if let Some(pos) = find(&buf, b"\r\n\r\n") {
+            break pos + 4;
+        }
+        if read_more(&mut stream, &mut buf)? == 0 {
+            return Err(invalid(
+                "connection closed before the end of the HTTP headers",
+            ));
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| invalid(&format!("bad HTTP status line in {head:?}")))?;
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let mut rest = buf.split_off(header_end);
+
+    if header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        stream.read_to_end(&mut rest)?;
+        return Ok((status, dechunk(&rest)?));
+    }
+    match header("Content-Length") {
+        Some(length) => {
+            let length: usize = length
+                .parse()
+                .map_err(|_| invalid(&format!("bad Content-Length {length:?}")))?;
+            while rest.len() < length {
+                if read_more(&mut stream, &mut rest)? == 0 {
+                    return Err(invalid("connection closed before the end of the HTTP body"));
+                }
+            }
+            rest.truncate(length);
+        }
+        None => {
+            stream.read_to_end(&mut rest)?;
+        }
+    }
+    Ok((status, rest))
+}
+
+fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = stream.read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+fn dechunk(mut data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = find(data, b"\r\n").ok_or_else(|| invalid("truncated chunk size line"))?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| invalid(&format!("bad chunk size {size_hex:?}")))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        if data.len() < size + 2 {
+            return Err(invalid("truncated chunk"));
+        }
+        body.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+}
