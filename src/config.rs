@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::target::AeTitle;
+use crate::dicom::find::InformationModel;
+use crate::dicom::query::{self, QueryKeys};
+use crate::target::{AeTitle, Target};
 
 /// The probe timeout of a module that names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,20 +43,246 @@ pub struct Module {
     pub timeout: PromDuration,
     #[serde(default)]
     pub dicom: DicomOptions,
+    /// Settings of the `find` prober.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub find: Option<FindOptions>,
+    /// Settings of the `send_check` prober.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_check: Option<SendCheckOptions>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProberKind {
     Echo,
+    Find,
+    SendCheck,
 }
 
 impl ProberKind {
     pub fn name(self) -> &'static str {
         match self {
             ProberKind::Echo => "echo",
+            ProberKind::Find => "find",
+            ProberKind::SendCheck => "send_check",
         }
     }
+}
+
+/// The `find` prober: one C-FIND.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindOptions {
+    /// `study_root` (default), `patient_root` or `worklist`.
+    #[serde(default)]
+    pub model: Model,
+    /// QueryRetrieveLevel: PATIENT, STUDY, SERIES or IMAGE. Default STUDY for study_root,
+    /// PATIENT for patient_root; not sent for worklist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    /// Matching and return keys by DICOM keyword; `today` in a date means the probe's day.
+    #[serde(default)]
+    pub query: QueryKeys,
+    /// How `today` is read; default: the exporter's local zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<TimeZone>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    #[default]
+    StudyRoot,
+    PatientRoot,
+    Worklist,
+}
+
+impl Model {
+    pub fn information_model(self) -> InformationModel {
+        match self {
+            Model::StudyRoot => InformationModel::StudyRoot,
+            Model::PatientRoot => InformationModel::PatientRoot,
+            Model::Worklist => InformationModel::Worklist,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Patient,
+    Study,
+    Series,
+    Image,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Patient => "PATIENT",
+            Level::Study => "STUDY",
+            Level::Series => "SERIES",
+            Level::Image => "IMAGE",
+        }
+    }
+}
+
+/// The `send_check` prober: did the source's recent studies reach the destination, whole?
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendCheckOptions {
+    /// The destination PACS, `AET@host:port`; the probe's target is the source.
+    pub destination: TargetSpec,
+    /// Connection settings for the destination where they differ from the module's `dicom`.
+    #[serde(default, skip_serializing_if = "DicomOverrides::is_empty")]
+    pub destination_dicom: DicomOverrides,
+    /// Studies whose StudyDate/StudyTime lie in [now − lookback, now] are checked.
+    #[serde(default = "default_lookback")]
+    pub lookback: PromDuration,
+    /// Studies younger than this are pending, not judged yet.
+    #[serde(default = "default_grace")]
+    pub grace: PromDuration,
+    /// How StudyDate/StudyTime are read; default: the exporter's local zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<TimeZone>,
+    /// Extra C-FIND keys narrowing the source query (e.g. ModalitiesInStudy).
+    #[serde(default)]
+    pub query: QueryKeys,
+    /// Also flag studies that arrived with fewer instances.
+    #[serde(default = "default_true")]
+    pub compare_instances: bool,
+    #[serde(default)]
+    pub destination_query: DestinationQuery,
+    /// Cap on the per-study series.
+    #[serde(default = "default_max_listed")]
+    pub max_listed_studies: usize,
+    /// Opt-in identifying labels on the per-study series (patient data: see the README).
+    #[serde(default)]
+    pub labels: Vec<StudyLabel>,
+    /// Most matches one side may return before the probe gives up (memory bound).
+    #[serde(default = "default_max_matches")]
+    pub max_matches: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationQuery {
+    /// `date_range`, then a UID query for every study it did not find.
+    #[default]
+    Auto,
+    DateRange,
+    UidList,
+    PerStudy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StudyLabel {
+    PatientName,
+    PatientId,
+    StudyId,
+    AccessionNumber,
+    Modality,
+    StudyDate,
+}
+
+impl StudyLabel {
+    pub fn name(self) -> &'static str {
+        match self {
+            StudyLabel::PatientName => "patient_name",
+            StudyLabel::PatientId => "patient_id",
+            StudyLabel::StudyId => "study_id",
+            StudyLabel::AccessionNumber => "accession_number",
+            StudyLabel::Modality => "modality",
+            StudyLabel::StudyDate => "study_date",
+        }
+    }
+}
+
+/// Per-peer overrides of [`DicomOptions`].
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calling_aet: Option<AeTitle>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pdu_length: Option<u32>,
+}
+
+impl DicomOverrides {
+    fn is_empty(&self) -> bool {
+        self.calling_aet.is_none() && self.max_pdu_length.is_none()
+    }
+
+    /// The module's options with these overrides applied.
+    pub fn apply(&self, base: &DicomOptions) -> DicomOptions {
+        DicomOptions {
+            calling_aet: self
+                .calling_aet
+                .clone()
+                .unwrap_or_else(|| base.calling_aet.clone()),
+            called_aet: base.called_aet.clone(),
+            max_pdu_length: self.max_pdu_length.unwrap_or(base.max_pdu_length),
+        }
+    }
+}
+
+/// A target written in the config (`AET@host:port`), parsed when the config is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetSpec(pub Target);
+
+impl<'de> Deserialize<'de> for TargetSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Target::parse(&text)
+            .map(TargetSpec)
+            .map_err(|e| serde::de::Error::custom(format!("invalid target {text:?}: {e}")))
+    }
+}
+
+impl Serialize for TargetSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// An IANA time zone name (`Europe/Moscow`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl<'de> Deserialize<'de> for TimeZone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse::<chrono_tz::Tz>()
+            .map(TimeZone)
+            .map_err(|_| serde::de::Error::custom(format!("unknown time zone {text:?}")))
+    }
+}
+
+impl Serialize for TimeZone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name())
+    }
+}
+
+fn default_lookback() -> PromDuration {
+    PromDuration(Duration::from_secs(24 * 3600))
+}
+
+fn default_grace() -> PromDuration {
+    PromDuration(Duration::from_secs(600))
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_listed() -> usize {
+    100
+}
+
+fn default_max_matches() -> usize {
+    100_000
 }
 
 /// How the exporter presents itself to a PACS.
@@ -159,12 +387,11 @@ impl Config {
             if module.timeout.0.is_zero() {
                 return Err(format!("modules.{name}.timeout: must be greater than 0"));
             }
-            let pdu = module.dicom.max_pdu_length;
-            if !(4096..=1_048_576).contains(&pdu) {
-                return Err(format!(
-                    "modules.{name}.dicom.max_pdu_length: {pdu} is outside 4096..=1048576"
-                ));
-            }
+            check_pdu(
+                &format!("modules.{name}.dicom"),
+                module.dicom.max_pdu_length,
+            )?;
+            module.validate_prober_block(name)?;
         }
         Ok(())
     }
@@ -175,7 +402,77 @@ impl Config {
     }
 }
 
+fn check_pdu(path: &str, pdu: u32) -> Result<(), String> {
+    if (4096..=1_048_576).contains(&pdu) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path}.max_pdu_length: {pdu} is outside 4096..=1048576"
+        ))
+    }
+}
+
 impl Module {
+    /// Each prober has its own block; a block for another prober is a mistake worth naming.
+    fn validate_prober_block(&self, name: &str) -> Result<(), String> {
+        let path = format!("modules.{name}");
+        match (self.prober, &self.find, &self.send_check) {
+            (ProberKind::Find, _, None) | (ProberKind::Echo, None, None) => {}
+            (ProberKind::SendCheck, None, Some(_)) => {}
+            (ProberKind::SendCheck, _, None) => {
+                return Err(format!(
+                    "{path}.send_check: required by prober send_check (it names the destination)"
+                ))
+            }
+            (prober, Some(_), _) => {
+                return Err(format!(
+                    "{path}.find: only for prober find, not {}",
+                    prober.name()
+                ))
+            }
+            (prober, _, Some(_)) => {
+                return Err(format!(
+                    "{path}.send_check: only for prober send_check, not {}",
+                    prober.name()
+                ))
+            }
+        }
+        if let Some(find) = &self.find {
+            query::validate(&find.query).map_err(|e| format!("{path}.find.query: {e}"))?;
+            if find.model == Model::Worklist && find.level.is_some() {
+                return Err(format!("{path}.find.level: a worklist query has no level"));
+            }
+        }
+        if let Some(check) = &self.send_check {
+            query::validate(&check.query).map_err(|e| format!("{path}.send_check.query: {e}"))?;
+            if let Some(pdu) = check.destination_dicom.max_pdu_length {
+                check_pdu(&format!("{path}.send_check.destination_dicom"), pdu)?;
+            }
+            if check.lookback.0.is_zero() {
+                return Err(format!(
+                    "{path}.send_check.lookback: must be greater than 0"
+                ));
+            }
+            if check.grace >= check.lookback {
+                return Err(format!(
+                    "{path}.send_check.grace: must be shorter than lookback"
+                ));
+            }
+            if check.max_matches == 0 {
+                return Err(format!(
+                    "{path}.send_check.max_matches: must be greater than 0"
+                ));
+            }
+            let mut labels = check.labels.clone();
+            labels.sort();
+            labels.dedup();
+            if labels.len() != check.labels.len() {
+                return Err(format!("{path}.send_check.labels: a label is listed twice"));
+            }
+        }
+        Ok(())
+    }
+
     pub fn to_yaml(&self) -> String {
         yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render module: {e}\n"))
     }

@@ -5,6 +5,7 @@
 //! fresh for each probe. [`config`] reads modules.yml, [`target`] parses `AET@host:port`.
 
 pub mod config;
+pub mod demo;
 pub mod dicom;
 pub mod prober;
 pub mod server;

@@ -30,6 +30,9 @@ struct Flags {
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     log_level: String,
+    /// Start two built-in demo PACS on loopback and serve modules that probe them.
+    #[arg(long)]
+    demo: bool,
     /// Output format of log messages.
     #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"])]
     log_format: String,
@@ -46,6 +49,9 @@ fn main() -> ExitCode {
     let flags = Flags::parse();
     init_logging(&flags.log_level, &flags.log_format);
 
+    if flags.demo {
+        return run(serve_demo(flags));
+    }
     let config = match Config::load(&flags.config_file) {
         Ok(config) => config,
         Err(e) if flags.config_check => {
@@ -66,6 +72,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    run(serve(flags, config, true))
+}
+
+/// Runs the server on the multi-thread runtime (dicom-ul's writers need it).
+fn run(server: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,7 +87,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(flags, config)) {
+    match runtime.block_on(server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
@@ -85,10 +96,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
+async fn serve_demo(flags: Flags) -> anyhow::Result<()> {
+    let demo = pacs_exporter::demo::start()
+        .await
+        .context("cannot start the demo PACS")?;
+    let address = listen_address(&flags.listen_address)?;
+    let base = format!("http://localhost:{}", address.port());
+    let url = |module: &str, target: &str| {
+        format!(
+            "curl '{base}/probe?module={module}&target={}'",
+            target.replace('@', "%40")
+        )
+    };
+    println!(
+        "pacs_exporter demo: two demo PACS on loopback.\n  source:      {src}\n  destination: {dst} (3 studies missing, 1 incomplete)\n\nTry:\n  {echo}\n  {find}\n  {check}\n  {debug}&debug=true'\n  curl '{base}/metrics'\n",
+        src = demo.source,
+        dst = demo.destination,
+        echo = url("echo", &demo.source),
+        find = url("find", &demo.source),
+        check = url("send_check", &demo.source),
+        debug = url("send_check", &demo.source).trim_end_matches('\''),
+    );
+    serve(flags, demo.config, false).await
+}
+
+/// Serves `config`; `from_file` says whether reloads read the config file again.
+async fn serve(flags: Flags, config: Config, from_file: bool) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(
         config,
-        Some(flags.config_file.clone()),
+        from_file.then(|| flags.config_file.clone()),
         Duration::from_secs_f64(flags.timeout_offset),
     ));
     let address = listen_address(&flags.listen_address)?;

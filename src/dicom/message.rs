@@ -62,6 +62,44 @@ pub fn encode_command(
         VR::US,
         PrimitiveValue::from(data_set_type),
     ));
+    with_group_length(elements)
+}
+
+/// Builds a response command set (for the demo SCP) with its group length.
+pub fn encode_response(
+    command_field: u16,
+    message_id: u16,
+    affected_sop_class: &str,
+    status: u16,
+    has_data_set: bool,
+) -> Vec<u8> {
+    let data_set_type = if has_data_set { 0x0000 } else { NO_DATA_SET };
+    with_group_length(vec![
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(uid_value(affected_sop_class)),
+        ),
+        DataElement::new(
+            tags::COMMAND_FIELD,
+            VR::US,
+            PrimitiveValue::from(command_field),
+        ),
+        DataElement::new(
+            tags::MESSAGE_ID_BEING_RESPONDED_TO,
+            VR::US,
+            PrimitiveValue::from(message_id),
+        ),
+        DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(data_set_type),
+        ),
+        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
+    ])
+}
+
+fn with_group_length(elements: Vec<DataElement<InMemDicomObject>>) -> Vec<u8> {
     let body = encode_implicit_le(&InMemDicomObject::from_element_iter(elements));
     // (0000,0000) UL, implicit VR: tag, 4-byte length, 4-byte value.
     let mut out = Vec::with_capacity(12 + body.len());
@@ -111,6 +149,10 @@ impl Command {
 
     pub fn status(&self) -> Option<u16> {
         self.u16(tags::STATUS)
+    }
+
+    pub fn message_id(&self) -> Option<u16> {
+        self.u16(tags::MESSAGE_ID)
     }
 
     pub fn message_id_being_responded_to(&self) -> Option<u16> {

@@ -6,7 +6,9 @@
 
 pub mod association;
 pub mod echo;
+pub mod find;
 pub mod message;
+pub mod query;
 
 use std::fmt;
 
@@ -76,6 +78,8 @@ pub enum ErrorKind {
     Closed,
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("the peer returned more than {0} matches")]
+    TooManyMatches(usize),
 }
 
 impl Error {

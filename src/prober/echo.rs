@@ -7,119 +7,13 @@
 //! A C-ECHO answered with a failure status is a failed probe, but the association itself is
 //! healthy, so it is released, not aborted: an abort shows up as an error in the PACS' logs.
 
-use prometheus::{Gauge, GaugeVec};
 use tokio::time::Instant;
 
-use super::{gauge, gauge_vec, Failure, ProbeContext, Reason, Stage};
+use super::peer::AssociationMetrics;
+use super::{gauge, Failure, ProbeContext, Reason, Stage};
 use crate::dicom::echo::echo;
 use crate::dicom::message::status_is_failure;
-use crate::dicom::{Association, AssociationOptions, PeerInfo, Timings, VERIFICATION};
-
-/// The metrics of a probe that associates with one peer (echo and find).
-pub(crate) struct AssociationMetrics {
-    dns: Gauge,
-    connect: Gauge,
-    association: Gauge,
-    peer_info: GaugeVec,
-    pub status: Gauge,
-}
-
-impl AssociationMetrics {
-    pub fn register(ctx: &ProbeContext<'_>) -> AssociationMetrics {
-        let r = ctx.registry;
-        let metrics = AssociationMetrics {
-            dns: gauge(
-                r,
-                "probe_dns_lookup_time_seconds",
-                "How long DNS resolution took, in seconds.",
-            ),
-            connect: gauge(
-                r,
-                "probe_dicom_connect_duration_seconds",
-                "How long the TCP connect took, in seconds.",
-            ),
-            association: gauge(
-                r,
-                "probe_dicom_association_duration_seconds",
-                "From TCP connect until A-ASSOCIATE-AC, in seconds.",
-            ),
-            peer_info: gauge_vec(
-                r,
-                "probe_dicom_peer_info",
-                "Implementation class UID and version name from the peer's A-ASSOCIATE-AC.",
-                &["implementation_class_uid", "implementation_version_name"],
-            ),
-            status: gauge(
-                r,
-                "probe_dicom_status",
-                "The last DIMSE status received (e.g. 0 for success); -1 if none arrived.",
-            ),
-        };
-        metrics.status.set(-1.0);
-        metrics.set_peer(&PeerInfo::default());
-        metrics
-    }
-
-    fn set_timings(&self, timings: &Timings) {
-        self.dns.set(timings.resolve.as_secs_f64());
-        self.connect.set(timings.connect.as_secs_f64());
-        self.association.set(timings.associate.as_secs_f64());
-    }
-
-    fn set_peer(&self, peer: &PeerInfo) {
-        self.peer_info.reset();
-        self.peer_info
-            .with_label_values(&[
-                &peer.implementation_class_uid,
-                &peer.implementation_version_name,
-            ])
-            .set(1.0);
-    }
-
-    /// Associates with the probe's target, proposing `abstract_syntaxes`, and records the
-    /// timings and the peer's identity.
-    pub async fn associate(
-        &self,
-        ctx: &ProbeContext<'_>,
-        abstract_syntaxes: &[&str],
-    ) -> Result<Association, Failure> {
-        let dicom = &ctx.module.dicom;
-        let called = ctx.target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
-        let options = AssociationOptions {
-            calling_aet: dicom.calling_aet.as_str(),
-            called_aet: called.as_str(),
-            abstract_syntaxes,
-            max_pdu_length: dicom.max_pdu_length,
-        };
-        ctx.enter(Stage::Connect);
-        ctx.log.debug(format!(
-            "associating with {called}@{}:{} as {}",
-            ctx.target.host, ctx.target.port, dicom.calling_aet
-        ));
-        let mut timings = Timings::default();
-        let result = Association::establish(
-            &ctx.target.host,
-            ctx.target.port,
-            &options,
-            ctx.deadline,
-            &mut timings,
-        )
-        .await;
-        self.set_timings(&timings);
-        let association = result.map_err(|e| Failure::from_dicom(&e, Stage::Associate))?;
-        let peer = association.peer();
-        self.set_peer(peer);
-        ctx.log.debug(format!(
-            "associated in {:.3}s (connect {:.3}s); peer implementation {:?} version {:?}, max PDU {}",
-            timings.associate.as_secs_f64(),
-            timings.connect.as_secs_f64(),
-            peer.implementation_class_uid,
-            peer.implementation_version_name,
-            peer.max_pdu_length
-        ));
-        Ok(association)
-    }
-}
+use crate::dicom::VERIFICATION;
 
 pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
     let metrics = AssociationMetrics::register(ctx);

@@ -6,7 +6,10 @@
 //! (`probe_success`, `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`).
 
 pub mod echo;
+pub mod find;
 mod log;
+mod peer;
+pub mod send_check;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,7 +18,9 @@ use std::time::Duration;
 use prometheus::{Gauge, GaugeVec, Opts, Registry};
 use tokio::time::Instant;
 
-use crate::config::{Module, ProberKind};
+use chrono::NaiveDateTime;
+
+use crate::config::{Module, ProberKind, TimeZone};
 use crate::dicom;
 use crate::target::Target;
 
@@ -167,6 +172,7 @@ impl Failure {
             },
             K::NoPresentationContext => Reason::NoPresentationContext,
             K::Protocol(_) => Reason::ProtocolError,
+            K::TooManyMatches(_) => Reason::TooManyMatches,
         };
         Failure::new(stage, reason, error.to_string())
     }
@@ -229,6 +235,8 @@ pub async fn run(
     let probe = async {
         match module.prober {
             ProberKind::Echo => echo::probe(&ctx).await,
+            ProberKind::Find => find::probe(&ctx).await,
+            ProberKind::SendCheck => send_check::probe(&ctx).await,
         }
     };
     // The probers keep the deadline themselves (and abort cleanly); this is the backstop.
@@ -287,6 +295,15 @@ pub async fn run(
         success: failure.is_none(),
         duration,
         failure,
+    }
+}
+
+/// The current wall-clock time in `zone` (the exporter's local zone when `None`), as the
+/// naive date and time that StudyDate/StudyTime are compared with.
+pub(crate) fn local_now(zone: Option<TimeZone>) -> NaiveDateTime {
+    match zone {
+        Some(TimeZone(tz)) => chrono::Utc::now().with_timezone(&tz).naive_local(),
+        None => chrono::Local::now().naive_local(),
     }
 }
 

@@ -1,0 +1,101 @@
+//! The `find` prober: one C-FIND with the module's information model, level and keys.
+//!
+//! Echo is not enough: some PACS answer C-ECHO while their database is down. This prober asks a
+//! real question and fails unless the answer is complete: a failure status is
+//! `status_failure`, an answer the peer cut off (0xFE00) is `too_many_matches`.
+
+use dicom_core::VR;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use tokio::time::Instant;
+
+use super::peer::AssociationMetrics;
+use super::{gauge, local_now, Failure, ProbeContext, Reason, Stage};
+use crate::config::{FindOptions, Level, Model};
+use crate::dicom::find::{find, text_element};
+use crate::dicom::message::status_is_failure;
+use crate::dicom::query;
+
+/// The most matches one probe reads before it calls the answer too large.
+const MAX_MATCHES: usize = 100_000;
+
+pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
+    let metrics = AssociationMetrics::register(ctx);
+    let duration = gauge(
+        ctx.registry,
+        "probe_dicom_find_duration_seconds",
+        "How long the C-FIND took, from request to final response, in seconds.",
+    );
+    let matches = gauge(
+        ctx.registry,
+        "probe_dicom_find_matches",
+        "Matches the C-FIND returned.",
+    );
+
+    let options = ctx.module.find.clone().unwrap_or_default();
+    let model = options.model.information_model();
+    let mut association = metrics.associate(ctx, &[model.sop_class()]).await?;
+
+    ctx.enter(Stage::Find);
+    let identifier = identifier(&options);
+    let start = Instant::now();
+    let answer = find(&mut association, model, &identifier, 1, MAX_MATCHES).await;
+    duration.set(start.elapsed().as_secs_f64());
+    let answer = answer.map_err(|e| Failure::from_dicom(&e, Stage::Find))?;
+    matches.set(answer.matches.len() as f64);
+    metrics.status.set(f64::from(answer.status));
+    ctx.log.debug(format!(
+        "C-FIND returned {} matches, final status {:#06x}, in {:.3}s",
+        answer.matches.len(),
+        answer.status,
+        start.elapsed().as_secs_f64()
+    ));
+
+    ctx.enter(Stage::Release);
+    let released = association.release().await;
+    if answer.status == 0xFE00 {
+        return Err(Failure::new(
+            Stage::Find,
+            Reason::TooManyMatches,
+            format!(
+                "the peer cut the answer off after {} matches (status 0xfe00)",
+                answer.matches.len()
+            ),
+        ));
+    }
+    if status_is_failure(answer.status) {
+        return Err(Failure::new(
+            Stage::Find,
+            Reason::StatusFailure,
+            format!(
+                "C-FIND failed with status {:#06x}{}",
+                answer.status,
+                answer
+                    .error_comment
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    released.map_err(|e| Failure::from_dicom(&e, Stage::Release))
+}
+
+fn identifier(options: &FindOptions) -> InMemDicomObject {
+    let mut identifier = InMemDicomObject::new_empty();
+    let level = match (options.model, options.level) {
+        (Model::Worklist, _) => None,
+        (_, Some(level)) => Some(level),
+        (Model::StudyRoot, None) => Some(Level::Study),
+        (Model::PatientRoot, None) => Some(Level::Patient),
+    };
+    if let Some(level) = level {
+        identifier.put(text_element(
+            tags::QUERY_RETRIEVE_LEVEL,
+            VR::CS,
+            level.as_str(),
+        ));
+    }
+    let today = local_now(options.timezone).date();
+    query::apply(&mut identifier, &options.query, today);
+    identifier
+}
