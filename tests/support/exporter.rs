@@ -136,3 +136,41 @@ impl Answer {
         assert_eq!(failures, 1, "one failure series expected:\n{}", self.body);
     }
 }
+
+impl Answer {
+    /// The label sets of every series of `family`, as name → value maps.
+    pub fn series(&self, family: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        let prefix = format!("{family}{{");
+        self.body
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .map(|rest| {
+                let mut labels = std::collections::BTreeMap::new();
+                let mut chars = rest.chars().peekable();
+                loop {
+                    let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    if name.is_empty() || chars.next() != Some('"') {
+                        break;
+                    }
+                    let mut value = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => match chars.next() {
+                                Some('n') => value.push('\n'),
+                                Some(other) => value.push(other),
+                                None => break,
+                            },
+                            '"' => break,
+                            c => value.push(c),
+                        }
+                    }
+                    labels.insert(name.trim_start_matches(',').to_string(), value);
+                    if chars.peek() == Some(&'}') {
+                        break;
+                    }
+                }
+                labels
+            })
+            .collect()
+    }
+}

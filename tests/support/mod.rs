@@ -3,3 +3,4 @@
 pub mod exporter;
 pub mod peers;
 pub mod scripted;
+pub mod studies;

@@ -501,6 +501,81 @@ impl Drop for Dcmqrscp {
     }
 }
 
+/// DCMTK's `wlmscpfs`: a Modality Worklist SCP serving `.wl` files, which are written from
+/// DCMTK dump text with `dump2dcm` (as worklist files are usually made).
+pub struct Wlmscpfs {
+    pub aet: String,
+    pub port: u16,
+    dir: TempDir,
+    child: Child,
+}
+
+impl Wlmscpfs {
+    /// Starts wlmscpfs on a free port serving one worklist file per dump text in `items`.
+    pub fn start(aet: &str, items: &[String]) -> Wlmscpfs {
+        let binary = require_binary("wlmscpfs", "dcmtk");
+        let dump2dcm = require_binary("dump2dcm", "dcmtk");
+        let dir = tempfile::Builder::new()
+            .prefix("wlmscpfs-")
+            .tempdir()
+            .expect("cannot create a temporary directory for wlmscpfs");
+        let worklist = dir.path().join("data").join(aet);
+        fs::create_dir_all(&worklist)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", worklist.display()));
+        fs::write(worklist.join("lockfile"), "").expect("cannot write the worklist lockfile");
+        for (i, item) in items.iter().enumerate() {
+            let dump = dir.path().join(format!("item{i}.dump"));
+            fs::write(&dump, item).expect("cannot write a worklist dump");
+            let out = worklist.join(format!("item{i}.wl"));
+            let output = Command::new(&dump2dcm)
+                .arg(&dump)
+                .arg(&out)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run dump2dcm: {e}"));
+            assert!(
+                output.status.success(),
+                "dump2dcm failed for item {i}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let port = free_port();
+        let log_path = dir.path().join("wlmscpfs.log");
+        let mut command = Command::new(binary);
+        command
+            .arg("-dfp")
+            .arg(dir.path().join("data"))
+            .arg(port.to_string())
+            .env_remove("TCP_NODELAY");
+        let mut child = spawn_logged(&mut command, &log_path);
+        let pid = child.id();
+        if let Err(why) = wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "wlmscpfs did not become ready: {why}\n{}",
+                read_log(&log_path)
+            );
+        }
+        Wlmscpfs {
+            aet: aet.to_owned(),
+            port,
+            dir,
+            child,
+        }
+    }
+}
+
+impl Drop for Wlmscpfs {
+    fn drop(&mut self) {
+        let what = format!("wlmscpfs {} (port {})", self.aet, self.port);
+        stop_child(
+            &mut self.child,
+            &self.dir.path().join("wlmscpfs.log"),
+            &what,
+        );
+    }
+}
+
 /// Writes dcmqrscp's configuration for `port` into `dir` and starts it there, retrying once on a
 /// fresh port if `port` is in use. Returns the child, its startup time and the port used.
 fn spawn_dcmqrscp(

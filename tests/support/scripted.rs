@@ -23,6 +23,57 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+
+/// How a scripted peer lays a DIMSE message out in PDUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Command and data set each in a PDU of its own (what most SCPs do).
+    Separate,
+    /// Command and data set as two PDVs of one PDU.
+    OnePdu,
+    /// Command split over two PDUs, data set over many.
+    Fragmented,
+}
+
+/// Encodes a data set in Implicit VR Little Endian with its own character set.
+pub fn encode_dataset(object: &InMemDicomObject) -> Vec<u8> {
+    let charset = object
+        .get(tags::SPECIFIC_CHARACTER_SET)
+        .and_then(|e| e.to_str().ok())
+        .and_then(|cs| dicom_encoding::text::SpecificCharacterSet::from_code(cs.trim()))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    object
+        .write_dataset_with_ts_cs(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased(), charset)
+        .expect("encodable data set");
+    out
+}
+
+/// A STUDY-level match with the given UID, date, time and instance count; more attributes
+/// can be put afterwards.
+pub fn study_match(uid: &str, date: &str, time: &str, instances: Option<u32>) -> InMemDicomObject {
+    let text =
+        |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value.to_string()));
+    let mut uid = uid.to_string();
+    if uid.len() % 2 == 1 {
+        uid.push('\0');
+    }
+    let mut m = InMemDicomObject::from_element_iter([
+        text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, &uid),
+        text(tags::STUDY_DATE, VR::DA, date),
+        text(tags::STUDY_TIME, VR::TM, time),
+    ]);
+    if let Some(n) = instances {
+        m.put(text(
+            tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+            VR::IS,
+            &n.to_string(),
+        ));
+    }
+    m
+}
 
 pub struct ScriptedPeer {
     pub port: u16,
@@ -212,6 +263,97 @@ impl Conn {
         for value in pdus {
             self.write_pdu(&Pdu::PData { data: vec![value] }).await;
         }
+    }
+
+    /// Sends a DIMSE message laid out in PDUs as `layout` says.
+    pub async fn send_laid_out(
+        &mut self,
+        pc: u8,
+        command: &InMemDicomObject,
+        data: Option<Vec<u8>>,
+        layout: Layout,
+    ) {
+        let command = encode_command(command);
+        let pdv = |value_type, is_last, data: &[u8]| PDataValue {
+            presentation_context_id: pc,
+            value_type,
+            is_last,
+            data: data.to_vec(),
+        };
+        match (layout, data) {
+            (Layout::OnePdu, Some(data)) => {
+                self.write_pdu(&Pdu::PData {
+                    data: vec![
+                        pdv(PDataValueType::Command, true, &command),
+                        pdv(PDataValueType::Data, true, &data),
+                    ],
+                })
+                .await
+            }
+            (Layout::Fragmented, data) => {
+                // The command in two PDUs, the data set in one PDU per 7 bytes.
+                let (a, b) = command.split_at(command.len() / 2);
+                self.write_pdu(&Pdu::PData {
+                    data: vec![pdv(PDataValueType::Command, false, a)],
+                })
+                .await;
+                self.write_pdu(&Pdu::PData {
+                    data: vec![pdv(PDataValueType::Command, true, b)],
+                })
+                .await;
+                if let Some(data) = data {
+                    let chunks: Vec<&[u8]> = data.chunks(7).collect();
+                    for (i, chunk) in chunks.iter().enumerate() {
+                        let last = i + 1 == chunks.len();
+                        self.write_pdu(&Pdu::PData {
+                            data: vec![pdv(PDataValueType::Data, last, chunk)],
+                        })
+                        .await;
+                    }
+                }
+            }
+            (_, data) => {
+                self.write_pdu(&Pdu::PData {
+                    data: vec![pdv(PDataValueType::Command, true, &command)],
+                })
+                .await;
+                if let Some(data) = data {
+                    self.write_pdu(&Pdu::PData {
+                        data: vec![pdv(PDataValueType::Data, true, &data)],
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Reads a C-FIND-RQ; returns its presentation context, message ID, and identifier.
+    pub async fn read_find(&mut self) -> Option<(u8, u16, InMemDicomObject)> {
+        let (pc, command, data) = self.read_message().await?;
+        let message_id = command.get(tags::MESSAGE_ID)?.to_int::<u16>().ok()?;
+        let identifier =
+            InMemDicomObject::read_dataset_with_ts(&data?[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                .ok()?;
+        Some((pc, message_id, identifier))
+    }
+
+    /// Answers the next C-FIND-RQ: one pending response per match (laid out as `layout`),
+    /// then `final_status`. Returns the identifier that was asked.
+    pub async fn find_response(
+        &mut self,
+        matches: &[InMemDicomObject],
+        final_status: u16,
+        layout: Layout,
+    ) -> Option<InMemDicomObject> {
+        let (pc, message_id, identifier) = self.read_find().await?;
+        for m in matches {
+            let rsp = response_command(0x8020, message_id, STUDY_ROOT_FIND, 0xFF00, true);
+            self.send_laid_out(pc, &rsp, Some(encode_dataset(m)), layout)
+                .await;
+        }
+        let rsp = response_command(0x8020, message_id, STUDY_ROOT_FIND, final_status, false);
+        self.send_laid_out(pc, &rsp, None, layout).await;
+        Some(identifier)
     }
 
     /// Answers a C-ECHO-RQ with the given status.

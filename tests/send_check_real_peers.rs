@@ -1,0 +1,424 @@
+//! The transfer check against real PACS: two Orthanc instances as source and destination,
+//! loaded with generated studies (some missing on the destination, some partial), and DCMTK's
+//! dcmqrscp as a destination that reports no instance counts. The expected answer is computed
+//! from what was loaded, and the probe must match it study by study, with every destination
+//! query strategy.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Duration, NaiveDateTime};
+use support::exporter::{Answer, Exporter};
+use support::peers::{Dcmqrscp, Orthanc};
+use support::studies::{generate, Study};
+
+/// Minutes before now of each generated study, cycling: two are younger than the 10-minute
+/// grace period, two are older than the 24-hour lookback, the rest are to be checked.
+const AGES_MINUTES: [i64; 12] = [60, 2, 95, 130, 200, 1500, 330, 620, 7, 1000, 1380, 1900];
+
+struct Scenario {
+    studies: Vec<(Study, i64)>,
+    /// UID → instances the destination holds (absent: missing).
+    on_destination: BTreeMap<String, usize>,
+}
+
+impl Scenario {
+    /// `n` studies aged per [`AGES_MINUTES`] relative to `now`; on the destination every fifth
+    /// is missing and every fifth-plus-one with several instances holds one instance fewer.
+    fn new(n: usize, seed: u64, now: NaiveDateTime) -> Scenario {
+        let when: Vec<(String, String)> = AGES_MINUTES
+            .iter()
+            .map(|m| {
+                let t = now - Duration::minutes(*m);
+                (
+                    t.format("%Y%m%d").to_string(),
+                    t.format("%H%M%S").to_string(),
+                )
+            })
+            .collect();
+        let studies: Vec<(Study, i64)> = generate(n, seed, &when)
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (s, AGES_MINUTES[i % AGES_MINUTES.len()]))
+            .collect();
+        let mut on_destination = BTreeMap::new();
+        for (i, (study, _)) in studies.iter().enumerate() {
+            match i % 5 {
+                0 => {}
+                1 if study.instance_count > 1 => {
+                    on_destination
+                        .insert(study.study_instance_uid.clone(), study.instance_count - 1);
+                }
+                _ => {
+                    on_destination.insert(study.study_instance_uid.clone(), study.instance_count);
+                }
+            }
+        }
+        Scenario {
+            studies,
+            on_destination,
+        }
+    }
+
+    fn load_source(&self, source: &Orthanc) {
+        for (study, _) in &self.studies {
+            for instance in study.instances() {
+                source.upload(&instance);
+            }
+        }
+    }
+
+    fn load_destination(&self, destination: &Orthanc) {
+        for (study, _) in &self.studies {
+            if let Some(count) = self.on_destination.get(&study.study_instance_uid) {
+                for instance in study.first_instances(*count) {
+                    destination.upload(&instance);
+                }
+            }
+        }
+    }
+
+    fn checked(&self) -> impl Iterator<Item = &Study> {
+        self.studies
+            .iter()
+            .filter(|(_, age)| (10..1440).contains(age))
+            .map(|(s, _)| s)
+    }
+
+    fn pending(&self) -> usize {
+        self.studies.iter().filter(|(_, age)| *age < 10).count()
+    }
+
+    /// (UID, state) of every study that should be reported, and the instances missing.
+    fn expected(&self, counts_known: bool) -> (BTreeSet<(String, String)>, usize) {
+        let mut unsent = BTreeSet::new();
+        let mut instances = 0;
+        for study in self.checked() {
+            let uid = study.study_instance_uid.clone();
+            match self.on_destination.get(&uid) {
+                None => {
+                    unsent.insert((uid, "missing".to_string()));
+                    // The source reports its count, whatever the destination does.
+                    instances += study.instance_count;
+                }
+                Some(n) if *n < study.instance_count && counts_known => {
+                    unsent.insert((uid, "incomplete".to_string()));
+                    instances += study.instance_count - n;
+                }
+                Some(_) => {}
+            }
+        }
+        (unsent, instances)
+    }
+
+    fn assert_matches(&self, answer: &Answer, counts_known: bool, what: &str) {
+        assert_eq!(
+            answer.metric("probe_success"),
+            1.0,
+            "{what}: {}",
+            answer.body
+        );
+        let (unsent, instances) = self.expected(counts_known);
+        let reported: BTreeSet<(String, String)> = answer
+            .series("pacs_study_unsent")
+            .into_iter()
+            .map(|l| (l["study_instance_uid"].clone(), l["state"].clone()))
+            .collect();
+        assert_eq!(reported, unsent, "{what}: unsent studies");
+        let missing = unsent.iter().filter(|(_, s)| s == "missing").count();
+        assert!(
+            missing > 0 && (!counts_known || missing < unsent.len()),
+            "{what}: the scenario must have both kinds"
+        );
+        assert_eq!(
+            answer.metric("pacs_studies_checked"),
+            self.checked().count() as f64,
+            "{what}"
+        );
+        assert_eq!(
+            answer.metric("pacs_studies_pending"),
+            self.pending() as f64,
+            "{what}"
+        );
+        assert_eq!(
+            answer.metric("pacs_studies_missing"),
+            missing as f64,
+            "{what}"
+        );
+        assert_eq!(
+            answer.metric("pacs_studies_incomplete"),
+            (unsent.len() - missing) as f64,
+            "{what}"
+        );
+        assert_eq!(
+            answer.metric("pacs_instances_missing"),
+            instances as f64,
+            "{what}"
+        );
+        assert_eq!(
+            answer.metric("pacs_peer_up{peer=\"source\"}"),
+            1.0,
+            "{what}"
+        );
+        assert_eq!(
+            answer.metric("pacs_peer_up{peer=\"destination\"}"),
+            1.0,
+            "{what}"
+        );
+        assert_eq!(answer.metric("pacs_study_list_truncated"), 0.0, "{what}");
+        // The oldest unsent study is at most a day old and at least the grace period.
+        let age = answer.metric("pacs_oldest_unsent_study_age_seconds");
+        assert!(
+            (600.0..86_400.0).contains(&age),
+            "{what}: oldest unsent age {age}"
+        );
+    }
+}
+
+fn config(destination: &str, strategy: &str, extra: &str) -> String {
+    format!(
+        "
+modules:
+  check:
+    prober: send_check
+    timeout: 20s
+    send_check:
+      destination: {destination}
+      lookback: 24h
+      grace: 10m
+      destination_query: {strategy}
+{extra}"
+    )
+}
+
+fn now() -> NaiveDateTime {
+    chrono::Local::now().naive_local()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_orthancs_every_strategy_finds_exactly_the_unsent_studies() {
+    let source = Orthanc::start_with("SOURCE", serde_json::json!({ "DefaultEncoding": "Utf8" }));
+    let destination = Orthanc::start("ARCHIVE");
+    let scenario = Scenario::new(40, 7, now());
+    scenario.load_source(&source);
+    scenario.load_destination(&destination);
+
+    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+    let dest = format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port);
+    for strategy in ["auto", "date_range", "uid_list", "per_study"] {
+        let exporter = Exporter::new(&config(
+            &dest,
+            strategy,
+            "      labels: [patient_name, study_id]\n",
+        ));
+        let answer = exporter.probe("check", &target, Some(30.0)).await;
+        scenario.assert_matches(&answer, true, strategy);
+
+        // Opted-in labels carry the names as generated, whatever their character set.
+        for labels in answer.series("pacs_study_unsent") {
+            let (study, _) = scenario
+                .studies
+                .iter()
+                .find(|(s, _)| s.study_instance_uid == labels["study_instance_uid"])
+                .expect("a generated study");
+            assert_eq!(
+                labels["patient_name"].trim(),
+                study.patient_name,
+                "{strategy}"
+            );
+            assert_eq!(labels["study_id"], study.study_id, "{strategy}");
+        }
+    }
+}
+
+/// The module's time zone decides what "today" and "an hour ago" mean: studies stamped in
+/// Tokyo time are judged in Tokyo time, wherever the exporter runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn time_zone_of_the_module_is_used() {
+    let source = Orthanc::start("SOURCE");
+    let destination = Orthanc::start("ARCHIVE");
+    let tokyo_now = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Tokyo)
+        .naive_local();
+    let scenario = Scenario::new(12, 11, tokyo_now);
+    scenario.load_source(&source);
+    scenario.load_destination(&destination);
+    let exporter = Exporter::new(&config(
+        &format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port),
+        "auto",
+        "      timezone: Asia/Tokyo\n",
+    ));
+    let answer = exporter
+        .probe(
+            "check",
+            &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
+            Some(30.0),
+        )
+        .await;
+    scenario.assert_matches(&answer, true, "Asia/Tokyo");
+}
+
+/// dcmqrscp returns no NumberOfStudyRelatedInstances and ignores ModalitiesInStudy: missing
+/// studies are still found, partial ones are not called incomplete (completeness unknown).
+#[tokio::test(flavor = "multi_thread")]
+async fn dcmqrscp_destination_without_instance_counts() {
+    let source = Orthanc::start("SOURCE");
+    let scenario = Scenario::new(30, 3, now());
+    scenario.load_source(&source);
+    let files = tempfile::tempdir().expect("temp dir");
+    for (study, _) in &scenario.studies {
+        if let Some(count) = scenario.on_destination.get(&study.study_instance_uid) {
+            study.write_files(files.path(), *count);
+        }
+    }
+    let destination = Dcmqrscp::start_loaded("DCMQR", files.path());
+    let dest = format!("DCMQR@127.0.0.1:{}", destination.port);
+    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+    for strategy in ["auto", "date_range", "uid_list", "per_study"] {
+        let answer = Exporter::new(&config(&dest, strategy, ""))
+            .probe("check", &target, Some(30.0))
+            .await;
+        scenario.assert_matches(&answer, false, strategy);
+    }
+}
+
+/// Extra source keys narrow the check: only CT studies (Orthanc filters on ModalitiesInStudy);
+/// the destination is asked by date and UID, so its own filtering does not matter.
+#[tokio::test(flavor = "multi_thread")]
+async fn source_query_keys_narrow_the_check() {
+    let source = Orthanc::start("SOURCE");
+    let destination = Orthanc::start("ARCHIVE");
+    let scenario = Scenario::new(40, 5, now());
+    scenario.load_source(&source);
+    scenario.load_destination(&destination);
+    let exporter = Exporter::new(&config(
+        &format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port),
+        "auto",
+        "      query: { ModalitiesInStudy: CT }\n",
+    ));
+    let answer = exporter
+        .probe(
+            "check",
+            &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
+            Some(30.0),
+        )
+        .await;
+    let ct_checked = scenario.checked().filter(|s| s.modality == "CT").count();
+    assert!(ct_checked > 0 && ct_checked < scenario.checked().count());
+    assert_eq!(
+        answer.metric("pacs_studies_checked"),
+        ct_checked as f64,
+        "{}",
+        answer.body
+    );
+    for labels in answer.series("pacs_study_unsent") {
+        let study = scenario
+            .checked()
+            .find(|s| s.study_instance_uid == labels["study_instance_uid"]);
+        assert_eq!(study.map(|s| s.modality.as_str()), Some("CT"));
+    }
+}
+
+/// A source answer cut off by Orthanc's LimitFindResults fails the probe; it is never taken
+/// for the list of studies.
+#[tokio::test(flavor = "multi_thread")]
+async fn cut_off_source_fails_the_probe() {
+    let source = Orthanc::start_with("SOURCE", serde_json::json!({ "LimitFindResults": 5 }));
+    let destination = Orthanc::start("ARCHIVE");
+    let scenario = Scenario::new(12, 9, now());
+    scenario.load_source(&source);
+    let answer = Exporter::new(&config(
+        &format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port),
+        "auto",
+        "",
+    ))
+    .probe(
+        "check",
+        &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
+        Some(30.0),
+    )
+    .await;
+    answer.assert_failed("find_source", "too_many_matches");
+    assert_eq!(answer.metric("pacs_studies_missing"), 0.0);
+    assert!(answer.series("pacs_study_unsent").is_empty());
+}
+
+/// A destination that cuts its answers off: `date_range` fails rather than calling studies
+/// missing; `auto` confirms by UID (falling back to one query per study when the list query is
+/// cut off too) and is right.
+#[tokio::test(flavor = "multi_thread")]
+async fn cut_off_destination_date_range_is_confirmed_by_uid_in_auto() {
+    let source = Orthanc::start("SOURCE");
+    let destination = Orthanc::start_with("ARCHIVE", serde_json::json!({ "LimitFindResults": 4 }));
+    let scenario = Scenario::new(24, 13, now());
+    scenario.load_source(&source);
+    scenario.load_destination(&destination);
+    let dest = format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port);
+    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+
+    let answer = Exporter::new(&config(&dest, "date_range", ""))
+        .probe("check", &target, Some(30.0))
+        .await;
+    answer.assert_failed("find_destination", "too_many_matches");
+    assert_eq!(answer.metric("pacs_peer_up{peer=\"source\"}"), 1.0);
+
+    let answer = Exporter::new(&config(&dest, "auto", ""))
+        .probe("check", &target, Some(30.0))
+        .await;
+    scenario.assert_matches(&answer, true, "auto with LimitFindResults");
+}
+
+/// More unsent studies than max_listed_studies: the oldest are listed, and the list says it
+/// was truncated.
+#[tokio::test(flavor = "multi_thread")]
+async fn per_study_series_are_capped_oldest_first() {
+    let source = Orthanc::start("SOURCE");
+    let destination = Orthanc::start("ARCHIVE");
+    let scenario = Scenario::new(24, 17, now());
+    scenario.load_source(&source); // nothing on the destination: every checked study is missing
+    let answer = Exporter::new(&config(
+        &format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port),
+        "auto",
+        "      max_listed_studies: 4\n",
+    ))
+    .probe(
+        "check",
+        &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
+        Some(30.0),
+    )
+    .await;
+    let checked: Vec<(&Study, i64)> = scenario
+        .studies
+        .iter()
+        .filter(|(_, age)| (10..1440).contains(age))
+        .map(|(s, a)| (s, *a))
+        .collect();
+    assert_eq!(
+        answer.metric("pacs_studies_missing"),
+        checked.len() as f64,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.metric("pacs_study_list_truncated"), 1.0);
+    let listed: BTreeSet<String> = answer
+        .series("pacs_study_unsent")
+        .into_iter()
+        .map(|l| l["study_instance_uid"].clone())
+        .collect();
+    let oldest_age = checked.iter().map(|(_, a)| *a).max().expect("studies");
+    let mut by_age = checked.clone();
+    by_age.sort_by_key(|(_, a)| -a);
+    // Ages repeat every 12 studies: the 4 oldest are the two 23-hour and two 1000-minute ones.
+    let oldest: BTreeSet<String> = by_age
+        .iter()
+        .take(4)
+        .map(|(s, _)| s.study_instance_uid.clone())
+        .collect();
+    assert_eq!(listed, oldest);
+    let age = answer.metric("pacs_oldest_unsent_study_age_seconds");
+    assert!(
+        (age - (oldest_age * 60) as f64).abs() < 120.0,
+        "age {age} vs {oldest_age} min"
+    );
+}
