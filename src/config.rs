@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::allow::AllowList;
 use crate::dicom::find::InformationModel;
 use crate::dicom::query::{self, QueryKeys};
 use crate::target::{AeTitle, Target};
@@ -32,6 +33,9 @@ pub struct Config {
     pub allowed_targets: Vec<String>,
     #[serde(default)]
     pub modules: BTreeMap<String, Module>,
+    /// `allowed_targets`, parsed.
+    #[serde(skip)]
+    pub allow: AllowList,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -375,6 +379,9 @@ impl Config {
                 format!("{path}: {inner}")
             }
         })?;
+        let mut config = config;
+        config.allow = AllowList::parse(&config.allowed_targets)
+            .map_err(|e| format!("allowed_targets: {e}"))?;
         config.validate()?;
         Ok(config)
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use pacs_exporter::config::Config;
-use pacs_exporter::server::{router, AppState};
+use pacs_exporter::server::{router, AppState, ServerOptions};
 
 /// Prometheus exporter for PACS (DICOM) servers.
 #[derive(Parser, Debug)]
@@ -27,6 +27,12 @@ struct Flags {
     /// Seconds to subtract from Prometheus' scrape timeout to leave room for the answer.
     #[arg(long = "timeout-offset", default_value_t = 0.5, value_parser = parse_offset)]
     timeout_offset: f64,
+    /// Recent probes kept for the landing page and /logs; failures are kept apart, as many.
+    #[arg(long = "history.limit", default_value_t = 100)]
+    history_limit: usize,
+    /// Probes running at once; more wait, within their deadlines (0: no bound).
+    #[arg(long = "probe.max-concurrent", default_value_t = 100)]
+    max_concurrent: usize,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     log_level: String,
@@ -124,8 +130,12 @@ async fn serve_demo(flags: Flags) -> anyhow::Result<()> {
 async fn serve(flags: Flags, config: Config, from_file: bool) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(
         config,
-        from_file.then(|| flags.config_file.clone()),
-        Duration::from_secs_f64(flags.timeout_offset),
+        ServerOptions {
+            config_path: from_file.then(|| flags.config_file.clone()),
+            timeout_offset: Duration::from_secs_f64(flags.timeout_offset),
+            history_limit: flags.history_limit,
+            max_concurrent: flags.max_concurrent,
+        },
     ));
     let address = listen_address(&flags.listen_address)?;
     let listener = tokio::net::TcpListener::bind(address)

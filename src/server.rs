@@ -9,16 +9,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::scheduler::{encode, Outcome, ProbeJob, Scheduler};
+
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::prober::{self, ProbeLog};
 use crate::target::Target;
 
 /// Prometheus tells the exporter how long it will wait for a scrape in this header.
@@ -29,23 +30,51 @@ pub const MAX_PARAM_BYTES: usize = 1024;
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Settings of the server that are not in the config file.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// What `/-/reload` and SIGHUP read again; `None` for a config built in memory.
+    pub config_path: Option<PathBuf>,
+    /// Subtracted from Prometheus' scrape timeout.
+    pub timeout_offset: Duration,
+    /// Recent successes and, separately, failures kept for `/` and `/logs`.
+    pub history_limit: usize,
+    /// Probes running at once; 0 for no bound.
+    pub max_concurrent: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            config_path: None,
+            timeout_offset: Duration::from_millis(500),
+            history_limit: 100,
+            max_concurrent: 0,
+        }
+    }
+}
+
 /// Shared by every request.
 pub struct AppState {
     config: RwLock<Arc<Config>>,
-    config_path: Option<PathBuf>,
-    timeout_offset: Duration,
+    options: ServerOptions,
     pub metrics: ExporterMetrics,
+    pub scheduler: Arc<Scheduler>,
 }
 
 impl AppState {
-    /// `config_path` is what `/-/reload` and SIGHUP read again; `None` for a config that was
-    /// built in memory (tests, the demo).
-    pub fn new(config: Config, config_path: Option<PathBuf>, timeout_offset: Duration) -> AppState {
+    pub fn new(config: Config, options: ServerOptions) -> AppState {
+        let metrics = ExporterMetrics::new();
+        let scheduler = Arc::new(Scheduler::new(
+            options.max_concurrent,
+            options.history_limit,
+            metrics.probes_in_flight.clone(),
+        ));
         let state = AppState {
             config: RwLock::new(Arc::new(config)),
-            config_path,
-            timeout_offset,
-            metrics: ExporterMetrics::new(),
+            options,
+            metrics,
+            scheduler,
         };
         state.metrics.reload_succeeded();
         state
@@ -61,7 +90,7 @@ impl AppState {
 
     /// Reads the config file again. A broken file is refused and the old config keeps serving.
     pub fn reload(&self) -> Result<(), String> {
-        let Some(path) = &self.config_path else {
+        let Some(path) = &self.options.config_path else {
             return Err("the config was not read from a file; nothing to reload".into());
         };
         match Config::load(path) {
@@ -171,6 +200,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/probe", get(probe))
         .route("/metrics", get(metrics))
         .route("/config", get(config))
+        .route("/logs", get(logs))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/-/reload", post(reload))
@@ -266,22 +296,6 @@ pub fn probe_timeout(
     Ok(budget.min(module_timeout))
 }
 
-/// Keeps `pacs_exporter_probes_in_flight` right even when a client goes away mid-probe.
-struct InFlight<'a>(&'a IntGauge);
-
-impl<'a> InFlight<'a> {
-    fn start(gauge: &'a IntGauge) -> InFlight<'a> {
-        gauge.inc();
-        InFlight(gauge)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 async fn probe(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -318,31 +332,55 @@ async fn probe(
             )
         }
     };
-    let timeout = match probe_timeout(header, state.timeout_offset, module.timeout.0) {
+    let timeout = match probe_timeout(header, state.options.timeout_offset, module.timeout.0) {
         Ok(timeout) => timeout,
         Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
     };
-
     let deadline = Instant::now() + timeout;
-    let log = ProbeLog::new(&params.module, &params.target);
-    let result = {
-        let _in_flight = InFlight::start(&state.metrics.probes_in_flight);
-        prober::run(&target, module, deadline, timeout, &log).await
+    // Checked before anything is sent to the target: a refused target sees no packet.
+    if let Err(reason) = config.allow.check(&target).await {
+        tracing::info!(module = %params.module, target = %params.target, "{reason}");
+        return plain(StatusCode::FORBIDDEN, reason);
+    }
+    let module_yaml = module.to_yaml();
+
+    let outcome = state
+        .scheduler
+        .run(ProbeJob {
+            config: config.clone(),
+            module: params.module.clone(),
+            target,
+            target_text: params.target.clone(),
+            deadline,
+            timeout,
+        })
+        .await;
+    let outcome = match outcome {
+        Outcome::Ran(outcome) => outcome,
+        Outcome::Busy(reason) => {
+            state
+                .metrics
+                .probe_requests
+                .with_label_values(&[&params.module, "busy"])
+                .inc();
+            return plain(StatusCode::SERVICE_UNAVAILABLE, reason);
+        }
     };
-    let outcome = if result.success { "success" } else { "failure" };
+    let result = if outcome.success {
+        "success"
+    } else {
+        "failure"
+    };
     state
         .metrics
         .probe_requests
-        .with_label_values(&[&params.module, outcome])
+        .with_label_values(&[&params.module, result])
         .inc();
 
-    let exposition = encode(&result.registry);
     if params.debug {
         let body = format!(
             "Logs for the probe:\n{}\n\nMetrics that would have been returned:\n{}\n\nModule configuration:\n{}",
-            log.render(),
-            exposition,
-            module.to_yaml()
+            outcome.log, outcome.exposition, module_yaml
         );
         return plain(StatusCode::OK, body);
     }
@@ -352,18 +390,14 @@ async fn probe(
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     if wants_openmetrics {
         // A probe's metrics are all gauges, whose OpenMetrics form is the text form's.
-        let body = format!("{exposition}# EOF\n");
+        let body = format!("{}# EOF\n", outcome.exposition);
         return ([(header::CONTENT_TYPE, OPENMETRICS_FORMAT)], body).into_response();
     }
-    ([(header::CONTENT_TYPE, TEXT_FORMAT)], exposition).into_response()
-}
-
-fn encode(registry: &Registry) -> String {
-    let mut buffer = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
-        tracing::error!(error = %e, "cannot encode metrics");
-    }
-    String::from_utf8_lossy(&buffer).into_owned()
+    (
+        [(header::CONTENT_TYPE, TEXT_FORMAT)],
+        outcome.exposition.clone(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -388,6 +422,65 @@ async fn reload(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// `/logs?id=N` or `/logs?target=T&module=M`: one recent probe's log as text.
+async fn logs(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        if value.len() > MAX_PARAM_BYTES {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("parameter {key:?} is longer than {MAX_PARAM_BYTES} bytes"),
+            );
+        }
+        params.insert(key.into_owned(), value.into_owned());
+    }
+    let history = state.scheduler.history();
+    let record = match (params.get("id"), params.get("target"), params.get("module")) {
+        (Some(id), _, _) => match id.parse::<u64>() {
+            Ok(id) => history.get(id),
+            Err(_) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid id {id:?}: expected a number"),
+                )
+            }
+        },
+        (None, Some(target), Some(module)) => history.latest(module, target),
+        _ => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "give id=N, or target=T and module=M",
+            )
+        }
+    };
+    match record {
+        Some(record) => plain(
+            StatusCode::OK,
+            format!(
+                "Probe {} of module {:?} against {:?}, started {}, {} in {:.3}s\n\n{}",
+                record.id,
+                record.module,
+                record.target,
+                format_time(record.started_at),
+                if record.success() {
+                    "succeeded"
+                } else {
+                    "failed"
+                },
+                record.duration.as_secs_f64(),
+                record.log.trim_end()
+            ),
+        ),
+        None => plain(StatusCode::NOT_FOUND, "no such probe in the recent history"),
+    }
+}
+
+/// UTC, to the second: `2026-11-25 12:31:52Z`.
+fn format_time(time: SystemTime) -> String {
+    let time: chrono::DateTime<chrono::Utc> = time.into();
+    time.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
 async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
     let config = state.config();
     let modules: String = config
@@ -396,19 +489,57 @@ async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
         .map(|(name, module)| {
             let name = html_escape(name);
             format!(
-                "<li><b>{name}</b> ({prober}, timeout {timeout}) — <a href=\"probe?target=ANY-SCP@127.0.0.1:104&amp;module={name}&amp;debug=true\">debug probe</a></li>\n",
+                "<tr><td>{name}</td><td>{prober}</td><td>{timeout}</td>\
+                 <td><a href=\"probe?module={name}&amp;target=ANY-SCP%40127.0.0.1%3A104&amp;debug=true\">debug probe of ANY-SCP@127.0.0.1:104</a></td></tr>\n",
                 prober = module.prober.name(),
                 timeout = module.timeout,
             )
         })
         .collect();
+    let probes: String = state
+        .scheduler
+        .history()
+        .recent()
+        .iter()
+        .map(|r| {
+            let (result, class) = if r.success() { ("success", "ok") } else { ("failure", "failed") };
+            let reason = r
+                .failure
+                .as_ref()
+                .map(|f| format!("{} / {}", f.stage.as_str(), f.reason.as_str()))
+                .unwrap_or_default();
+            format!(
+                "<tr class=\"{class}\"><td>{time}</td><td>{module}</td><td>{target}</td><td>{result}</td>\
+                 <td>{duration:.3}s</td><td>{reason}</td><td><a href=\"logs?id={id}\">logs</a></td></tr>\n",
+                time = format_time(r.started_at),
+                module = html_escape(&r.module),
+                target = html_escape(&r.target),
+                duration = r.duration.as_secs_f64(),
+                reason = html_escape(&reason),
+                id = r.id,
+            )
+        })
+        .collect();
     Html(format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>PACS Exporter</title></head><body>\n\
-         <h1>PACS Exporter</h1>\n<p>Version {version}</p>\n\
-         <p><a href=\"metrics\">Exporter metrics</a> · <a href=\"config\">Configuration</a></p>\n\
-         <h2>Modules</h2>\n<ul>\n{modules}</ul>\n\
-         <p>Probe a PACS: <code>/probe?target=AET@host:port&amp;module=NAME</code></p>\n\
-         </body></html>\n",
+        "<!DOCTYPE html>
+<html lang=\"en\"><head><meta charset=\"utf-8\"><title>PACS Exporter</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
+tr.failed td {{ background: #fde8e8; }}
+</style></head><body>
+<h1>PACS Exporter</h1>
+<p>Version {version}. <a href=\"metrics\">Exporter metrics</a> · <a href=\"config\">Configuration</a></p>
+<h2>Modules</h2>
+<table id=\"modules\"><tr><th>Module</th><th>Prober</th><th>Timeout</th><th>Example</th></tr>
+{modules}</table>
+<p>Probe a PACS: <code>/probe?target=AET@host:port&amp;module=NAME</code></p>
+<h2>Recent probes</h2>
+<table id=\"probes\"><tr><th>Time</th><th>Module</th><th>Target</th><th>Result</th><th>Duration</th><th>Failure</th><th>Log</th></tr>
+{probes}</table>
+</body></html>
+",
         version = env!("CARGO_PKG_VERSION"),
     ))
 }

@@ -4,15 +4,14 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use pacs_exporter::server::AppState;
+use pacs_exporter::server::{AppState, ServerOptions};
 use support::exporter::Exporter;
 
 async fn demo_exporter() -> (Exporter, String) {
     let demo = pacs_exporter::demo::start().await.expect("demo PACS start");
     let exporter = Exporter {
-        state: Arc::new(AppState::new(demo.config, None, Duration::from_millis(500))),
+        state: Arc::new(AppState::new(demo.config, ServerOptions::default())),
     };
     (exporter, demo.source)
 }

@@ -39,7 +39,7 @@ const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 const ABORT_PDU: [u8; 10] = [0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0];
 
 /// What to ask of the peer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AssociationOptions<'a> {
     pub calling_aet: &'a str,
     pub called_aet: &'a str,
@@ -47,6 +47,8 @@ pub struct AssociationOptions<'a> {
     pub abstract_syntaxes: &'a [&'a str],
     /// The largest P-DATA PDU we accept.
     pub max_pdu_length: u32,
+    /// Which resolved addresses may be connected to; `None` allows all.
+    pub address_filter: Option<&'a (dyn Fn(&SocketAddr) -> bool + Send + Sync)>,
 }
 
 /// How long each step took; steps not reached stay zero.
@@ -122,7 +124,13 @@ impl Association {
         let start = Instant::now();
         let addrs = resolve(host, port, deadline).await;
         timings.resolve = start.elapsed();
-        let addrs = addrs?;
+        let mut addrs = addrs?;
+        if let Some(allowed) = options.address_filter {
+            addrs.retain(|a| allowed(a));
+            if addrs.is_empty() {
+                return Err(Error::new(Step::Resolve, ErrorKind::NotAllowed));
+            }
+        }
 
         let connect_start = Instant::now();
         let stream = connect_any(&addrs, deadline).await;

@@ -66,6 +66,8 @@ pub enum ErrorKind {
     Resolve(std::io::Error),
     #[error("host name resolves to no address")]
     NoAddress,
+    #[error("host name resolves only to addresses the exporter may not reach")]
+    NotAllowed,
     #[error("{0}")]
     Io(std::io::Error),
     #[error("association rejected ({}): {}", rejection_result(.0), .0.source)]

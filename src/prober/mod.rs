@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use chrono::NaiveDateTime;
 
+use crate::allow::AllowList;
 use crate::config::{Module, ProberKind, TimeZone};
 use crate::dicom;
 use crate::target::Target;
@@ -156,7 +157,7 @@ impl Failure {
         };
         let reason = match &error.kind {
             K::Timeout => Reason::Timeout,
-            K::Resolve(_) | K::NoAddress => Reason::Dns,
+            K::Resolve(_) | K::NoAddress | K::NotAllowed => Reason::Dns,
             K::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Reason::Refused,
             K::Io(_) if error.step == dicom::Step::Connect => Reason::Unreachable,
             K::Io(_) | K::Closed | K::Aborted(_) => Reason::Aborted,
@@ -182,6 +183,8 @@ impl Failure {
 pub struct ProbeContext<'a> {
     pub target: &'a Target,
     pub module: &'a Module,
+    /// `allowed_targets`: the target's resolved addresses are filtered through it.
+    pub allow: &'a AllowList,
     pub deadline: Instant,
     pub registry: &'a Registry,
     pub log: &'a ProbeLog,
@@ -189,6 +192,11 @@ pub struct ProbeContext<'a> {
 }
 
 impl ProbeContext<'_> {
+    /// Whether the probe may connect to this resolved address of its target.
+    pub fn may_connect(&self, addr: &std::net::SocketAddr) -> bool {
+        self.allow.allows_resolved(self.target, addr)
+    }
+
     /// Records the stage the prober is in, so that a probe cut off by the deadline from
     /// outside still reports where it was.
     pub fn enter(&self, stage: Stage) {
@@ -213,6 +221,7 @@ pub struct ProbeResult {
 pub async fn run(
     target: &Target,
     module: &Module,
+    allow: &AllowList,
     deadline: Instant,
     timeout: Duration,
     log: &ProbeLog,
@@ -222,6 +231,7 @@ pub async fn run(
     let ctx = ProbeContext {
         target,
         module,
+        allow,
         deadline,
         registry: &registry,
         log,

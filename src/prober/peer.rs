@@ -75,11 +75,13 @@ impl AssociationMetrics {
     ) -> Result<Association, Failure> {
         let dicom = &ctx.module.dicom;
         let called = ctx.target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
+        let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
         let options = AssociationOptions {
             calling_aet: dicom.calling_aet.as_str(),
             called_aet: called.as_str(),
             abstract_syntaxes,
             max_pdu_length: dicom.max_pdu_length,
+            address_filter: Some(&may_connect),
         };
         ctx.enter(Stage::Connect);
         ctx.log.debug(format!(

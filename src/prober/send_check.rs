@@ -135,6 +135,17 @@ impl Metrics {
     }
 }
 
+/// Who one side of the check is.
+struct Peer<'p> {
+    name: &'static str,
+    stage: Stage,
+    target: &'p Target,
+    dicom: DicomOptions,
+    /// Whether its addresses are held to allowed_targets: only the source comes from the
+    /// request; the destination is the operator's config.
+    restricted: bool,
+}
+
 /// One side of the check: its association and its share of the metrics.
 struct Side<'a> {
     name: &'static str,
@@ -150,19 +161,25 @@ struct Side<'a> {
 impl<'a> Side<'a> {
     async fn connect(
         ctx: &ProbeContext<'_>,
-        name: &'static str,
-        stage: Stage,
-        target: &Target,
-        dicom: &DicomOptions,
+        peer: Peer<'_>,
         metrics: &'a Metrics,
         max_matches: usize,
     ) -> Result<Side<'a>, Failure> {
+        let Peer {
+            name,
+            stage,
+            target,
+            dicom,
+            restricted,
+        } = peer;
         let called = target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
+        let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
         let options = AssociationOptions {
             calling_aet: dicom.calling_aet.as_str(),
             called_aet: called.as_str(),
             abstract_syntaxes: &[InformationModel::StudyRoot.sop_class()],
             max_pdu_length: dicom.max_pdu_length,
+            address_filter: if restricted { Some(&may_connect) } else { None },
         };
         ctx.log.debug(format!(
             "{name}: associating with {called}@{}:{}",
@@ -293,16 +310,14 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
 
     // Source: every study of the window.
     ctx.enter(Stage::Connect);
-    let mut source = Side::connect(
-        ctx,
-        "source",
-        Stage::FindSource,
-        ctx.target,
-        &ctx.module.dicom,
-        &metrics,
-        options.max_matches,
-    )
-    .await?;
+    let source = Peer {
+        name: "source",
+        stage: Stage::FindSource,
+        target: ctx.target,
+        dicom: ctx.module.dicom.clone(),
+        restricted: true,
+    };
+    let mut source = Side::connect(ctx, source, &metrics, options.max_matches).await?;
     ctx.enter(Stage::FindSource);
     let mut identifier = study_identifier(&date_range);
     for (tag, vr) in SOURCE_KEYS {
@@ -330,17 +345,14 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
 
     // Destination: which of the checked studies it has, with how many instances.
     ctx.enter(Stage::Connect);
-    let destination_dicom = options.destination_dicom.apply(&ctx.module.dicom);
-    let mut destination = Side::connect(
-        ctx,
-        "destination",
-        Stage::FindDestination,
-        &options.destination.0,
-        &destination_dicom,
-        &metrics,
-        options.max_matches,
-    )
-    .await?;
+    let destination = Peer {
+        name: "destination",
+        stage: Stage::FindDestination,
+        target: &options.destination.0,
+        dicom: options.destination_dicom.apply(&ctx.module.dicom),
+        restricted: false,
+    };
+    let mut destination = Side::connect(ctx, destination, &metrics, options.max_matches).await?;
     ctx.enter(Stage::FindDestination);
     let found = if checked.is_empty() {
         HashMap::new()

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use pacs_exporter::config::Config;
-use pacs_exporter::server::{router, AppState};
+use pacs_exporter::server::{router, AppState, ServerOptions};
 use tower::ServiceExt;
 
 pub struct Exporter {
@@ -30,7 +30,7 @@ impl Exporter {
     pub fn new(config: &str) -> Exporter {
         let config = Config::parse(config).unwrap_or_else(|e| panic!("test config: {e}"));
         Exporter {
-            state: Arc::new(AppState::new(config, None, Duration::from_millis(500))),
+            state: Arc::new(AppState::new(config, ServerOptions::default())),
         }
     }
 

@@ -1,0 +1,324 @@
+//! Running it like a mature exporter: reload, history and logs, the landing page,
+//! allowed_targets, coalescing of identical probes and the concurrency bound.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use pacs_exporter::config::Config;
+use pacs_exporter::server::{AppState, ServerOptions};
+use support::exporter::Exporter;
+use support::scripted::{Conn, ScriptedPeer};
+
+/// A peer that answers C-ECHO after `delay`, counting the associations it accepted.
+async fn slow_echo(delay: Duration) -> (ScriptedPeer, Arc<AtomicUsize>) {
+    let associations = Arc::new(AtomicUsize::new(0));
+    let counter = associations.clone();
+    let peer = ScriptedPeer::start(move |mut conn: Conn| {
+        let counter = counter.clone();
+        async move {
+            if conn.accept().await.is_some() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            tokio::time::sleep(delay).await;
+            conn.echo_response(0).await;
+            conn.release().await;
+        }
+    })
+    .await;
+    (peer, associations)
+}
+
+fn exporter_with(config: &str, options: ServerOptions) -> Exporter {
+    let config = Config::parse(config).expect("test config");
+    Exporter {
+        state: Arc::new(AppState::new(config, options)),
+    }
+}
+
+const ECHO: &str = "modules:\n  echo:\n    prober: echo\n    timeout: 5s\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_keeps_the_old_config_when_the_new_one_is_broken() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("modules.yml");
+    std::fs::write(&path, ECHO).expect("write config");
+    let exporter = exporter_with(
+        ECHO,
+        ServerOptions {
+            config_path: Some(path.clone()),
+            ..ServerOptions::default()
+        },
+    );
+
+    std::fs::write(
+        &path,
+        "modules:\n  echo:\n    prober: echo\n    timeout: soon\n",
+    )
+    .expect("write");
+    let reload = exporter.request("POST", "/-/reload", &[]).await;
+    assert_eq!(reload.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        reload.body.contains("modules.echo.timeout"),
+        "{}",
+        reload.body
+    );
+    assert_eq!(reload.body.lines().count(), 1, "{}", reload.body);
+    let metrics = exporter.get("/metrics", &[]).await;
+    assert_eq!(
+        metrics.metric("pacs_exporter_config_last_reload_successful"),
+        0.0
+    );
+    // The old config still serves.
+    let config = exporter.get("/config", &[]).await;
+    assert!(config.body.contains("timeout: 5s"), "{}", config.body);
+    let probe = exporter.probe("echo", "X@127.0.0.1:1", None).await;
+    assert_eq!(probe.status, StatusCode::OK);
+
+    std::fs::write(&path, "modules:\n  echo2:\n    prober: echo\n").expect("write");
+    let reload = exporter.request("POST", "/-/reload", &[]).await;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.body);
+    let metrics = exporter.get("/metrics", &[]).await;
+    assert_eq!(
+        metrics.metric("pacs_exporter_config_last_reload_successful"),
+        1.0
+    );
+    assert_eq!(
+        exporter.probe("echo", "X@127.0.0.1:1", None).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        exporter.probe("echo2", "X@127.0.0.1:1", None).await.status,
+        StatusCode::OK
+    );
+
+    for method in ["GET", "PUT", "DELETE"] {
+        let answer = exporter.request(method, "/-/reload", &[]).await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_in_flight_finishes_with_the_config_it_started_with() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("modules.yml");
+    let slow = "modules:\n  slow:\n    prober: echo\n    timeout: 5s\n";
+    std::fs::write(&path, slow).expect("write config");
+    let exporter = Arc::new(exporter_with(
+        slow,
+        ServerOptions {
+            config_path: Some(path.clone()),
+            ..ServerOptions::default()
+        },
+    ));
+    let (peer, _) = slow_echo(Duration::from_millis(400)).await;
+    let target = peer.target("SLOW");
+    let running = {
+        let exporter = exporter.clone();
+        let target = target.clone();
+        tokio::spawn(async move { exporter.probe("slow", &target, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(&path, ECHO).expect("write config");
+    assert_eq!(
+        exporter.request("POST", "/-/reload", &[]).await.status,
+        StatusCode::OK
+    );
+    let answer = running.await.expect("probe task");
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(
+        exporter.probe("slow", &target, None).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_landing_page_and_logs() {
+    let (peer, _) = slow_echo(Duration::ZERO).await;
+    let exporter = Exporter::new(ECHO);
+    let good = exporter.probe("echo", &peer.target("GOOD"), None).await;
+    assert_eq!(good.metric("probe_success"), 1.0);
+    let bad = exporter.probe("echo", "BAD@127.0.0.1:1", None).await;
+    assert_eq!(bad.metric("probe_success"), 0.0);
+
+    let page = exporter.get("/", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.content_type.starts_with("text/html"));
+    assert!(page.body.contains(&peer.target("GOOD")), "{}", page.body);
+    assert!(page.body.contains("BAD@127.0.0.1:1"));
+    assert!(page.body.contains("connect / refused"));
+    assert!(page.body.contains(env!("CARGO_PKG_VERSION")));
+
+    // The failed probe is the newest: id 1.
+    let log = exporter.get("/logs?id=1", &[]).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    assert!(log.body.contains("failed"), "{}", log.body);
+    assert!(
+        log.body.contains("stage=connect reason=refused"),
+        "{}",
+        log.body
+    );
+    let latest = exporter
+        .get(
+            &format!(
+                "/logs?module=echo&target={}",
+                peer.target("GOOD").replace('@', "%40")
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(latest.status, StatusCode::OK);
+    assert!(latest.body.contains("succeeded"), "{}", latest.body);
+    assert!(
+        latest.body.contains("associating with GOOD@127.0.0.1"),
+        "debug lines are kept: {}",
+        latest.body
+    );
+
+    assert_eq!(
+        exporter.get("/logs?id=99", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        exporter.get("/logs?id=x", &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        exporter.get("/logs", &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_targets_refuse_with_403_and_send_nothing() {
+    let (peer, associations) = slow_echo(Duration::ZERO).await;
+    let port = peer.port;
+    let config = |allowed: &str| format!("allowed_targets: [{allowed}]\n{ECHO}");
+
+    let cases: &[(String, &str, StatusCode)] = &[
+        (config("127.0.0.2"), "127.0.0.1", StatusCode::FORBIDDEN),
+        (config("\"10.0.0.0/8\""), "localhost", StatusCode::FORBIDDEN),
+        (
+            config(&format!("\"127.0.0.1:{}\"", port + 1)),
+            "127.0.0.1",
+            StatusCode::FORBIDDEN,
+        ),
+        (config("\"127.0.0.0/8\""), "127.0.0.1", StatusCode::OK),
+        (
+            config(&format!("\"localhost:{port}\"")),
+            "localhost",
+            StatusCode::OK,
+        ),
+        (
+            config("\"127.0.0.0/8\", \"::1\""),
+            "localhost",
+            StatusCode::OK,
+        ),
+    ];
+    let mut expected_associations = 0;
+    for (config, host, status) in cases {
+        let exporter = Exporter::new(config);
+        let answer = exporter
+            .probe("echo", &format!("PEER@{host}:{port}"), None)
+            .await;
+        assert_eq!(answer.status, *status, "{config} {host}: {}", answer.body);
+        if *status == StatusCode::FORBIDDEN {
+            assert!(
+                answer.body.contains("not in allowed_targets"),
+                "{}",
+                answer.body
+            );
+            assert_eq!(answer.body.lines().count(), 1);
+        } else {
+            assert_eq!(
+                answer.metric("probe_success"),
+                1.0,
+                "{config} {host}: {}",
+                answer.body
+            );
+            expected_associations += 1;
+        }
+        assert_eq!(
+            associations.load(Ordering::SeqCst),
+            expected_associations,
+            "{config} {host}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_concurrent_probes_share_one_association() {
+    let (peer, associations) = slow_echo(Duration::from_millis(300)).await;
+    let exporter = Arc::new(Exporter::new(ECHO));
+    let target = peer.target("PEER");
+    let probes: Vec<_> = (0..5)
+        .map(|_| {
+            let (exporter, target) = (exporter.clone(), target.clone());
+            tokio::spawn(async move { exporter.probe("echo", &target, None).await })
+        })
+        .collect();
+    for probe in probes {
+        let answer = probe.await.expect("probe task");
+        assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    }
+    assert_eq!(associations.load(Ordering::SeqCst), 1);
+    let metrics = exporter.get("/metrics", &[]).await;
+    assert_eq!(
+        metrics.metric("pacs_exporter_probe_requests_total{module=\"echo\",result=\"success\"}"),
+        5.0
+    );
+    assert_eq!(metrics.metric("pacs_exporter_probes_in_flight"), 0.0);
+
+    // Once it has finished, the next probe is a new one.
+    exporter.probe("echo", &target, None).await;
+    assert_eq!(associations.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_concurrency_bound_queues_within_the_deadline() {
+    let options = ServerOptions {
+        max_concurrent: 1,
+        ..ServerOptions::default()
+    };
+    let exporter = Arc::new(exporter_with(ECHO, options));
+    let (a, _) = slow_echo(Duration::from_millis(200)).await;
+    let (b, _) = slow_echo(Duration::from_millis(200)).await;
+    // Both fit in their deadlines one after the other.
+    let first = {
+        let (exporter, target) = (exporter.clone(), a.target("A"));
+        tokio::spawn(async move { exporter.probe("echo", &target, Some(2.0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = exporter.probe("echo", &b.target("B"), Some(2.0)).await;
+    assert_eq!(second.metric("probe_success"), 1.0, "{}", second.body);
+    assert_eq!(first.await.expect("task").metric("probe_success"), 1.0);
+
+    // A request whose deadline passes in the queue is answered 503, in time.
+    let (slow, _) = slow_echo(Duration::from_millis(1500)).await;
+    let blocker = {
+        let (exporter, target) = (exporter.clone(), slow.target("SLOW"));
+        tokio::spawn(async move { exporter.probe("echo", &target, Some(2.0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let queued = exporter.probe("echo", &b.target("B"), Some(1.0)).await;
+    assert_eq!(
+        queued.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        queued.body
+    );
+    assert!(
+        queued.body.contains("--probe.max-concurrent"),
+        "{}",
+        queued.body
+    );
+    assert!(
+        queued.elapsed < Duration::from_secs(1),
+        "{:?}",
+        queued.elapsed
+    );
+    blocker.await.expect("task");
+}
