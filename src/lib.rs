@@ -13,3 +13,4 @@ pub mod prober;
 pub mod scheduler;
 pub mod server;
 pub mod target;
+pub mod web;

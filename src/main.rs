@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use pacs_exporter::config::Config;
 use pacs_exporter::server::{router, AppState, ServerOptions};
+use pacs_exporter::web::WebConfig;
 
 /// Prometheus exporter for PACS (DICOM) servers.
 #[derive(Parser, Debug)]
@@ -27,6 +28,9 @@ struct Flags {
     /// Seconds to subtract from Prometheus' scrape timeout to leave room for the answer.
     #[arg(long = "timeout-offset", default_value_t = 0.5, value_parser = parse_offset)]
     timeout_offset: f64,
+    /// Path to a web config file (exporter-toolkit format) enabling TLS and basic auth.
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
     /// Recent probes kept for the landing page and /logs; failures are kept apart, as many.
     #[arg(long = "history.limit", default_value_t = 100)]
     history_limit: usize,
@@ -137,15 +141,24 @@ async fn serve(flags: Flags, config: Config, from_file: bool) -> anyhow::Result<
             max_concurrent: flags.max_concurrent,
         },
     ));
+    let web = match &flags.web_config_file {
+        Some(path) => WebConfig::load(path).map_err(anyhow::Error::msg)?,
+        None => WebConfig::default(),
+    };
     let address = listen_address(&flags.listen_address)?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(address = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        version = env!("CARGO_PKG_VERSION"),
+        tls = web.tls().is_some(),
+        basic_auth = web.basic_auth().is_some(),
+        "listening"
+    );
 
     tokio::spawn(reload_on_sighup(state.clone()));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    pacs_exporter::web::serve(listener, router(state), &web, shutdown_signal())
         .await
         .context("server failed")
 }
