@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::allow::AllowList;
 use crate::dicom::find::InformationModel;
 use crate::dicom::query::{self, QueryKeys};
-use crate::target::{AeTitle, Target};
+use crate::dicom::tls::{self, ClientFiles};
+use crate::dicom::TlsOptions;
+use crate::target::{AeTitle, Host, Target};
 
 /// The probe timeout of a module that names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,11 +214,13 @@ pub struct DicomOverrides {
     pub calling_aet: Option<AeTitle>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pdu_length: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
 }
 
 impl DicomOverrides {
     fn is_empty(&self) -> bool {
-        self.calling_aet.is_none() && self.max_pdu_length.is_none()
+        self.calling_aet.is_none() && self.max_pdu_length.is_none() && self.tls.is_none()
     }
 
     /// The module's options with these overrides applied.
@@ -227,6 +232,7 @@ impl DicomOverrides {
                 .unwrap_or_else(|| base.calling_aet.clone()),
             called_aet: base.called_aet.clone(),
             max_pdu_length: self.max_pdu_length.unwrap_or(base.max_pdu_length),
+            tls: self.tls.clone().or_else(|| base.tls.clone()),
         }
     }
 }
@@ -302,6 +308,68 @@ pub struct DicomOptions {
     /// The largest PDU we accept from the peer (bytes, 4096–1048576).
     #[serde(default = "default_max_pdu_length")]
     pub max_pdu_length: u32,
+    /// DICOM over TLS, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
+}
+
+/// `dicom.tls`: DICOM over TLS to the PACS.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// CA certificates (PEM) the PACS' certificate must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Our client certificate and key (PEM), for PACS that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The name the PACS' certificate must carry; default: the target's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Accept any certificate (still encrypted). For testing only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// The rustls config built from the above when the config is loaded.
+    #[serde(skip)]
+    pub client: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl TlsSettings {
+    /// Reads the files (relative to `base`) into a rustls client config.
+    fn build(&mut self, base: &Path) -> Result<(), String> {
+        let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
+        let (ca, cert, key) = (
+            resolve(&self.ca_file),
+            resolve(&self.cert_file),
+            resolve(&self.key_file),
+        );
+        self.client = Some(tls::client_config(&ClientFiles {
+            ca_file: ca.as_deref(),
+            cert_file: cert.as_deref(),
+            key_file: key.as_deref(),
+            insecure_skip_verify: self.insecure_skip_verify,
+        })?);
+        if let Some(name) = &self.server_name {
+            tls::server_name(name)?;
+        }
+        Ok(())
+    }
+
+    /// What an association to `host` needs.
+    pub fn options(&self, host: &Host) -> Result<TlsOptions, String> {
+        let config = self.client.clone().ok_or("TLS settings were not loaded")?;
+        let name = match (&self.server_name, host) {
+            (Some(name), _) => name.clone(),
+            (None, Host::Ip(ip)) => ip.to_string(),
+            (None, Host::Name(name)) => name.clone(),
+        };
+        Ok(TlsOptions {
+            config,
+            server_name: tls::server_name(&name)?,
+        })
+    }
 }
 
 impl Default for DicomOptions {
@@ -310,6 +378,7 @@ impl Default for DicomOptions {
             calling_aet: default_calling_aet(),
             called_aet: default_called_aet(),
             max_pdu_length: DEFAULT_MAX_PDU_LENGTH,
+            tls: None,
         }
     }
 }
@@ -350,14 +419,21 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse_in(&text, base).map_err(|message| ConfigError::Invalid {
             path: path.display().to_string(),
             message,
         })
     }
 
     /// Parses and validates config text; the error is one line naming the module and key.
+    /// Relative file paths are read from the working directory.
     pub fn parse(text: &str) -> Result<Config, String> {
+        Config::parse_in(text, Path::new("."))
+    }
+
+    /// Like [`Config::parse`], with relative file paths read from `base`.
+    pub fn parse_in(text: &str, base: &Path) -> Result<Config, String> {
         // serde_path_to_error names the key even where the YAML library's own path stops at
         // the enclosing mapping (errors raised by our own types: durations, AE titles).
         let config: Config = serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(
@@ -383,7 +459,27 @@ impl Config {
         config.allow = AllowList::parse(&config.allowed_targets)
             .map_err(|e| format!("allowed_targets: {e}"))?;
         config.validate()?;
+        config.load_tls(base)?;
         Ok(config)
+    }
+
+    /// Builds every module's TLS client config, so unreadable files fail the load.
+    fn load_tls(&mut self, base: &Path) -> Result<(), String> {
+        for (name, module) in &mut self.modules {
+            if let Some(tls) = &mut module.dicom.tls {
+                tls.build(base)
+                    .map_err(|e| format!("modules.{name}.dicom.tls.{e}"))?;
+            }
+            if let Some(tls) = module
+                .send_check
+                .as_mut()
+                .and_then(|c| c.destination_dicom.tls.as_mut())
+            {
+                tls.build(base)
+                    .map_err(|e| format!("modules.{name}.send_check.destination_dicom.tls.{e}"))?;
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {

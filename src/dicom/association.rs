@@ -17,11 +17,15 @@ use dicom_ul::pdu::{
     AssociationRQ, PDataValue, PDataValueType, Pdu, PresentationContextProposed,
     PresentationContextResultReason, UserVariableItem, MAXIMUM_PDU_SIZE,
 };
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::message::Command;
+use super::tls::Stream;
 use super::{Error, ErrorKind, Step, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::target::Host;
 
@@ -35,6 +39,8 @@ const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 const MAX_CONTROL_PDU: u32 = 64 * 1024;
 /// Largest DIMSE message (command plus data set) accepted before the peer is called hostile.
 const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// How long an A-ABORT over TLS may take in the background.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// A-ABORT, service user, no reason.
 const ABORT_PDU: [u8; 10] = [0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0];
 
@@ -49,6 +55,16 @@ pub struct AssociationOptions<'a> {
     pub max_pdu_length: u32,
     /// Which resolved addresses may be connected to; `None` allows all.
     pub address_filter: Option<&'a (dyn Fn(&SocketAddr) -> bool + Send + Sync)>,
+    /// DICOM over TLS, when set.
+    pub tls: Option<TlsOptions>,
+}
+
+/// What a TLS association needs.
+#[derive(Clone)]
+pub struct TlsOptions {
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the peer's certificate must carry.
+    pub server_name: ServerName<'static>,
 }
 
 /// How long each step took; steps not reached stay zero.
@@ -56,6 +72,8 @@ pub struct AssociationOptions<'a> {
 pub struct Timings {
     pub resolve: Duration,
     pub connect: Duration,
+    /// The TLS handshake, when there is one.
+    pub tls: Duration,
     /// From the start of TCP connect until A-ASSOCIATE-AC.
     pub associate: Duration,
 }
@@ -85,7 +103,9 @@ pub struct Message {
 }
 
 pub struct Association {
-    stream: TcpStream,
+    stream: Stream,
+    /// The earliest expiry of the peer's certificates (Unix seconds), over TLS.
+    tls_expiry: Option<i64>,
     deadline: Instant,
     local_max_pdu: u32,
     peer_max_pdu: u32,
@@ -140,9 +160,29 @@ impl Association {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
+        let (stream, tls_expiry) = match &options.tls {
+            None => (Stream::Plain(stream), None),
+            Some(tls) => {
+                let handshake_start = Instant::now();
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let handshake =
+                    timeout_at(deadline, connector.connect(tls.server_name.clone(), stream)).await;
+                timings.tls = handshake_start.elapsed();
+                let stream = handshake
+                    .map_err(|_| Error::new(Step::Tls, ErrorKind::Timeout))?
+                    .map_err(|e| Error::new(Step::Tls, ErrorKind::TlsHandshake(e)))?;
+                let expiry = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(super::tls::earliest_expiry);
+                (Stream::Tls(Box::new(stream)), expiry)
+            }
+        };
 
         let mut association = Association {
             stream,
+            tls_expiry,
             deadline,
             local_max_pdu: options.max_pdu_length,
             peer_max_pdu: 0,
@@ -242,6 +282,11 @@ impl Association {
 
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
+    }
+
+    /// Over TLS, the earliest `notAfter` of the peer's certificates, in Unix seconds.
+    pub fn tls_earliest_expiry(&self) -> Option<i64> {
+        self.tls_expiry
     }
 
     /// The accepted presentation context for an abstract syntax.
@@ -411,7 +456,7 @@ impl Association {
         timeout_at(self.deadline, self.stream.write_all(bytes))
             .await
             .map_err(|_| Error::new(step, ErrorKind::Timeout))?
-            .map_err(|e| Error::new(step, io_kind(e)))
+            .map_err(|e| io_error(step, e))
     }
 
     /// Reads one whole PDU. The length in its header is checked before anything is buffered,
@@ -424,6 +469,13 @@ impl Association {
         let limit = match pdu_type {
             0x04 => self.local_max_pdu,
             0x01..=0x07 => MAX_CONTROL_PDU,
+            // TLS records: alert or handshake.
+            0x15 | 0x16 => {
+                return Err(Error::protocol(
+                    step,
+                    "the peer answered with TLS: it needs dicom.tls in the module",
+                ))
+            }
             _ => {
                 return Err(Error::protocol(
                     step,
@@ -448,13 +500,15 @@ impl Association {
     }
 
     async fn read_exact(&mut self, step: Step, buf: &mut [u8]) -> Result<(), Error> {
-        quick_ack(&self.stream);
+        if let Some(tcp) = self.stream.tcp() {
+            quick_ack(tcp);
+        }
         match timeout_at(self.deadline, self.stream.read_exact(buf)).await {
             Err(_) => Err(Error::new(step, ErrorKind::Timeout)),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 Err(Error::new(step, ErrorKind::Closed))
             }
-            Ok(Err(e)) => Err(Error::new(step, io_kind(e))),
+            Ok(Err(e)) => Err(io_error(step, e)),
             Ok(Ok(_)) => Ok(()),
         }
     }
@@ -462,9 +516,27 @@ impl Association {
 
 impl Drop for Association {
     fn drop(&mut self) {
-        if !self.released {
+        if self.released {
+            return;
+        }
+        match std::mem::replace(&mut self.stream, Stream::Closed) {
             // Best effort and non-blocking: a fresh socket's send buffer takes 10 bytes.
-            let _ = self.stream.try_write(&ABORT_PDU);
+            Stream::Plain(tcp) => {
+                let _ = tcp.try_write(&ABORT_PDU);
+            }
+            // TLS needs an async write: done in the background, bounded, without waiting.
+            Stream::Tls(mut tls) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _ = tokio::time::timeout(ABORT_GRACE, async {
+                            tls.write_all(&ABORT_PDU).await?;
+                            tls.shutdown().await
+                        })
+                        .await;
+                    });
+                }
+            }
+            Stream::Closed => {}
         }
     }
 }
@@ -497,11 +569,17 @@ fn quick_ack(stream: &TcpStream) {
     let _ = stream;
 }
 
-/// A reset or broken pipe mid-association means the peer dropped it.
-fn io_kind(e: std::io::Error) -> ErrorKind {
+/// A reset or broken pipe mid-association means the peer dropped it. A TLS error after the
+/// handshake (with TLS 1.3 the server judges our certificate only then) is a TLS failure.
+fn io_error(step: Step, e: std::io::Error) -> Error {
     use std::io::ErrorKind as K;
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        return Error::new(Step::Tls, ErrorKind::TlsHandshake(e));
+    }
     match e.kind() {
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => ErrorKind::Closed,
-        _ => ErrorKind::Io(e),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+            Error::new(step, ErrorKind::Closed)
+        }
+        _ => Error::new(step, ErrorKind::Io(e)),
     }
 }

@@ -9,12 +9,13 @@ pub mod echo;
 pub mod find;
 pub mod message;
 pub mod query;
+pub mod tls;
 
 use std::fmt;
 
 use dicom_ul::pdu::{AbortRQSource, AssociationRJ};
 
-pub use association::{Association, AssociationOptions, PeerInfo, Timings};
+pub use association::{Association, AssociationOptions, PeerInfo, Timings, TlsOptions};
 
 /// Abstract syntax of the Verification SOP class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
@@ -30,6 +31,8 @@ pub enum Step {
     Resolve,
     /// TCP connect.
     Connect,
+    /// The TLS handshake.
+    Tls,
     /// A-ASSOCIATE-RQ until A-ASSOCIATE-AC.
     Associate,
     /// A DIMSE request and its responses.
@@ -43,6 +46,7 @@ impl fmt::Display for Step {
         f.write_str(match self {
             Step::Resolve => "resolving the host name",
             Step::Connect => "connecting",
+            Step::Tls => "in the TLS handshake",
             Step::Associate => "associating",
             Step::Exchange => "waiting for the DIMSE exchange",
             Step::Release => "releasing the association",
@@ -70,6 +74,8 @@ pub enum ErrorKind {
     NotAllowed,
     #[error("{0}")]
     Io(std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(std::io::Error),
     #[error("association rejected ({}): {}", rejection_result(.0), .0.source)]
     Rejected(AssociationRJ),
     #[error("the peer accepted none of the proposed presentation contexts")]

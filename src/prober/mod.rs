@@ -151,6 +151,7 @@ impl Failure {
         let stage = match error.step {
             dicom::Step::Resolve => Stage::Resolve,
             dicom::Step::Connect => Stage::Connect,
+            dicom::Step::Tls => Stage::Tls,
             dicom::Step::Associate => Stage::Associate,
             dicom::Step::Exchange => exchange,
             dicom::Step::Release => Stage::Release,
@@ -172,6 +173,7 @@ impl Failure {
                 _ => Reason::RejectedOther,
             },
             K::NoPresentationContext => Reason::NoPresentationContext,
+            K::TlsHandshake(_) => Reason::TlsHandshake,
             K::Protocol(_) => Reason::ProtocolError,
             K::TooManyMatches(_) => Reason::TooManyMatches,
         };

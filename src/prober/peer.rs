@@ -2,7 +2,7 @@
 
 use prometheus::{Gauge, GaugeVec};
 
-use super::{gauge, gauge_vec, Failure, ProbeContext, Stage};
+use super::{gauge, gauge_vec, Failure, ProbeContext, Reason, Stage};
 use crate::dicom::{Association, AssociationOptions, PeerInfo, Timings};
 
 /// The metrics of a probe that associates with one peer (echo and find).
@@ -11,6 +11,8 @@ pub(crate) struct AssociationMetrics {
     connect: Gauge,
     association: Gauge,
     peer_info: GaugeVec,
+    /// Only for modules with `dicom.tls`.
+    ssl_expiry: Option<Gauge>,
     pub status: Gauge,
 }
 
@@ -39,6 +41,13 @@ impl AssociationMetrics {
                 "Implementation class UID and version name from the peer's A-ASSOCIATE-AC.",
                 &["implementation_class_uid", "implementation_version_name"],
             ),
+            ssl_expiry: ctx.module.dicom.tls.as_ref().map(|_| {
+                gauge(
+                    r,
+                    "probe_ssl_earliest_cert_expiry",
+                    "Earliest expiry of the PACS' TLS certificates, in Unix seconds; 0 until known.",
+                )
+            }),
             status: gauge(
                 r,
                 "probe_dicom_status",
@@ -76,12 +85,19 @@ impl AssociationMetrics {
         let dicom = &ctx.module.dicom;
         let called = ctx.target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
         let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
+        let tls = dicom
+            .tls
+            .as_ref()
+            .map(|t| t.options(&ctx.target.host))
+            .transpose()
+            .map_err(|e| Failure::new(Stage::Tls, Reason::TlsHandshake, e))?;
         let options = AssociationOptions {
             calling_aet: dicom.calling_aet.as_str(),
             called_aet: called.as_str(),
             abstract_syntaxes,
             max_pdu_length: dicom.max_pdu_length,
             address_filter: Some(&may_connect),
+            tls,
         };
         ctx.enter(Stage::Connect);
         ctx.log.debug(format!(
@@ -99,6 +115,9 @@ impl AssociationMetrics {
         .await;
         self.set_timings(&timings);
         let association = result.map_err(|e| Failure::from_dicom(&e, Stage::Associate))?;
+        if let (Some(gauge), Some(expiry)) = (&self.ssl_expiry, association.tls_earliest_expiry()) {
+            gauge.set(expiry as f64);
+        }
         let peer = association.peer();
         self.set_peer(peer);
         ctx.log.debug(format!(

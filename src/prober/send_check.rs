@@ -174,12 +174,19 @@ impl<'a> Side<'a> {
         } = peer;
         let called = target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
         let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
+        let tls = dicom
+            .tls
+            .as_ref()
+            .map(|t| t.options(&target.host))
+            .transpose()
+            .map_err(|e| side_failure(name, Failure::new(Stage::Tls, Reason::TlsHandshake, e)))?;
         let options = AssociationOptions {
             calling_aet: dicom.calling_aet.as_str(),
             called_aet: called.as_str(),
             abstract_syntaxes: &[InformationModel::StudyRoot.sop_class()],
             max_pdu_length: dicom.max_pdu_length,
             address_filter: if restricted { Some(&may_connect) } else { None },
+            tls,
         };
         ctx.log.debug(format!(
             "{name}: associating with {called}@{}:{}",

@@ -576,6 +576,83 @@ impl Drop for Wlmscpfs {
     }
 }
 
+/// DCMTK's `storescp` speaking DICOM over TLS (`+tls KEY CERT`): a real TLS peer for C-ECHO.
+pub struct StorescpTls {
+    pub aet: String,
+    pub port: u16,
+    dir: TempDir,
+    child: Child,
+}
+
+impl StorescpTls {
+    /// Starts storescp with the PEM `key` and `cert`. With `client_ca`, it requires client
+    /// certificates signed by that CA; without, it ignores them.
+    pub fn start(aet: &str, key: &str, cert: &str, client_ca: Option<&str>) -> StorescpTls {
+        let binary = require_binary("storescp", "dcmtk");
+        let dir = tempfile::Builder::new()
+            .prefix("storescp-tls-")
+            .tempdir()
+            .expect("cannot create a temporary directory for storescp");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            fs::write(&path, text)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            path
+        };
+        let (key, cert) = (write("server.key", key), write("server.crt", cert));
+        let out = dir.path().join("received");
+        fs::create_dir(&out).expect("cannot create the storescp output directory");
+        let port = free_port();
+        let mut command = Command::new(binary);
+        command.arg("+tls").arg(&key).arg(&cert).arg("-pw");
+        match client_ca {
+            Some(ca) => {
+                command.arg("-rc").arg("+cf").arg(write("clients.crt", ca));
+            }
+            None => {
+                command.arg("-ic");
+            }
+        }
+        command
+            .args(["-aet", aet, "-od"])
+            .arg(&out)
+            .arg(port.to_string())
+            .env_remove("TCP_NODELAY");
+        let log_path = dir.path().join("storescp.log");
+        let mut child = spawn_logged(&mut command, &log_path);
+        let pid = child.id();
+        if let Err(why) = wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "storescp +tls did not become ready: {why}\n{}",
+                read_log(&log_path)
+            );
+        }
+        StorescpTls {
+            aet: aet.to_owned(),
+            port,
+            dir,
+            child,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("storescp.log"))
+    }
+}
+
+impl Drop for StorescpTls {
+    fn drop(&mut self) {
+        let what = format!("storescp +tls {} (port {})", self.aet, self.port);
+        stop_child(
+            &mut self.child,
+            &self.dir.path().join("storescp.log"),
+            &what,
+        );
+    }
+}
+
 /// Writes dcmqrscp's configuration for `port` into `dir` and starts it there, retrying once on a
 /// fresh port if `port` is in use. Returns the child, its startup time and the port used.
 fn spawn_dcmqrscp(
