@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit tests, and the integration tests against
-# real peers (Orthanc, DCMTK). Installs missing peers from Debian's packages when run as root;
-# otherwise says exactly what to install. A missing peer is never skipped.
+# real peers (Orthanc, DCMTK, Prometheus, Alertmanager's amtool, headless Chromium). Installs
+# missing peers from Debian's packages when run as root; otherwise says exactly what to install.
+# A missing peer is never skipped: the tests that need it fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,14 @@ declare -A PEERS=(
   [dcmqrscp]=dcmtk
   [echoscu]=dcmtk
   [storescu]=dcmtk
+  [storescp]=dcmtk
   [findscu]=dcmtk
+  [wlmscpfs]=dcmtk
+  [dump2dcm]=dcmtk
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [amtool]=prometheus-alertmanager
+  [chromium]=chromium
 )
 
 missing=()

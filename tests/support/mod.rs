@@ -1,5 +1,6 @@
 //! Shared test support: real peers, scripted peers, and the exporter's router in-process.
 
+pub mod binary;
 pub mod certs;
 pub mod exporter;
 pub mod peers;
