@@ -205,6 +205,10 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Logs go to stderr as logfmt or JSON. The code location (tracing's own `target`) is left
+/// out, so that `target=` in a line is always the probe's target.
+/// Logs go to stderr as logfmt or JSON. The code location (tracing's own `target`) is left
+/// out, so that `target=` in a line is always the probe's target.
 fn init_logging(level: &str, format: &str) {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
@@ -215,6 +219,7 @@ fn init_logging(level: &str, format: &str) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
+                    .with_target(false)
                     .with_writer(std::io::stderr),
             )
             .init();
@@ -222,6 +227,7 @@ fn init_logging(level: &str, format: &str) {
         registry
             .with(
                 tracing_logfmt::builder()
+                    .with_target(false)
                     .layer()
                     .with_writer(std::io::stderr),
             )
