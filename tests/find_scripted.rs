@@ -76,7 +76,12 @@ fn matches(n: usize) -> Vec<dicom_object::InMemDicomObject> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_pdu_layout_is_assembled() {
-    for layout in [Layout::Separate, Layout::OnePdu, Layout::Fragmented] {
+    for layout in [
+        Layout::Separate,
+        Layout::OnePdu,
+        Layout::Fragmented,
+        Layout::Packed,
+    ] {
         let peer = ScriptedPeer::start(move |mut conn: Conn| async move {
             conn.accept().await;
             conn.find_response(&matches(3), 0x0000, layout).await;

@@ -10,6 +10,7 @@
 //! An association is released with [`Association::release`]; dropped any other way it sends
 //! A-ABORT (best effort, without waiting) and closes the socket.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -111,6 +112,8 @@ pub struct Association {
     peer_max_pdu: u32,
     contexts: Vec<AcceptedContext>,
     peer: PeerInfo,
+    /// PDVs received but not yet consumed.
+    pending: VecDeque<PDataValue>,
     released: bool,
 }
 
@@ -188,6 +191,7 @@ impl Association {
             peer_max_pdu: 0,
             contexts: Vec::new(),
             peer: PeerInfo::default(),
+            pending: VecDeque::new(),
             released: false,
         };
         let result = association.associate(options).await;
@@ -344,8 +348,66 @@ impl Association {
         let mut command: Option<Command> = None;
         let mut context_id = None;
         loop {
-            let values = match self.receive_pdu(Step::Exchange).await? {
-                Pdu::PData { data } => data,
+            let value = self.next_pdv().await?;
+            let id = value.presentation_context_id;
+            if *context_id.get_or_insert(id) != id {
+                return Err(Error::protocol(
+                    Step::Exchange,
+                    "PDVs of one message on different presentation contexts",
+                ));
+            }
+            match (value.value_type, command.take()) {
+                (PDataValueType::Command, None) => {
+                    command_bytes.extend_from_slice(&value.data);
+                    if value.is_last {
+                        let parsed = Command::parse(&command_bytes)
+                            .map_err(|e| Error::protocol(Step::Exchange, e))?;
+                        if !parsed.has_data_set() {
+                            return Ok(Message {
+                                presentation_context_id: id,
+                                command: parsed,
+                                data: None,
+                            });
+                        }
+                        command = Some(parsed);
+                    }
+                }
+                (PDataValueType::Data, Some(parsed)) => {
+                    data.extend_from_slice(&value.data);
+                    if value.is_last {
+                        return Ok(Message {
+                            presentation_context_id: id,
+                            command: parsed,
+                            data: Some(data),
+                        });
+                    }
+                    command = Some(parsed);
+                }
+                (value_type, _) => {
+                    return Err(Error::protocol(
+                        Step::Exchange,
+                        format!("unexpected {value_type:?} PDV in message"),
+                    ))
+                }
+            }
+            if command_bytes.len() + data.len() > MAX_MESSAGE_BYTES {
+                return Err(Error::protocol(
+                    Step::Exchange,
+                    format!("message larger than {MAX_MESSAGE_BYTES} bytes"),
+                ));
+            }
+        }
+    }
+
+    /// The next PDV: one left over from the last P-DATA PDU (which may carry PDVs of more than
+    /// one message), or the first of a new one.
+    async fn next_pdv(&mut self) -> Result<PDataValue, Error> {
+        loop {
+            if let Some(value) = self.pending.pop_front() {
+                return Ok(value);
+            }
+            match self.receive_pdu(Step::Exchange).await? {
+                Pdu::PData { data } => self.pending.extend(data),
                 Pdu::AbortRQ { source } => {
                     return Err(Error::new(Step::Exchange, ErrorKind::Aborted(source)))
                 }
@@ -355,57 +417,6 @@ impl Association {
                         format!("expected P-DATA, got {}", other.short_description()),
                     ))
                 }
-            };
-            for value in values {
-                if *context_id.get_or_insert(value.presentation_context_id)
-                    != value.presentation_context_id
-                {
-                    return Err(Error::protocol(
-                        Step::Exchange,
-                        "PDVs of one message on different presentation contexts",
-                    ));
-                }
-                let expects_data = command.as_ref().map(Command::has_data_set);
-                match (value.value_type, expects_data) {
-                    (PDataValueType::Command, None) => {
-                        command_bytes.extend_from_slice(&value.data);
-                        if value.is_last {
-                            command = Some(
-                                Command::parse(&command_bytes)
-                                    .map_err(|e| Error::protocol(Step::Exchange, e))?,
-                            );
-                        }
-                    }
-                    (PDataValueType::Data, Some(true)) => {
-                        data.extend_from_slice(&value.data);
-                        if value.is_last {
-                            return Ok(Message {
-                                presentation_context_id: value.presentation_context_id,
-                                command: command.take().unwrap_or_else(|| unreachable!()),
-                                data: Some(data),
-                            });
-                        }
-                    }
-                    (value_type, _) => {
-                        return Err(Error::protocol(
-                            Step::Exchange,
-                            format!("unexpected {value_type:?} PDV in message"),
-                        ))
-                    }
-                }
-                if command_bytes.len() + data.len() > MAX_MESSAGE_BYTES {
-                    return Err(Error::protocol(
-                        Step::Exchange,
-                        format!("message larger than {MAX_MESSAGE_BYTES} bytes"),
-                    ));
-                }
-            }
-            if let (Some(id), Some(parsed)) = (context_id, command.take_if(|c| !c.has_data_set())) {
-                return Ok(Message {
-                    presentation_context_id: id,
-                    command: parsed,
-                    data: None,
-                });
             }
         }
     }

@@ -34,6 +34,8 @@ pub enum Layout {
     OnePdu,
     /// Command split over two PDUs, data set over many.
     Fragmented,
+    /// Every message of the answer in one PDU, PDV after PDV.
+    Packed,
 }
 
 /// Encodes a data set in Implicit VR Little Endian with its own character set.
@@ -346,6 +348,24 @@ impl Conn {
         layout: Layout,
     ) -> Option<InMemDicomObject> {
         let (pc, message_id, identifier) = self.read_find().await?;
+        if layout == Layout::Packed {
+            let pdv = |value_type, data| PDataValue {
+                presentation_context_id: pc,
+                value_type,
+                is_last: true,
+                data,
+            };
+            let mut values = Vec::new();
+            for m in matches {
+                let rsp = response_command(0x8020, message_id, STUDY_ROOT_FIND, 0xFF00, true);
+                values.push(pdv(PDataValueType::Command, encode_command(&rsp)));
+                values.push(pdv(PDataValueType::Data, encode_dataset(m)));
+            }
+            let rsp = response_command(0x8020, message_id, STUDY_ROOT_FIND, final_status, false);
+            values.push(pdv(PDataValueType::Command, encode_command(&rsp)));
+            self.write_pdu(&Pdu::PData { data: values }).await;
+            return Some(identifier);
+        }
         for m in matches {
             let rsp = response_command(0x8020, message_id, STUDY_ROOT_FIND, 0xFF00, true);
             self.send_laid_out(pc, &rsp, Some(encode_dataset(m)), layout)
