@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit tests, and the integration tests against
-# real peers (Orthanc, DCMTK, Prometheus, Alertmanager's amtool, headless Chromium). Installs
-# missing peers from Debian's packages when run as root; otherwise says exactly what to install.
-# A missing peer is never skipped: the tests that need it fail.
+# real peers (Orthanc, DCMTK, Prometheus, Alertmanager's amtool, headless Chromium,
+# systemd-analyze). Installs missing peers from Debian's packages when run as root; otherwise
+# says exactly what to install. A missing peer is never skipped: the tests that need it fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,7 @@ declare -A PEERS=(
   [promtool]=prometheus
   [amtool]=prometheus-alertmanager
   [chromium]=chromium
+  [systemd-analyze]=systemd
 )
 
 missing=()
