@@ -13,22 +13,7 @@ pub async fn echo(association: &mut Association, message_id: u16) -> Result<u16,
     association.send_message(context, &request, None).await?;
 
     let command = association.receive_message().await?.command;
-    if command.command_field() != Some(command_field::C_ECHO_RSP) {
-        return Err(Error::protocol(
-            Step::Exchange,
-            format!(
-                "expected C-ECHO-RSP, got command field {:?}",
-                command.command_field()
-            ),
-        ));
-    }
-    if command.message_id_being_responded_to() != Some(message_id) {
-        return Err(Error::protocol(
-            Step::Exchange,
-            "C-ECHO-RSP answers another message ID",
-        ));
-    }
     command
-        .status()
-        .ok_or_else(|| Error::protocol(Step::Exchange, "C-ECHO-RSP has no status"))
+        .response_status(command_field::C_ECHO_RSP, "C-ECHO-RSP", message_id)
+        .map_err(|e| Error::protocol(Step::Exchange, e))
 }

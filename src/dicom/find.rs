@@ -79,24 +79,9 @@ pub async fn find(
     loop {
         let message = association.receive_message().await?;
         let command = &message.command;
-        if command.command_field() != Some(command_field::C_FIND_RSP) {
-            return Err(Error::protocol(
-                Step::Exchange,
-                format!(
-                    "expected C-FIND-RSP, got command field {:?}",
-                    command.command_field()
-                ),
-            ));
-        }
-        if command.message_id_being_responded_to() != Some(message_id) {
-            return Err(Error::protocol(
-                Step::Exchange,
-                "C-FIND-RSP answers another message ID",
-            ));
-        }
         let status = command
-            .status()
-            .ok_or_else(|| Error::protocol(Step::Exchange, "C-FIND-RSP has no status"))?;
+            .response_status(command_field::C_FIND_RSP, "C-FIND-RSP", message_id)
+            .map_err(|e| Error::protocol(Step::Exchange, e))?;
         if matches!(status, 0xFF00 | 0xFF01) {
             let data = message.data.ok_or_else(|| {
                 Error::protocol(Step::Exchange, "pending C-FIND-RSP without an identifier")

@@ -35,34 +35,15 @@ pub fn encode_command(
     affected_sop_class: &str,
     has_data_set: bool,
 ) -> Vec<u8> {
-    let mut elements = vec![
-        DataElement::new(
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(uid_value(affected_sop_class)),
-        ),
-        DataElement::new(
-            tags::COMMAND_FIELD,
-            VR::US,
-            PrimitiveValue::from(command_field),
-        ),
-        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
-    ];
-    if command_field != command_field::C_ECHO_RQ {
-        // Priority: MEDIUM.
-        elements.push(DataElement::new(
-            tags::PRIORITY,
-            VR::US,
-            PrimitiveValue::from(0u16),
-        ));
-    }
-    let data_set_type = if has_data_set { 0x0000 } else { NO_DATA_SET };
-    elements.push(DataElement::new(
-        tags::COMMAND_DATA_SET_TYPE,
-        VR::US,
-        PrimitiveValue::from(data_set_type),
-    ));
-    with_group_length(elements)
+    // Priority MEDIUM (0) on requests that carry one.
+    let priority = (command_field != command_field::C_ECHO_RQ).then_some((tags::PRIORITY, 0));
+    command_set(
+        affected_sop_class,
+        command_field,
+        (tags::MESSAGE_ID, message_id),
+        has_data_set,
+        priority,
+    )
 }
 
 /// Builds a response command set (for the demo SCP) with its group length.
@@ -73,30 +54,37 @@ pub fn encode_response(
     status: u16,
     has_data_set: bool,
 ) -> Vec<u8> {
+    command_set(
+        affected_sop_class,
+        command_field,
+        (tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id),
+        has_data_set,
+        Some((tags::STATUS, status)),
+    )
+}
+
+/// The elements every command set has, an optional extra US element, and the group length.
+fn command_set(
+    affected_sop_class: &str,
+    command_field: u16,
+    message_id: (Tag, u16),
+    has_data_set: bool,
+    extra: Option<(Tag, u16)>,
+) -> Vec<u8> {
+    let us = |(tag, value): (Tag, u16)| DataElement::new(tag, VR::US, PrimitiveValue::from(value));
     let data_set_type = if has_data_set { 0x0000 } else { NO_DATA_SET };
-    with_group_length(vec![
+    let mut elements = vec![
         DataElement::new(
             tags::AFFECTED_SOP_CLASS_UID,
             VR::UI,
             PrimitiveValue::from(uid_value(affected_sop_class)),
         ),
-        DataElement::new(
-            tags::COMMAND_FIELD,
-            VR::US,
-            PrimitiveValue::from(command_field),
-        ),
-        DataElement::new(
-            tags::MESSAGE_ID_BEING_RESPONDED_TO,
-            VR::US,
-            PrimitiveValue::from(message_id),
-        ),
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(data_set_type),
-        ),
-        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
-    ])
+        us((tags::COMMAND_FIELD, command_field)),
+        us(message_id),
+        us((tags::COMMAND_DATA_SET_TYPE, data_set_type)),
+    ];
+    elements.extend(extra.map(us));
+    with_group_length(elements)
 }
 
 fn with_group_length(elements: Vec<DataElement<InMemDicomObject>>) -> Vec<u8> {
@@ -163,6 +151,26 @@ impl Command {
     pub fn has_data_set(&self) -> bool {
         self.u16(tags::COMMAND_DATA_SET_TYPE)
             .is_some_and(|t| t != NO_DATA_SET)
+    }
+
+    /// Checks that this is the `expected` response (e.g. C-ECHO-RSP) to `message_id` and
+    /// returns its status.
+    pub fn response_status(
+        &self,
+        expected: u16,
+        name: &str,
+        message_id: u16,
+    ) -> Result<u16, String> {
+        if self.command_field() != Some(expected) {
+            return Err(format!(
+                "expected {name}, got command field {:?}",
+                self.command_field()
+            ));
+        }
+        if self.message_id_being_responded_to() != Some(message_id) {
+            return Err(format!("{name} answers another message ID"));
+        }
+        self.status().ok_or_else(|| format!("{name} has no status"))
     }
 
     /// ErrorComment (0000,0902), when the peer explains a failure status.
