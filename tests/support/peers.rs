@@ -539,23 +539,12 @@ impl Wlmscpfs {
             );
         }
         let port = free_port();
-        let log_path = dir.path().join("wlmscpfs.log");
         let mut command = Command::new(binary);
         command
             .arg("-dfp")
             .arg(dir.path().join("data"))
-            .arg(port.to_string())
-            .env_remove("TCP_NODELAY");
-        let mut child = spawn_logged(&mut command, &log_path);
-        let pid = child.id();
-        if let Err(why) = wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "wlmscpfs did not become ready: {why}\n{}",
-                read_log(&log_path)
-            );
-        }
+            .arg(port.to_string());
+        let child = spawn_listening(command, &dir.path().join("wlmscpfs.log"), port, "wlmscpfs");
         Wlmscpfs {
             aet: aet.to_owned(),
             port,
@@ -616,19 +605,13 @@ impl StorescpTls {
         command
             .args(["-aet", aet, "-od"])
             .arg(&out)
-            .arg(port.to_string())
-            .env_remove("TCP_NODELAY");
-        let log_path = dir.path().join("storescp.log");
-        let mut child = spawn_logged(&mut command, &log_path);
-        let pid = child.id();
-        if let Err(why) = wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "storescp +tls did not become ready: {why}\n{}",
-                read_log(&log_path)
-            );
-        }
+            .arg(port.to_string());
+        let child = spawn_listening(
+            command,
+            &dir.path().join("storescp.log"),
+            port,
+            "storescp +tls",
+        );
         StorescpTls {
             aet: aet.to_owned(),
             port,
@@ -651,6 +634,20 @@ impl Drop for StorescpTls {
             &what,
         );
     }
+}
+
+/// Starts a DCMTK server (Nagle on, as users run it) with its output in `log_path` and waits
+/// until it listens on `port`; panics with its log if it does not.
+fn spawn_listening(mut command: Command, log_path: &Path, port: u16, what: &str) -> Child {
+    command.env_remove("TCP_NODELAY");
+    let mut child = spawn_logged(&mut command, log_path);
+    let pid = child.id();
+    if let Err(why) = wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not become ready: {why}\n{}", read_log(log_path));
+    }
+    child
 }
 
 /// Writes dcmqrscp's configuration for `port` into `dir` and starts it there, retrying once on a
