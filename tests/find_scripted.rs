@@ -67,6 +67,33 @@ fn an_hour_ago() -> (String, String) {
     )
 }
 
+/// Accepts, reads a C-FIND-RQ and answers one pending match; the script goes on from there.
+async fn one_pending_match(conn: &mut Conn) {
+    conn.accept().await;
+    let Some((pc, id, _)) = conn.read_find().await else {
+        return;
+    };
+    let rsp = support::scripted::response_command(
+        0x8020,
+        id,
+        support::scripted::STUDY_ROOT_FIND,
+        0xFF00,
+        true,
+    );
+    let data = Some(encode_dataset(&matches(1)[0]));
+    conn.send_laid_out(pc, &rsp, data, Layout::Separate).await;
+}
+
+/// The find module against `peer`, checked to answer before the scrape timeout.
+async fn probe_find(peer: &ScriptedPeer) -> Answer {
+    checked(
+        Exporter::new(find_config())
+            .probe("find", &peer.target("X"), Some(SCRAPE_TIMEOUT))
+            .await,
+    )
+    .await
+}
+
 fn matches(n: usize) -> Vec<dicom_object::InMemDicomObject> {
     let (date, time) = an_hour_ago();
     (0..n)
@@ -147,12 +174,7 @@ async fn cut_off_answer_is_too_many_matches() {
         conn.release().await;
     })
     .await;
-    let answer = checked(
-        Exporter::new(find_config())
-            .probe("find", &peer.target("X"), Some(SCRAPE_TIMEOUT))
-            .await,
-    )
-    .await;
+    let answer = probe_find(&peer).await;
     answer.assert_failed("find", "too_many_matches");
     assert_eq!(answer.metric("probe_dicom_status"), f64::from(0xFE00));
 }
@@ -196,36 +218,14 @@ async fn pending_without_identifier_is_a_protocol_error() {
         conn.hold().await;
     })
     .await;
-    let answer = checked(
-        Exporter::new(find_config())
-            .probe("find", &peer.target("X"), Some(SCRAPE_TIMEOUT))
-            .await,
-    )
-    .await;
+    let answer = probe_find(&peer).await;
     answer.assert_failed("find", "protocol_error");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn abort_mid_answer() {
     let peer = ScriptedPeer::start(|mut conn: Conn| async move {
-        conn.accept().await;
-        let Some((pc, id, _)) = conn.read_find().await else {
-            return;
-        };
-        let rsp = support::scripted::response_command(
-            0x8020,
-            id,
-            support::scripted::STUDY_ROOT_FIND,
-            0xFF00,
-            true,
-        );
-        conn.send_laid_out(
-            pc,
-            &rsp,
-            Some(encode_dataset(&matches(1)[0])),
-            Layout::Separate,
-        )
-        .await;
+        one_pending_match(&mut conn).await;
         conn.write_pdu(&Pdu::AbortRQ {
             source: AbortRQSource::ServiceUser,
         })
@@ -233,45 +233,18 @@ async fn abort_mid_answer() {
         conn.hold().await;
     })
     .await;
-    let answer = checked(
-        Exporter::new(find_config())
-            .probe("find", &peer.target("X"), Some(SCRAPE_TIMEOUT))
-            .await,
-    )
-    .await;
+    let answer = probe_find(&peer).await;
     answer.assert_failed("find", "aborted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn silence_mid_answer_times_out_before_the_deadline() {
     let peer = ScriptedPeer::start(|mut conn: Conn| async move {
-        conn.accept().await;
-        let Some((pc, id, _)) = conn.read_find().await else {
-            return;
-        };
-        let rsp = support::scripted::response_command(
-            0x8020,
-            id,
-            support::scripted::STUDY_ROOT_FIND,
-            0xFF00,
-            true,
-        );
-        conn.send_laid_out(
-            pc,
-            &rsp,
-            Some(encode_dataset(&matches(1)[0])),
-            Layout::Separate,
-        )
-        .await;
+        one_pending_match(&mut conn).await;
         conn.hold().await;
     })
     .await;
-    let answer = checked(
-        Exporter::new(find_config())
-            .probe("find", &peer.target("X"), Some(SCRAPE_TIMEOUT))
-            .await,
-    )
-    .await;
+    let answer = probe_find(&peer).await;
     answer.assert_failed("find", "timeout");
 }
 
