@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::metrics::{EXPORTER_METRICS, FIND_TLS_AND_PER_STUDY};
 use support::peers::{free_port, require_binary, Orthanc};
 
 /// Where prometheus-example.yml expects the exporter.
@@ -452,10 +453,8 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
             .into_iter()
             .filter_map(|(labels, _)| labels["__name__"].as_str().map(str::to_string))
             .collect();
-        let absent: Vec<&str> = EXPECTED_METRICS
-            .iter()
-            .filter(|name| !names.contains(**name))
-            .copied()
+        let absent: Vec<&str> = expected_metrics()
+            .filter(|name| !names.contains(*name))
             .collect();
         *last = format!("absent: {absent:?}; present: {names:?}");
         absent.is_empty().then_some(names)
@@ -521,32 +520,11 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
 }
 
 /// Metrics that must reach Prometheus in this setup: every probe's, a successful echo's (no
-/// find), send_check's except the per-study list (nothing is unsent), and the exporter's own.
-const EXPECTED_METRICS: &[&str] = &[
-    "probe_success",
-    "probe_duration_seconds",
-    "probe_timeout_seconds",
-    "probe_failure_info",
-    "probe_dns_lookup_time_seconds",
-    "probe_dicom_connect_duration_seconds",
-    "probe_dicom_association_duration_seconds",
-    "probe_dicom_echo_duration_seconds",
-    "probe_dicom_status",
-    "probe_dicom_peer_info",
-    "pacs_peer_up",
-    "pacs_find_duration_seconds",
-    "pacs_find_matches",
-    "pacs_studies_checked",
-    "pacs_studies_pending",
-    "pacs_studies_missing",
-    "pacs_studies_incomplete",
-    "pacs_instances_missing",
-    "pacs_oldest_unsent_study_age_seconds",
-    "pacs_study_list_truncated",
-    "pacs_exporter_build_info",
-    "pacs_exporter_config_last_reload_successful",
-    "pacs_exporter_config_last_reload_success_timestamp_seconds",
-    "pacs_exporter_probes_in_flight",
-    "pacs_exporter_probe_requests_total",
-    "pacs_exporter_module_unknown_total",
-];
+/// find, no TLS), send_check's except the per-study list (nothing is unsent), and the
+/// exporter's own.
+fn expected_metrics() -> impl Iterator<Item = &'static str> {
+    EXPORTER_METRICS
+        .iter()
+        .copied()
+        .filter(|m| !FIND_TLS_AND_PER_STUDY.contains(m))
+}

@@ -3,6 +3,7 @@
 pub mod binary;
 pub mod certs;
 pub mod exporter;
+pub mod metrics;
 pub mod peers;
 pub mod scripted;
 pub mod studies;
