@@ -2,6 +2,7 @@
 //! Prometheus against them.
 
 #![allow(dead_code)]
+
 /// Every metric the exporter exposes, from the README's metric tables (`process_*` are matched
 /// by prefix). `metric_list_matches_the_readme` (tests/deploy.rs) keeps this
 /// list honest.
