@@ -188,6 +188,7 @@ fn respond(
             } else {
                 IMPLICIT_VR_LITTLE_ENDIAN.erased()
             };
+            crate::dicom::guard::check_data_set(identifier, explicit)?;
             let query = InMemDicomObject::read_dataset_with_ts(identifier, &ts)?;
             let sop_class = InformationModel::StudyRoot.sop_class();
             let mut out = Vec::new();

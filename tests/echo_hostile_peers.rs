@@ -323,3 +323,34 @@ async fn metric_set_is_fixed() {
         ]
     );
 }
+
+/// A command set whose element declares 4 GiB: refused before anything is allocated.
+#[tokio::test(flavor = "multi_thread")]
+async fn element_length_larger_than_the_message() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        let Some((pc, _, _)) = conn.read_message().await else {
+            return;
+        };
+        // (0000,0002) UI, implicit VR, length 0xFFFFFFF0, then two bytes.
+        let command = vec![0x00, 0x00, 0x02, 0x00, 0xF0, 0xFF, 0xFF, 0xFF, b'1', 0];
+        conn.write_pdu(&Pdu::PData {
+            data: vec![dicom_ul::pdu::PDataValue {
+                presentation_context_id: pc,
+                value_type: dicom_ul::pdu::PDataValueType::Command,
+                is_last: true,
+                data: command,
+            }],
+        })
+        .await;
+        conn.hold().await;
+    })
+    .await;
+    let answer = probe(&peer).await;
+    answer.assert_failed("echo", "protocol_error");
+    assert!(
+        answer.metric("probe_duration_seconds") < 0.5,
+        "{}",
+        answer.body
+    );
+}

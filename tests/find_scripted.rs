@@ -409,3 +409,33 @@ async fn names_are_decoded_per_character_set() {
         );
     }
 }
+
+/// A match of sequences nested thousands deep: refused, not parsed (the parser recurses).
+#[tokio::test(flavor = "multi_thread")]
+async fn deeply_nested_match_is_a_protocol_error() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        let Some((pc, id, _)) = conn.read_find().await else {
+            return;
+        };
+        let mut data = Vec::new();
+        for _ in 0..3000 {
+            // (0040,0100) SQ of undefined length, then an item of undefined length.
+            data.extend_from_slice(&[0x40, 0x00, 0x00, 0x01, 0xFF, 0xFF, 0xFF, 0xFF]);
+            data.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        let rsp = support::scripted::response_command(
+            0x8020,
+            id,
+            support::scripted::STUDY_ROOT_FIND,
+            0xFF00,
+            true,
+        );
+        conn.send_laid_out(pc, &rsp, Some(data), Layout::Separate)
+            .await;
+        conn.hold().await;
+    })
+    .await;
+    let answer = probe_find(&peer).await;
+    answer.assert_failed("find", "protocol_error");
+}

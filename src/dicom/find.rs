@@ -91,6 +91,9 @@ pub async fn find(
             } else {
                 IMPLICIT_VR_LITTLE_ENDIAN.erased()
             };
+            super::guard::check_data_set(&data, explicit).map_err(|e| {
+                Error::protocol(Step::Exchange, format!("malformed C-FIND match: {e}"))
+            })?;
             let object = InMemDicomObject::read_dataset_with_ts(&data[..], &ts).map_err(|e| {
                 Error::protocol(Step::Exchange, format!("cannot parse a C-FIND match: {e}"))
             })?;

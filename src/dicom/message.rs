@@ -122,6 +122,8 @@ pub struct Command(InMemDicomObject);
 
 impl Command {
     pub fn parse(bytes: &[u8]) -> Result<Command, String> {
+        super::guard::check_data_set(bytes, false)
+            .map_err(|e| format!("malformed command set: {e}"))?;
         InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
             .map(Command)
             .map_err(|e| format!("cannot parse command set: {e}"))

@@ -7,6 +7,7 @@
 pub mod association;
 pub mod echo;
 pub mod find;
+pub mod guard;
 pub mod message;
 pub mod query;
 pub mod tls;

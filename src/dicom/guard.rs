@@ -1,0 +1,224 @@
+//! A check of an encoded data set before dicom-object parses it.
+//!
+//! The parser trusts what it reads: it allocates an element's declared length before reading
+//! the bytes, and descends into nested sequences by recursion. A peer could make it allocate
+//! gigabytes with a 100-byte message, or overflow the stack with a few thousand nested
+//! sequences. This walk, iterative and allocation-free, refuses both before the parser sees
+//! the data: every declared length must fit in the bytes that remain, and sequences may nest
+//! only so deep.
+
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntryRef};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+
+/// Sequences and items open at once, at most (a sequence and its item count as two).
+/// Real C-FIND identifiers nest two or three levels.
+const MAX_NESTING: usize = 32;
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+/// Checks `bytes`, a data set in Explicit or Implicit VR Little Endian.
+pub fn check_data_set(bytes: &[u8], explicit: bool) -> Result<(), String> {
+    // The end offset of each open container; `None` for one of undefined length.
+    let mut open: Vec<Option<usize>> = Vec::new();
+    let mut pos = 0usize;
+    loop {
+        while let Some(Some(end)) = open.last() {
+            if pos < *end {
+                break;
+            }
+            if pos > *end {
+                return Err(format!(
+                    "an element overruns its enclosing item at byte {pos}"
+                ));
+            }
+            open.pop();
+        }
+        if pos == bytes.len() {
+            return Ok(());
+        }
+        let header = bytes
+            .get(pos..pos + 8)
+            .ok_or_else(|| format!("truncated element header at byte {pos}"))?;
+        let tag = Tag(le16(&header[0..2]), le16(&header[2..4]));
+        if tag.group() == 0xFFFE {
+            let length = le32(&header[4..8]);
+            pos += 8;
+            match tag.element() {
+                // Item: a container of elements.
+                0xE000 => open.push(container(bytes, pos, length)?),
+                // Item or sequence delimitation: closes the innermost undefined-length container.
+                0xE00D | 0xE0DD => match open.pop() {
+                    Some(None) => {}
+                    _ => return Err(format!("unexpected delimiter at byte {}", pos - 8)),
+                },
+                other => return Err(format!("unknown item tag (FFFE,{other:04X})")),
+            }
+        } else {
+            let (vr, length, header_length) = if explicit {
+                let vr = VR::from_binary([header[4], header[5]]);
+                if has_long_length(vr) {
+                    let length = bytes
+                        .get(pos + 8..pos + 12)
+                        .ok_or_else(|| format!("truncated element header at byte {pos}"))?;
+                    (vr, le32(length), 12)
+                } else {
+                    (vr, u32::from(le16(&header[6..8])), 8)
+                }
+            } else {
+                (dictionary_vr(tag), le32(&header[4..8]), 8)
+            };
+            pos += header_length;
+            if length == UNDEFINED || vr == Some(VR::SQ) {
+                // A sequence (or encapsulated data): its items follow.
+                open.push(container(bytes, pos, length)?);
+            } else {
+                let length = length as usize;
+                if length > bytes.len() - pos {
+                    return Err(format!(
+                        "element {tag} declares {length} bytes, only {} remain",
+                        bytes.len() - pos
+                    ));
+                }
+                pos += length;
+            }
+        }
+        if open.len() > MAX_NESTING {
+            return Err(format!("sequences nested more than {MAX_NESTING} deep"));
+        }
+    }
+}
+
+/// A container starting at `pos` with `length`: its end, or `None` when undefined.
+fn container(bytes: &[u8], pos: usize, length: u32) -> Result<Option<usize>, String> {
+    if length == UNDEFINED {
+        return Ok(None);
+    }
+    let length = length as usize;
+    if length > bytes.len() - pos {
+        return Err(format!(
+            "a sequence or item declares {length} bytes, only {} remain",
+            bytes.len() - pos
+        ));
+    }
+    Ok(Some(pos + length))
+}
+
+/// VRs with a reserved field and a 4-byte length in explicit VR.
+fn has_long_length(vr: Option<VR>) -> bool {
+    matches!(
+        vr,
+        None | Some(
+            VR::OB
+                | VR::OD
+                | VR::OF
+                | VR::OL
+                | VR::OV
+                | VR::OW
+                | VR::SQ
+                | VR::SV
+                | VR::UC
+                | VR::UN
+                | VR::UR
+                | VR::UT
+                | VR::UV
+        )
+    )
+}
+
+fn dictionary_vr(tag: Tag) -> Option<VR> {
+    let entry: &DataDictionaryEntryRef = StandardDataDictionary.by_tag(tag)?;
+    Some(entry.vr.relaxed())
+}
+
+fn le16(b: &[u8]) -> u16 {
+    u16::from_le_bytes([b[0], b[1]])
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (0040,0100) SQ undefined, then an item, `depth` times, then the delimiters.
+    fn nested(depth: usize, explicit: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..depth {
+            out.extend_from_slice(&[0x40, 0x00, 0x00, 0x01]);
+            if explicit {
+                out.extend_from_slice(b"SQ\0\0");
+            }
+            out.extend_from_slice(&UNDEFINED.to_le_bytes());
+            out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+            out.extend_from_slice(&UNDEFINED.to_le_bytes());
+        }
+        for _ in 0..depth {
+            out.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            out.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        out
+    }
+
+    #[test]
+    fn real_encodings_pass() {
+        use dicom_object::InMemDicomObject;
+        use dicom_transfer_syntax_registry::entries::{
+            EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
+        };
+        let keys: crate::dicom::query::QueryKeys = yaml_serde::from_str(
+            "PatientName: Müller\nScheduledProcedureStepSequence: {Modality: MR, ScheduledStationAETitle: }\nStudyInstanceUID: 1.2.3",
+        )
+        .unwrap();
+        let mut object = InMemDicomObject::new_empty();
+        crate::dicom::query::apply(
+            &mut object,
+            &keys,
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        );
+        for (ts, explicit) in [
+            (EXPLICIT_VR_LITTLE_ENDIAN.erased(), true),
+            (IMPLICIT_VR_LITTLE_ENDIAN.erased(), false),
+        ] {
+            let mut bytes = Vec::new();
+            object.write_dataset_with_ts(&mut bytes, &ts).unwrap();
+            check_data_set(&bytes, explicit).unwrap();
+        }
+        check_data_set(&nested(3, true), true).unwrap();
+        check_data_set(&nested(3, false), false).unwrap();
+        check_data_set(&[], true).unwrap();
+    }
+
+    #[test]
+    fn hostile_encodings_are_refused() {
+        assert!(check_data_set(&nested(3000, true), true)
+            .unwrap_err()
+            .contains("nested"));
+        assert!(check_data_set(&nested(3000, false), false)
+            .unwrap_err()
+            .contains("nested"));
+        // (0000,0002) UI with a 4 GiB length, implicit; and an explicit OB claiming too much.
+        let huge = [0x00, 0x00, 0x02, 0x00, 0xF0, 0xFF, 0xFF, 0xFF, b'1', 0];
+        assert!(check_data_set(&huge, false)
+            .unwrap_err()
+            .contains("declares"));
+        let ob = [
+            0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0, 0x00, 0x00, 0x00, 0x10,
+        ];
+        assert!(check_data_set(&ob, true).unwrap_err().contains("declares"));
+        assert!(check_data_set(&[0x08, 0x00, 0x20], true)
+            .unwrap_err()
+            .contains("truncated"));
+        let stray = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+        assert!(check_data_set(&stray, true)
+            .unwrap_err()
+            .contains("delimiter"));
+        // An item whose element runs past the item's end.
+        let mut overrun = vec![0x40, 0x00, 0x00, 0x01, b'S', b'Q', 0, 0];
+        overrun.extend_from_slice(&UNDEFINED.to_le_bytes());
+        overrun.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0]);
+        overrun.extend_from_slice(&[0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'M', b'R']);
+        assert!(check_data_set(&overrun, true).is_err());
+    }
+}
