@@ -29,6 +29,8 @@ const JOIN_GRACE: Duration = Duration::from_millis(50);
 pub struct ProbeJob {
     /// The config the probe runs with, whatever is reloaded meanwhile.
     pub config: Arc<Config>,
+    /// Which load of the config that is (it counts reloads).
+    pub generation: u64,
     pub module: String,
     pub target: Target,
     /// The target as the request wrote it, for the history.
@@ -54,12 +56,14 @@ pub enum Outcome {
     Ran(Arc<ProbeOutcome>),
     /// The probe could not run before the request's deadline; the text says why.
     Busy(String),
+    /// The probe failed in a way no probe should (a bug); the text says how.
+    Crashed(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
-    /// Identity of the loaded config: a reload starts new probes rather than joining old ones.
-    config: usize,
+    /// The config's generation: a reload starts new probes rather than joining old ones.
+    generation: u64,
     module: String,
     target: Target,
 }
@@ -98,28 +102,33 @@ impl Scheduler {
     /// Runs the probe, or joins an identical one already running.
     pub async fn run(self: &Arc<Self>, job: ProbeJob) -> Outcome {
         let key = Key {
-            config: Arc::as_ptr(&job.config) as usize,
+            generation: job.generation,
             module: job.module.clone(),
             target: job.target.clone(),
         };
-        // The probe that starts here keeps its own deadline; one joined may have been started
-        // with a later one, so a request that joins waits until its own deadline (and the
-        // moment it takes a probe cut off there to report).
-        let mut wait_until = None;
+        // A request waits until its own deadline, and the moment a probe cut off there takes
+        // to report; one that joined a probe started with a later deadline may stop waiting
+        // before that probe ends.
+        let wait_until = job.deadline + JOIN_GRACE;
         let mut receiver = {
             let mut running = self.running();
             match running.get(&key) {
                 Some(receiver) => {
                     tracing::debug!(module = %key.module, target = %key.target, "joining a running probe");
-                    wait_until = Some(job.deadline + JOIN_GRACE);
                     receiver.clone()
                 }
                 None => {
                     let (sender, receiver) = watch::channel(None);
                     running.insert(key.clone(), receiver.clone());
                     let this = self.clone();
+                    // The probe runs in a task of its own, so that a panic in it (a bug) is
+                    // reported as such and the entry is removed whatever happens.
+                    let probe = tokio::spawn(this.clone().execute(job));
                     tokio::spawn(async move {
-                        let outcome = this.execute(job).await;
+                        let outcome = probe.await.unwrap_or_else(|e| {
+                            tracing::error!(module = %key.module, target = %key.target, error = %e, "probe task failed");
+                            Outcome::Crashed(format!("the probe failed unexpectedly: {e}"))
+                        });
                         this.running().remove(&key);
                         let _ = sender.send(Some(outcome));
                     });
@@ -127,24 +136,20 @@ impl Scheduler {
                 }
             }
         };
-        let wait = receiver.wait_for(Option::is_some);
-        let waited = match wait_until {
-            Some(until) => timeout_at(until, wait).await,
-            None => Ok(wait.await),
-        };
+        let waited = timeout_at(wait_until, receiver.wait_for(Option::is_some)).await;
         let outcome = match waited {
             Ok(Ok(outcome)) => outcome.clone(),
             Ok(Err(_)) => None,
             Err(_) => {
                 return Outcome::Busy(
-                    "an identical probe was already running and did not finish before this request's deadline".into(),
+                    "the probe did not report before this request's deadline (an identical probe started earlier with a later deadline)".into(),
                 )
             }
         };
         outcome.unwrap_or_else(|| Outcome::Busy("the probe ended without a result".into()))
     }
 
-    async fn execute(&self, job: ProbeJob) -> Outcome {
+    async fn execute(self: Arc<Self>, job: ProbeJob) -> Outcome {
         let _permit = match &self.permits {
             None => None,
             Some((permits, limit)) => match timeout_at(job.deadline, permits.clone().acquire_owned()).await {

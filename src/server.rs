@@ -56,7 +56,8 @@ impl Default for ServerOptions {
 
 /// Shared by every request.
 pub struct AppState {
-    config: RwLock<Arc<Config>>,
+    /// The config in force and its generation (how many loads it is).
+    config: RwLock<(u64, Arc<Config>)>,
     options: ServerOptions,
     pub metrics: ExporterMetrics,
     pub scheduler: Arc<Scheduler>,
@@ -71,7 +72,7 @@ impl AppState {
             metrics.probes_in_flight.clone(),
         ));
         let state = AppState {
-            config: RwLock::new(Arc::new(config)),
+            config: RwLock::new((0, Arc::new(config))),
             options,
             metrics,
             scheduler,
@@ -82,6 +83,10 @@ impl AppState {
 
     /// The config in force; a probe keeps the one it started with through a reload.
     pub fn config(&self) -> Arc<Config> {
+        self.current_config().1
+    }
+
+    fn current_config(&self) -> (u64, Arc<Config>) {
         match self.config.read() {
             Ok(config) => config.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -95,10 +100,12 @@ impl AppState {
         };
         match Config::load(path) {
             Ok(config) => {
-                match self.config.write() {
-                    Ok(mut current) => *current = Arc::new(config),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
-                }
+                let mut current = match self.config.write() {
+                    Ok(current) => current,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                *current = (current.0 + 1, Arc::new(config));
+                drop(current);
                 self.metrics.reload_succeeded();
                 tracing::info!(path = %path.display(), "config reloaded");
                 Ok(())
@@ -305,7 +312,7 @@ async fn probe(
         Ok(params) => params,
         Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
     };
-    let config = state.config();
+    let (generation, config) = state.current_config();
     let Some(module) = config.modules.get(&params.module) else {
         state.metrics.module_unknown.inc();
         return plain(
@@ -348,6 +355,7 @@ async fn probe(
         .scheduler
         .run(ProbeJob {
             config: config.clone(),
+            generation,
             module: params.module.clone(),
             target,
             target_text: params.target.clone(),
@@ -364,6 +372,14 @@ async fn probe(
                 .with_label_values(&[&params.module, "busy"])
                 .inc();
             return plain(StatusCode::SERVICE_UNAVAILABLE, reason);
+        }
+        Outcome::Crashed(reason) => {
+            state
+                .metrics
+                .probe_requests
+                .with_label_values(&[&params.module, "error"])
+                .inc();
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, reason);
         }
     };
     let result = if outcome.success {
