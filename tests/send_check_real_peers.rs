@@ -422,3 +422,35 @@ async fn per_study_series_are_capped_oldest_first() {
         "age {age} vs {oldest_age} min"
     );
 }
+
+/// A destination that holds more studies in the window than one query may return
+/// (`max_matches`): `auto` asks for the source's studies by UID instead, on a new association.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_falls_back_to_uids_on_a_busy_destination() {
+    let source = Orthanc::start("SOURCE");
+    let destination = Orthanc::start("ARCHIVE");
+    let scenario = Scenario::new(7, 23, now());
+    scenario.load_source(&source);
+    scenario.load_destination(&destination);
+    let hour_ago = now() - Duration::hours(1);
+    let when = [(
+        hour_ago.format("%Y%m%d").to_string(),
+        hour_ago.format("%H%M%S").to_string(),
+    )];
+    for other in generate(10, 99, &when) {
+        destination.upload(&other.instance(0));
+    }
+    let dest = format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port);
+    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+
+    let capped = "      max_matches: 7\n";
+    let answer = Exporter::new(&config(&dest, "date_range", capped))
+        .probe("check", &target, Some(30.0))
+        .await;
+    answer.assert_failed("find_destination", "too_many_matches");
+
+    let answer = Exporter::new(&config(&dest, "auto", capped))
+        .probe("check", &target, Some(30.0))
+        .await;
+    scenario.assert_matches(&answer, true, "auto past max_matches");
+}

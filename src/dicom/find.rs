@@ -38,7 +38,8 @@ impl InformationModel {
 /// The answer to one C-FIND.
 #[derive(Debug)]
 pub struct FindAnswer {
-    pub matches: Vec<InMemDicomObject>,
+    /// How many matches (pending responses) arrived.
+    pub matches: usize,
     /// The final status: 0x0000 complete, 0xFE00 cut off by the peer, or a failure.
     pub status: u16,
     /// The peer's ErrorComment, if it gave one with the final status.
@@ -53,6 +54,7 @@ impl FindAnswer {
 }
 
 /// Sends one C-FIND-RQ with `identifier` and reads every response until the final one.
+/// Each match is handed to `on_match` as it arrives, so that a caller keeps only what it needs.
 /// More than `max_matches` pending answers end the query with [`ErrorKind::TooManyMatches`]
 /// (the association is then aborted by the caller, which stops the peer).
 pub async fn find(
@@ -61,6 +63,7 @@ pub async fn find(
     identifier: &InMemDicomObject,
     message_id: u16,
     max_matches: usize,
+    on_match: &mut (dyn FnMut(&InMemDicomObject) + Send),
 ) -> Result<FindAnswer, Error> {
     let sop_class = model.sop_class();
     let context = association
@@ -75,7 +78,7 @@ pub async fn find(
         .send_message(context.id, &request, Some(&data))
         .await?;
 
-    let mut matches = Vec::new();
+    let mut matches = 0;
     loop {
         let message = association.receive_message().await?;
         let command = &message.command;
@@ -97,8 +100,9 @@ pub async fn find(
             let object = InMemDicomObject::read_dataset_with_ts(&data[..], &ts).map_err(|e| {
                 Error::protocol(Step::Exchange, format!("cannot parse a C-FIND match: {e}"))
             })?;
-            matches.push(object);
-            if matches.len() > max_matches {
+            on_match(&object);
+            matches += 1;
+            if matches > max_matches {
                 return Err(Error::new(
                     Step::Exchange,
                     ErrorKind::TooManyMatches(max_matches),

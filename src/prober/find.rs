@@ -39,14 +39,22 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
     ctx.enter(Stage::Find);
     let identifier = identifier(&options);
     let start = Instant::now();
-    let answer = find(&mut association, model, &identifier, 1, MAX_MATCHES).await;
+    let answer = find(
+        &mut association,
+        model,
+        &identifier,
+        1,
+        MAX_MATCHES,
+        &mut |_| {},
+    )
+    .await;
     duration.set(start.elapsed().as_secs_f64());
     let answer = answer.map_err(|e| Failure::from_dicom(&e, Stage::Find))?;
-    matches.set(answer.matches.len() as f64);
+    matches.set(answer.matches as f64);
     metrics.status.set(f64::from(answer.status));
     ctx.log.debug(format!(
         "C-FIND returned {} matches, final status {:#06x}, in {:.3}s",
-        answer.matches.len(),
+        answer.matches,
         answer.status,
         start.elapsed().as_secs_f64()
     ));
@@ -59,7 +67,7 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
             Reason::TooManyMatches,
             format!(
                 "the peer cut the answer off after {} matches (status 0xfe00)",
-                answer.matches.len()
+                answer.matches
             ),
         ));
     }

@@ -19,7 +19,7 @@
 //! period (no false alarm for a study stored late in the day). A study dated in the future is
 //! pending.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
@@ -147,81 +147,53 @@ struct Peer<'p> {
 }
 
 /// One side of the check: its association and its share of the metrics.
-struct Side<'a> {
-    name: &'static str,
-    stage: Stage,
+struct Side<'a, 'p> {
+    peer: Peer<'p>,
     association: Association,
     metrics: &'a Metrics,
     message_id: u16,
     find_time: Duration,
     matches: usize,
+    /// Matches one query may return (a memory bound).
     max_matches: usize,
+    /// Whether the association can no longer be released (the exchange broke off).
+    broken: bool,
 }
 
-impl<'a> Side<'a> {
+impl<'a, 'p> Side<'a, 'p> {
     async fn connect(
         ctx: &ProbeContext<'_>,
-        peer: Peer<'_>,
+        peer: Peer<'p>,
         metrics: &'a Metrics,
         max_matches: usize,
-    ) -> Result<Side<'a>, Failure> {
-        let Peer {
-            name,
-            stage,
-            target,
-            dicom,
-            restricted,
-        } = peer;
-        let called = target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
-        let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
-        let tls = dicom
-            .tls
-            .as_ref()
-            .map(|t| t.options(&target.host))
-            .transpose()
-            .map_err(|e| side_failure(name, Failure::new(Stage::Tls, Reason::TlsHandshake, e)))?;
-        let options = AssociationOptions {
-            calling_aet: dicom.calling_aet.as_str(),
-            called_aet: called.as_str(),
-            abstract_syntaxes: &[InformationModel::StudyRoot.sop_class()],
-            max_pdu_length: dicom.max_pdu_length,
-            address_filter: if restricted { Some(&may_connect) } else { None },
-            tls,
-        };
-        ctx.log.debug(format!(
-            "{name}: associating with {called}@{}:{}",
-            target.host, target.port
-        ));
-        let mut timings = Timings::default();
-        let association = Association::establish(
-            &target.host,
-            target.port,
-            &options,
-            ctx.deadline,
-            &mut timings,
-        )
-        .await
-        .map_err(|e| side_failure(name, Failure::from_dicom(&e, stage)))?;
-        ctx.log.debug(format!(
-            "{name}: associated in {:.3}s, peer implementation {:?} {:?}",
-            timings.associate.as_secs_f64(),
-            association.peer().implementation_class_uid,
-            association.peer().implementation_version_name
-        ));
+    ) -> Result<Side<'a, 'p>, Failure> {
+        let association = associate(ctx, &peer).await?;
         Ok(Side {
-            name,
-            stage,
+            peer,
             association,
             metrics,
             message_id: 0,
             find_time: Duration::ZERO,
             matches: 0,
             max_matches,
+            broken: false,
         })
     }
 
-    /// One C-FIND; the answer may still be incomplete (see [`FindAnswer::is_complete`]).
-    async fn find(&mut self, identifier: &InMemDicomObject) -> Result<FindAnswer, Failure> {
+    /// A new association in place of one that broke off (the old one is aborted).
+    async fn reconnect(&mut self, ctx: &ProbeContext<'_>) -> Result<(), Failure> {
+        self.association = associate(ctx, &self.peer).await?;
+        self.broken = false;
+        Ok(())
+    }
+
+    /// One C-FIND, each match handed to `on_match`; the answer may still be incomplete (see
+    /// [`FindAnswer::is_complete`]).
+    async fn find(
+        &mut self,
+        identifier: &InMemDicomObject,
+        on_match: &mut (dyn FnMut(&InMemDicomObject) + Send),
+    ) -> Result<FindAnswer, Failure> {
         self.message_id = self.message_id.wrapping_add(1);
         let start = Instant::now();
         let answer = find(
@@ -229,20 +201,24 @@ impl<'a> Side<'a> {
             InformationModel::StudyRoot,
             identifier,
             self.message_id,
-            self.max_matches.saturating_sub(self.matches),
+            self.max_matches,
+            on_match,
         )
         .await;
         self.find_time += start.elapsed();
+        let name = self.peer.name;
         self.metrics
             .find_duration
-            .with_label_values(&[self.name])
+            .with_label_values(&[name])
             .set(self.find_time.as_secs_f64());
-        let answer =
-            answer.map_err(|e| side_failure(self.name, Failure::from_dicom(&e, self.stage)))?;
-        self.matches += answer.matches.len();
+        let answer = answer.map_err(|e| {
+            self.broken = true;
+            side_failure(name, Failure::from_dicom(&e, self.peer.stage))
+        })?;
+        self.matches += answer.matches;
         self.metrics
             .find_matches
-            .with_label_values(&[self.name])
+            .with_label_values(&[name])
             .set(self.matches as f64);
         Ok(answer)
     }
@@ -251,20 +227,90 @@ impl<'a> Side<'a> {
     async fn find_complete(
         &mut self,
         identifier: &InMemDicomObject,
+        on_match: &mut (dyn FnMut(&InMemDicomObject) + Send),
     ) -> Result<FindAnswer, Failure> {
-        let answer = self.find(identifier).await?;
-        incomplete_failure(self.stage, self.name, &answer).map_or(Ok(answer), Err)
+        let answer = self.find(identifier, on_match).await?;
+        incomplete_failure(self.peer.stage, self.peer.name, &answer).map_or(Ok(answer), Err)
     }
 
-    async fn finish(self, ctx: &ProbeContext<'_>) {
-        self.metrics
-            .peer_up
-            .with_label_values(&[self.name])
-            .set(1.0);
-        if let Err(e) = self.association.release().await {
-            ctx.log.info(format!("{}: release failed: {e}", self.name));
+    /// Ends the association: released when the exchange is intact (also after a failure
+    /// status: the peer answered, and an abort would show up as an error in its logs),
+    /// aborted when it broke off. `up` says whether this side did its part.
+    async fn close(self, ctx: &ProbeContext<'_>, up: bool) {
+        if up {
+            self.metrics
+                .peer_up
+                .with_label_values(&[self.peer.name])
+                .set(1.0);
+        }
+        if self.broken {
+            self.association.abort();
+        } else if let Err(e) = self.association.release().await {
+            ctx.log
+                .info(format!("{}: release failed: {e}", self.peer.name));
         }
     }
+
+    /// Closes the side as `result` says and passes the result on.
+    async fn close_with<T>(
+        self,
+        ctx: &ProbeContext<'_>,
+        result: Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        self.close(ctx, result.is_ok()).await;
+        result
+    }
+}
+
+async fn associate(ctx: &ProbeContext<'_>, peer: &Peer<'_>) -> Result<Association, Failure> {
+    let Peer {
+        name,
+        stage,
+        target,
+        dicom,
+        restricted,
+    } = peer;
+    let called = target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
+    let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
+    let tls = dicom
+        .tls
+        .as_ref()
+        .map(|t| t.options(&target.host))
+        .transpose()
+        .map_err(|e| side_failure(name, Failure::new(Stage::Tls, Reason::TlsHandshake, e)))?;
+    let options = AssociationOptions {
+        calling_aet: dicom.calling_aet.as_str(),
+        called_aet: called.as_str(),
+        abstract_syntaxes: &[InformationModel::StudyRoot.sop_class()],
+        max_pdu_length: dicom.max_pdu_length,
+        address_filter: if *restricted {
+            Some(&may_connect)
+        } else {
+            None
+        },
+        tls,
+    };
+    ctx.log.debug(format!(
+        "{name}: associating with {called}@{}:{}",
+        target.host, target.port
+    ));
+    let mut timings = Timings::default();
+    let association = Association::establish(
+        &target.host,
+        target.port,
+        &options,
+        ctx.deadline,
+        &mut timings,
+    )
+    .await
+    .map_err(|e| side_failure(name, Failure::from_dicom(&e, *stage)))?;
+    ctx.log.debug(format!(
+        "{name}: associated in {:.3}s, peer implementation {:?} {:?}",
+        timings.associate.as_secs_f64(),
+        association.peer().implementation_class_uid,
+        association.peer().implementation_version_name
+    ));
+    Ok(association)
 }
 
 fn side_failure(side: &str, mut failure: Failure) -> Failure {
@@ -280,7 +326,7 @@ fn incomplete_failure(stage: Stage, side: &str, answer: &FindAnswer) -> Option<F
             Reason::TooManyMatches,
             format!(
                 "{side}: the answer was cut off after {} matches (status 0xfe00)",
-                answer.matches.len()
+                answer.matches
             ),
         ));
     }
@@ -311,8 +357,16 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
     };
     let metrics = Metrics::register(ctx, &options.labels);
     let now = local_now(options.timezone);
-    let window_start =
-        now - chrono::Duration::from_std(options.lookback.0).unwrap_or(chrono::Duration::days(1));
+    let window_start = chrono::Duration::from_std(options.lookback.0)
+        .ok()
+        .and_then(|lookback| now.checked_sub_signed(lookback))
+        .ok_or_else(|| {
+            Failure::new(
+                Stage::FindSource,
+                Reason::ProtocolError,
+                "lookback out of range",
+            )
+        })?;
     let date_range = format!("{}-{}", window_start.format("%Y%m%d"), now.format("%Y%m%d"));
 
     // Source: every study of the window.
@@ -331,16 +385,23 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
         identifier.put(text_element(tag, vr, ""));
     }
     query::apply(&mut identifier, &options.query, now.date());
-    let answer = source.find_complete(&identifier).await?;
-    source.finish(ctx).await;
+    let mut studies: Vec<Study> = Vec::new();
+    let answer = source
+        .find_complete(&identifier, &mut |m| studies.extend(read_study(m)))
+        .await;
+    source.close_with(ctx, answer).await?;
 
-    let mut studies: Vec<Study> = answer.matches.iter().filter_map(read_study).collect();
     let received = studies.len();
-    studies.retain(|s| in_window(s, window_start, now));
-    let grace = chrono::Duration::from_std(options.grace.0).unwrap_or_default();
+    // A source may list a study twice (e.g. once per patient ID it was merged from).
+    let mut seen = HashSet::new();
+    studies.retain(|s| seen.insert(s.uid.clone()) && in_window(s, window_start, now));
+    let judged_until = chrono::Duration::from_std(options.grace.0)
+        .ok()
+        .and_then(|grace| now.checked_sub_signed(grace))
+        .unwrap_or(window_start);
     let (checked, pending): (Vec<Study>, Vec<Study>) = studies
         .into_iter()
-        .partition(|s| s.when.is_some_and(|w| w <= now - grace));
+        .partition(|s| s.when.is_some_and(|w| w <= judged_until));
     metrics.checked.set(checked.len() as f64);
     metrics.pending.set(pending.len() as f64);
     ctx.log.info(format!(
@@ -362,7 +423,7 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
     let mut destination = Side::connect(ctx, destination, &metrics, options.max_matches).await?;
     ctx.enter(Stage::FindDestination);
     let found = if checked.is_empty() {
-        HashMap::new()
+        Ok(HashMap::new())
     } else {
         query_destination(
             ctx,
@@ -371,9 +432,9 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
             &date_range,
             &checked,
         )
-        .await?
+        .await
     };
-    destination.finish(ctx).await;
+    let found = destination.close_with(ctx, found).await?;
 
     report(ctx, options, &metrics, &checked, &found, now);
     Ok(())
@@ -413,7 +474,7 @@ fn uid_identifier(uids: &[&str]) -> InMemDicomObject {
 /// The destination's studies among `checked`: UID → instance count (if it reports one).
 async fn query_destination(
     ctx: &ProbeContext<'_>,
-    side: &mut Side<'_>,
+    side: &mut Side<'_, '_>,
     strategy: DestinationQuery,
     date_range: &str,
     checked: &[Study],
@@ -422,33 +483,42 @@ async fn query_destination(
     let uids: Vec<&str> = checked.iter().map(|s| s.uid.as_str()).collect();
     match strategy {
         DestinationQuery::DateRange => {
-            collect(
-                &mut found,
-                &side.find_complete(&study_identifier(date_range)).await?,
-            );
+            let identifier = study_identifier(date_range);
+            side.find_complete(&identifier, &mut collect(&mut found))
+                .await?;
         }
         DestinationQuery::UidList => {
             for batch in uids.chunks(UID_BATCH) {
-                collect(
-                    &mut found,
-                    &side.find_complete(&uid_identifier(batch)).await?,
-                );
+                side.find_complete(&uid_identifier(batch), &mut collect(&mut found))
+                    .await?;
             }
         }
         DestinationQuery::PerStudy => {
             for uid in &uids {
-                collect(
-                    &mut found,
-                    &side.find_complete(&uid_identifier(&[uid])).await?,
-                );
+                side.find_complete(&uid_identifier(&[uid]), &mut collect(&mut found))
+                    .await?;
             }
         }
         DestinationQuery::Auto => {
-            let answer = side.find(&study_identifier(date_range)).await?;
-            collect(&mut found, &answer);
-            if let Some(why) = incomplete_failure(side.stage, side.name, &answer) {
-                ctx.log
-                    .info(format!("{}; confirming every study by UID", why.detail));
+            let answer = side
+                .find(&study_identifier(date_range), &mut collect(&mut found))
+                .await;
+            match answer {
+                Ok(answer) => {
+                    if let Some(why) = incomplete_failure(side.peer.stage, side.peer.name, &answer)
+                    {
+                        ctx.log
+                            .info(format!("{}; confirming every study by UID", why.detail));
+                    }
+                }
+                // An archive with more studies in the window than a query may return: ask
+                // for ours by UID instead, on a fresh association (the old one broke off).
+                Err(failure) if failure.reason == Reason::TooManyMatches => {
+                    ctx.log
+                        .info(format!("{}; confirming every study by UID", failure.detail));
+                    side.reconnect(ctx).await?;
+                }
+                Err(failure) => return Err(failure),
             }
             let unseen: Vec<&str> = uids
                 .iter()
@@ -462,9 +532,10 @@ async fn query_destination(
                 ));
             }
             for batch in unseen.chunks(UID_BATCH) {
-                let answer = side.find(&uid_identifier(batch)).await?;
+                let answer = side
+                    .find(&uid_identifier(batch), &mut collect(&mut found))
+                    .await?;
                 if answer.is_complete() {
-                    collect(&mut found, &answer);
                     continue;
                 }
                 // Not every SCP does list matching: ask for each study on its own.
@@ -472,12 +543,9 @@ async fn query_destination(
                     "destination: UID list query answered with status {:#06x}; querying study by study",
                     answer.status
                 ));
-                collect(&mut found, &answer);
                 for uid in batch {
-                    collect(
-                        &mut found,
-                        &side.find_complete(&uid_identifier(&[uid])).await?,
-                    );
+                    side.find_complete(&uid_identifier(&[uid]), &mut collect(&mut found))
+                        .await?;
                 }
             }
         }
@@ -485,8 +553,9 @@ async fn query_destination(
     Ok(found)
 }
 
-fn collect(found: &mut HashMap<String, Option<u64>>, answer: &FindAnswer) {
-    for m in &answer.matches {
+/// A match handler that records each match's UID and instance count in `found`.
+fn collect(found: &mut HashMap<String, Option<u64>>) -> impl FnMut(&InMemDicomObject) + Send + '_ {
+    |m| {
         if let Some(uid) = text(m, tags::STUDY_INSTANCE_UID) {
             found.insert(uid, integer(m, tags::NUMBER_OF_STUDY_RELATED_INSTANCES));
         }
