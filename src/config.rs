@@ -232,7 +232,13 @@ impl DicomOverrides {
                 .unwrap_or_else(|| base.calling_aet.clone()),
             called_aet: base.called_aet.clone(),
             max_pdu_length: self.max_pdu_length.unwrap_or(base.max_pdu_length),
-            tls: self.tls.clone().or_else(|| base.tls.clone()),
+            // The module's TLS settings name the source's certificate, not the destination's.
+            tls: self.tls.clone().or_else(|| {
+                base.tls.clone().map(|tls| TlsSettings {
+                    server_name: None,
+                    ..tls
+                })
+            }),
         }
     }
 }
@@ -505,6 +511,18 @@ impl Config {
     }
 }
 
+/// The longest lookback: a transfer check over more than a year of studies is a migration,
+/// not monitoring.
+const MAX_LOOKBACK: Duration = Duration::from_secs(366 * 86_400);
+
+/// Keys a prober sets itself may not be given in its query.
+fn reserved_keys(keys: &QueryKeys, reserved: &[&str], why: &str) -> Result<(), String> {
+    match keys.keys().find(|k| reserved.contains(&k.as_str())) {
+        Some(key) => Err(format!("{key}: not allowed here: {why}")),
+        None => Ok(()),
+    }
+}
+
 fn check_pdu(path: &str, pdu: u32) -> Result<(), String> {
     if (4096..=1_048_576).contains(&pdu) {
         Ok(())
@@ -542,18 +560,34 @@ impl Module {
         }
         if let Some(find) = &self.find {
             query::validate(&find.query).map_err(|e| format!("{path}.find.query: {e}"))?;
+            reserved_keys(&find.query, &["QueryRetrieveLevel"], "set by find.level")
+                .map_err(|e| format!("{path}.find.query.{e}"))?;
             if find.model == Model::Worklist && find.level.is_some() {
                 return Err(format!("{path}.find.level: a worklist query has no level"));
             }
         }
         if let Some(check) = &self.send_check {
             query::validate(&check.query).map_err(|e| format!("{path}.send_check.query: {e}"))?;
+            reserved_keys(
+                &check.query,
+                &[
+                    "QueryRetrieveLevel",
+                    "StudyDate",
+                    "StudyTime",
+                    "StudyInstanceUID",
+                    "NumberOfStudyRelatedInstances",
+                    "SpecificCharacterSet",
+                ],
+                "the check sets it (the window is lookback)",
+            )
+            .map_err(|e| format!("{path}.send_check.query.{e}"))?;
             if let Some(pdu) = check.destination_dicom.max_pdu_length {
                 check_pdu(&format!("{path}.send_check.destination_dicom"), pdu)?;
             }
-            if check.lookback.0.is_zero() {
+            if check.lookback.0.is_zero() || check.lookback.0 > MAX_LOOKBACK {
                 return Err(format!(
-                    "{path}.send_check.lookback: must be greater than 0"
+                    "{path}.send_check.lookback: must be greater than 0 and at most {}",
+                    PromDuration(MAX_LOOKBACK)
                 ));
             }
             if check.grace >= check.lookback {
@@ -745,6 +779,42 @@ mod tests {
                 "modules.echo.dicom.max_pdu_length: 100 is outside",
             ),
             ("not_yaml.yml", "line"),
+            (
+                "huge_lookback.yml",
+                "modules.check.send_check.lookback: must be greater than 0 and at most",
+            ),
+            (
+                "reserved_key.yml",
+                "modules.check.send_check.query.StudyDate: not allowed here",
+            ),
+            (
+                "grace_too_long.yml",
+                "modules.check.send_check.grace: must be shorter than lookback",
+            ),
+            (
+                "send_check_no_destination.yml",
+                "modules.check.send_check: required by prober send_check",
+            ),
+            (
+                "block_for_other_prober.yml",
+                "modules.e.find: only for prober find, not echo",
+            ),
+            (
+                "bad_keyword.yml",
+                "modules.f.find.query: \"NoSuchKeyword\" is not a DICOM keyword",
+            ),
+            (
+                "bad_allowed_target.yml",
+                "allowed_targets: \"10.0.0.0/33\": prefix length",
+            ),
+            (
+                "bad_destination.yml",
+                "modules.check.send_check.destination: invalid target",
+            ),
+            (
+                "bad_label.yml",
+                "modules.check.send_check.labels[1]: unknown variant `shoe_size`",
+            ),
         ];
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/config");
         for (file, want) in cases {
