@@ -11,11 +11,16 @@ use support::peers::{Orthanc, StorescpTls};
 const EXPIRY_2031: f64 = 1_924_992_000.0;
 
 fn module(dir: &std::path::Path, tls: &str) -> Exporter {
-    let text = format!(
-        "modules:\n  tls_echo:\n    prober: echo\n    timeout: 5s\n    dicom:\n      tls:\n{tls}"
-    );
+    exporter(
+        dir,
+        &format!("modules:\n  tls_echo:\n    prober: echo\n    timeout: 5s\n    dicom:\n      tls:\n{tls}"),
+    )
+}
+
+/// An exporter serving `config`, whose relative file paths are read from `dir`.
+fn exporter(dir: &std::path::Path, config: &str) -> Exporter {
     let config =
-        pacs_exporter::config::Config::parse_in(&text, dir).unwrap_or_else(|e| panic!("{e}"));
+        pacs_exporter::config::Config::parse_in(config, dir).unwrap_or_else(|e| panic!("{e}"));
     Exporter {
         state: std::sync::Arc::new(pacs_exporter::server::AppState::new(
             config,
@@ -180,4 +185,32 @@ fn unreadable_tls_files_are_config_errors() {
         parse("        insecure_skip_verify: true\n        verify: false\n")
             .contains("unknown field `verify`")
     );
+}
+
+/// The certificate's expiry is reported even when the PACS then refuses the association, so
+/// an expiry alert does not misfire on a PACS that rejects our query.
+#[tokio::test(flavor = "multi_thread")]
+async fn expiry_is_kept_when_the_association_fails_after_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new("Hospital CA");
+    write(dir.path(), "ca.crt", &ca.pem());
+    let server = ca.server_until(&["127.0.0.1"], 2031);
+    let scp = StorescpTls::start("TLS_SCP", &server.key, &server.cert, None);
+    let text = "modules:\n  tls_find:\n    prober: find\n    timeout: 5s\n    dicom:\n      tls:\n        ca_file: ca.crt\n";
+    let exporter = exporter(dir.path(), text);
+    // storescp offers storage and verification, not query.
+    let answer = exporter
+        .probe(
+            "tls_find",
+            &format!("TLS_SCP@127.0.0.1:{}", scp.port),
+            Some(10.0),
+        )
+        .await;
+    assert_eq!(answer.metric("probe_success"), 0.0, "{}", answer.body);
+    assert!(
+        answer.body.contains("stage=\"associate\""),
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.metric("probe_ssl_earliest_cert_expiry"), EXPIRY_2031);
 }

@@ -75,6 +75,9 @@ pub struct Timings {
     pub connect: Duration,
     /// The TLS handshake, when there is one.
     pub tls: Duration,
+    /// The earliest expiry of the peer's certificates (Unix seconds), once TLS is up; kept
+    /// even when the association is then refused.
+    pub tls_expiry: Option<i64>,
     /// From the start of TCP connect until A-ASSOCIATE-AC.
     pub associate: Duration,
 }
@@ -105,8 +108,6 @@ pub struct Message {
 
 pub struct Association {
     stream: Stream,
-    /// The earliest expiry of the peer's certificates (Unix seconds), over TLS.
-    tls_expiry: Option<i64>,
     deadline: Instant,
     local_max_pdu: u32,
     peer_max_pdu: u32,
@@ -163,8 +164,8 @@ impl Association {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let (stream, tls_expiry) = match &options.tls {
-            None => (Stream::Plain(stream), None),
+        let stream = match &options.tls {
+            None => Stream::Plain(stream),
             Some(tls) => {
                 let handshake_start = Instant::now();
                 let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
@@ -179,13 +180,13 @@ impl Association {
                     .1
                     .peer_certificates()
                     .and_then(super::tls::earliest_expiry);
-                (Stream::Tls(Box::new(stream)), expiry)
+                timings.tls_expiry = expiry;
+                Stream::Tls(Box::new(stream))
             }
         };
 
         let mut association = Association {
             stream,
-            tls_expiry,
             deadline,
             local_max_pdu: options.max_pdu_length,
             peer_max_pdu: 0,
@@ -253,10 +254,11 @@ impl Association {
                 _ => {}
             }
         }
-        // 0 means "no limit"; keep our writes reasonable anyway.
+        // 0 means "no limit"; keep our writes reasonable anyway. A P-DATA PDU needs room for
+        // its 6-byte PDV header and at least one byte.
         self.peer_max_pdu = match self.peer.max_pdu_length {
             0 => 1 << 20,
-            n => n.clamp(1024, 1 << 20),
+            n => n.clamp(7, 1 << 20),
         };
         self.contexts = accept
             .presentation_contexts
@@ -286,11 +288,6 @@ impl Association {
 
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
-    }
-
-    /// Over TLS, the earliest `notAfter` of the peer's certificates, in Unix seconds.
-    pub fn tls_earliest_expiry(&self) -> Option<i64> {
-        self.tls_expiry
     }
 
     /// The accepted presentation context for an abstract syntax.
@@ -478,7 +475,8 @@ impl Association {
         let pdu_type = header[0];
         let length = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
         let limit = match pdu_type {
-            0x04 => self.local_max_pdu,
+            // Some peers count the PDU header in the maximum; a few bytes of slack cost nothing.
+            0x04 => self.local_max_pdu + 6,
             0x01..=0x07 => MAX_CONTROL_PDU,
             // TLS records: alert or handshake.
             0x15 | 0x16 => {
@@ -552,11 +550,18 @@ impl Drop for Association {
     }
 }
 
+/// Tries each address in turn. Each attempt gets an equal share of the time left, so a
+/// black-holed first address (often an IPv6 one) does not use up the whole deadline.
 async fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, Error> {
     let mut last = Error::new(Step::Connect, ErrorKind::NoAddress);
-    for addr in addrs {
-        match timeout_at(deadline, TcpStream::connect(addr)).await {
-            Err(_) => return Err(Error::new(Step::Connect, ErrorKind::Timeout)),
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / (addrs.len() - i) as u32;
+        match timeout_at(Instant::now() + share, TcpStream::connect(addr)).await {
+            Err(_) => {
+                tracing::debug!(%addr, "connect timed out");
+                last = Error::new(Step::Connect, ErrorKind::Timeout);
+            }
             Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => {
                 tracing::debug!(%addr, error = %e, "connect failed");

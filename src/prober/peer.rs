@@ -114,10 +114,10 @@ impl AssociationMetrics {
         )
         .await;
         self.set_timings(&timings);
-        let association = result.map_err(|e| Failure::from_dicom(&e, Stage::Associate))?;
-        if let (Some(gauge), Some(expiry)) = (&self.ssl_expiry, association.tls_earliest_expiry()) {
+        if let (Some(gauge), Some(expiry)) = (&self.ssl_expiry, timings.tls_expiry) {
             gauge.set(expiry as f64);
         }
+        let association = result.map_err(|e| Failure::from_dicom(&e, Stage::Associate))?;
         let peer = association.peer();
         self.set_peer(peer);
         ctx.log.debug(format!(
