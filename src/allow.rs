@@ -11,6 +11,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use tokio::time::{timeout_at, Instant};
+
 use crate::target::{Host, Target};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,8 +70,10 @@ impl AllowList {
         })
     }
 
-    /// Whether a request for `target` may run; resolves names that are not listed themselves.
-    pub async fn check(&self, target: &Target) -> Result<(), String> {
+    /// Whether a request for `target` may run; resolves names that are not listed themselves,
+    /// within `deadline`. A name that does not resolve (or not in time) is let through: the
+    /// probe then reports `dns`, and it can connect only to allowed addresses anyway.
+    pub async fn check(&self, target: &Target, deadline: Instant) -> Result<(), String> {
         if self.is_empty() {
             return Ok(());
         }
@@ -85,11 +89,12 @@ impl AllowList {
                 if self.allows_name(name, target.port) {
                     return Ok(());
                 }
-                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), target.port))
-                    .await
-                    .map_err(|e| format!("target {target} is not in allowed_targets, and resolving it failed: {e}"))?
-                    .collect();
-                if !addrs.is_empty() && addrs.iter().all(|a| self.allows_address(a)) {
+                let lookup = tokio::net::lookup_host((name.as_str(), target.port));
+                let addrs: Vec<SocketAddr> = match timeout_at(deadline, lookup).await {
+                    Ok(Ok(addrs)) => addrs.collect(),
+                    _ => return Ok(()),
+                };
+                if addrs.iter().all(|a| self.allows_address(a)) {
                     Ok(())
                 } else {
                     Err(format!(
@@ -237,18 +242,26 @@ mod tests {
     async fn names_listed_or_resolved() {
         let by_name = list(&["pacs1.hospital.example:104", "localhost:4242"]);
         let target = |t: &str| Target::parse(t).unwrap();
-        assert!(by_name
-            .check(&target("A@PACS1.hospital.example:104"))
-            .await
-            .is_ok());
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let listed = target("A@PACS1.hospital.example:104");
+        assert!(by_name.check(&listed, deadline).await.is_ok());
         // A listed name: its addresses are allowed whatever they are.
         assert!(by_name.allows_resolved(&target("A@localhost:4242"), &addr("127.0.0.1:4242")));
-        assert!(by_name.check(&target("A@10.0.0.1:104")).await.is_err());
+        assert!(by_name
+            .check(&target("A@10.0.0.1:104"), deadline)
+            .await
+            .is_err());
         // An unlisted name is judged by what it resolves to (localhost: /etc/hosts, no packets).
         let by_net = list(&["127.0.0.0/8", "::1"]);
-        assert!(by_net.check(&target("A@localhost:104")).await.is_ok());
+        assert!(by_net
+            .check(&target("A@localhost:104"), deadline)
+            .await
+            .is_ok());
         let other = list(&["10.0.0.0/8"]);
-        assert!(other.check(&target("A@localhost:104")).await.is_err());
+        assert!(other
+            .check(&target("A@localhost:104"), deadline)
+            .await
+            .is_err());
         assert!(!other.allows_resolved(&target("A@localhost:104"), &addr("127.0.0.1:104")));
     }
 }

@@ -345,7 +345,7 @@ async fn probe(
     };
     let deadline = Instant::now() + timeout;
     // Checked before anything is sent to the target: a refused target sees no packet.
-    if let Err(reason) = config.allow.check(&target).await {
+    if let Err(reason) = config.allow.check(&target, deadline).await {
         tracing::info!(module = %params.module, target = %params.target, "{reason}");
         return plain(StatusCode::FORBIDDEN, reason);
     }
