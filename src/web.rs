@@ -39,6 +39,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// bcrypt checks running at once, at most.
+const BCRYPT_CHECKS: usize = 2;
 /// Remembered successful credentials, at most.
 const AUTH_CACHE_SIZE: usize = 1024;
 
@@ -88,6 +90,8 @@ pub struct WebConfig {
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// Password checks running at once.
+    checks: tokio::sync::Semaphore,
 }
 
 impl WebConfig {
@@ -110,6 +114,7 @@ impl WebConfig {
             Arc::new(BasicAuth {
                 users: file.basic_auth_users,
                 verified: Mutex::new(HashSet::new()),
+                checks: tokio::sync::Semaphore::new(BCRYPT_CHECKS),
             })
         });
         Ok(WebConfig { tls, auth })
@@ -187,24 +192,36 @@ impl BasicAuth {
         let Some((user, password)) = header.and_then(decode_basic) else {
             return false;
         };
-        let Some(hash) = self.users.get(&user) else {
-            return false;
+        // An unknown user costs a bcrypt check too, so that user names cannot be told by
+        // how fast they are refused.
+        let (known, hash) = match self.users.get(&user) {
+            Some(hash) => (true, hash),
+            None => match self.users.values().next() {
+                Some(any) => (false, any),
+                None => return false,
+            },
         };
         let key = cache_key(&user, &password, hash);
-        if self.verified.lock().is_ok_and(|v| v.contains(&key)) {
+        if known && self.verified.lock().is_ok_and(|v| v.contains(&key)) {
             return true;
         }
+        // Checks are deliberately slow; a bound keeps a flood of bad passwords from taking
+        // every core.
+        let Ok(_permit) = self.checks.acquire().await else {
+            return false;
+        };
         let hash = hash.clone();
-        let ok =
+        let verified =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
                 .unwrap_or(false);
+        let ok = known && verified;
         if ok {
-            if let Ok(mut verified) = self.verified.lock() {
-                if verified.len() >= AUTH_CACHE_SIZE {
-                    verified.clear();
+            if let Ok(mut cache) = self.verified.lock() {
+                if cache.len() >= AUTH_CACHE_SIZE {
+                    cache.clear();
                 }
-                verified.insert(key);
+                cache.insert(key);
             }
         }
         ok
@@ -212,7 +229,10 @@ impl BasicAuth {
 }
 
 fn decode_basic(header: &str) -> Option<(String, String)> {
-    let encoded = header.strip_prefix("Basic ")?;
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
@@ -362,6 +382,11 @@ mod tests {
             Some(("alice".into(), "se:cret".into()))
         );
         assert_eq!(decode_basic("Bearer x"), None);
+        let lower = header.replacen("Basic", "basic", 1);
+        assert_eq!(
+            decode_basic(&lower),
+            Some(("alice".into(), "se:cret".into()))
+        );
         assert_eq!(decode_basic("Basic !!!"), None);
     }
 }
