@@ -207,8 +207,6 @@ async fn shutdown_signal() {
 
 /// Logs go to stderr as logfmt or JSON. The code location (tracing's own `target`) is left
 /// out, so that `target=` in a line is always the probe's target.
-/// Logs go to stderr as logfmt or JSON. The code location (tracing's own `target`) is left
-/// out, so that `target=` in a line is always the probe's target.
 fn init_logging(level: &str, format: &str) {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;

@@ -12,12 +12,14 @@
 //!
 //! `probe_success` means the comparison ran; what it found is in the `pacs_*` gauges, which are
 //! always present (0 until computed). Release errors after the queries are logged, not failed:
-//! the comparison has run by then.
+//! the comparison has run by then. A side whose answer was a failure status or cut off is
+//! still released (the peer answered; an abort would show as an error in its logs); one whose
+//! exchange broke off is aborted.
 //!
 //! Time: StudyDate/StudyTime are read in the module's time zone. A study without StudyTime is
 //! placed at the end of its day, so it is judged only once the whole day has passed the grace
-//! period (no false alarm for a study stored late in the day). A study dated in the future is
-//! pending.
+//! period (no false alarm for a study stored late in the day). A study timed later today (a
+//! modality whose clock is ahead) is pending; later dates are outside the query.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
