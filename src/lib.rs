@@ -4,13 +4,13 @@
 //! [`dicom`] (associations, DIMSE) → the peer; metrics come back up through a registry made
 //! fresh for each probe. [`config`] reads modules.yml, [`target`] parses `AET@host:port`.
 
-pub mod allow;
+pub(crate) mod allow;
 pub mod config;
 pub mod demo;
 pub mod dicom;
-pub mod history;
-pub mod prober;
-pub mod scheduler;
+pub(crate) mod history;
+pub(crate) mod prober;
+pub(crate) mod scheduler;
 pub mod server;
 pub mod target;
 pub mod web;

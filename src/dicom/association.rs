@@ -230,7 +230,11 @@ impl Association {
         let accept = match self.receive_pdu(Step::Associate).await? {
             Pdu::AssociationAC(accept) => accept,
             Pdu::AssociationRJ(reject) => {
-                return Err(Error::new(Step::Associate, ErrorKind::Rejected(reject)))
+                let (rejection, detail) = super::Rejection::of(&reject);
+                return Err(Error::new(
+                    Step::Associate,
+                    ErrorKind::Rejected { rejection, detail },
+                ));
             }
             Pdu::AbortRQ { source } => {
                 return Err(Error::new(Step::Associate, ErrorKind::Aborted(source)))

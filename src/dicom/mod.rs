@@ -77,8 +77,11 @@ pub enum ErrorKind {
     Io(std::io::Error),
     #[error("TLS handshake failed: {0}")]
     TlsHandshake(std::io::Error),
-    #[error("association rejected ({}): {}", rejection_result(.0), .0.source)]
-    Rejected(AssociationRJ),
+    #[error("association rejected: {detail}")]
+    Rejected {
+        rejection: Rejection,
+        detail: String,
+    },
     #[error("the peer accepted none of the proposed presentation contexts")]
     NoPresentationContext,
     #[error("the peer aborted the association ({})", abort_source(.0))]
@@ -101,10 +104,35 @@ impl Error {
     }
 }
 
-fn rejection_result(rj: &AssociationRJ) -> &'static str {
-    match rj.result {
-        dicom_ul::pdu::AssociationRJResult::Permanent => "permanent",
-        dicom_ul::pdu::AssociationRJResult::Transient => "transient",
+/// Why a peer rejected an association, in the terms probes report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    CallingAeTitle,
+    CalledAeTitle,
+    /// Temporary congestion or a local limit: try again later.
+    Busy,
+    Other,
+}
+
+impl Rejection {
+    pub(crate) fn of(rj: &AssociationRJ) -> (Rejection, String) {
+        use dicom_ul::pdu::{
+            AssociationRJResult as Result_, AssociationRJServiceProviderPresentationReason as P,
+            AssociationRJServiceUserReason as U, AssociationRJSource as S,
+        };
+        let rejection = match &rj.source {
+            S::ServiceUser(U::CallingAETitleNotRecognized) => Rejection::CallingAeTitle,
+            S::ServiceUser(U::CalledAETitleNotRecognized) => Rejection::CalledAeTitle,
+            S::ServiceProviderPresentation(P::TemporaryCongestion | P::LocalLimitExceeded) => {
+                Rejection::Busy
+            }
+            _ => Rejection::Other,
+        };
+        let result = match rj.result {
+            Result_::Permanent => "permanent",
+            Result_::Transient => "transient",
+        };
+        (rejection, format!("{result}, {}", rj.source))
     }
 }
 

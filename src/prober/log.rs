@@ -5,7 +5,7 @@
 //! filter applies. Lines never carry patient names or IDs at info level or above.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Level;
@@ -20,7 +20,6 @@ pub struct LogLine {
 
 pub struct ProbeLog {
     started: Instant,
-    started_at: SystemTime,
     module: String,
     target: String,
     lines: Mutex<Vec<LogLine>>,
@@ -30,15 +29,10 @@ impl ProbeLog {
     pub fn new(module: &str, target: &str) -> ProbeLog {
         ProbeLog {
             started: Instant::now(),
-            started_at: SystemTime::now(),
             module: module.to_string(),
             target: target.to_string(),
             lines: Mutex::new(Vec::new()),
         }
-    }
-
-    pub fn started_at(&self) -> SystemTime {
-        self.started_at
     }
 
     pub fn debug(&self, message: impl Into<String>) {

@@ -25,7 +25,7 @@ use crate::config::{Module, ProberKind, TimeZone};
 use crate::dicom;
 use crate::target::Target;
 
-pub use log::{LogLine, ProbeLog};
+pub use log::ProbeLog;
 
 /// Where a probe failed. The values are the `stage` label of `probe_failure_info`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,11 +143,7 @@ impl Failure {
     /// The one place where DICOM errors become the probe's failure vocabulary.
     /// `exchange` is the stage a failed DIMSE exchange counts as (echo, find, …).
     pub fn from_dicom(error: &dicom::Error, exchange: Stage) -> Failure {
-        use dicom::ErrorKind as K;
-        use dicom_ul::pdu::{
-            AssociationRJServiceProviderPresentationReason as Presentation,
-            AssociationRJServiceUserReason as User, AssociationRJSource as Source,
-        };
+        use dicom::{ErrorKind as K, Rejection};
         let stage = match error.step {
             dicom::Step::Resolve => Stage::Resolve,
             dicom::Step::Connect => Stage::Connect,
@@ -162,15 +158,11 @@ impl Failure {
             K::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Reason::Refused,
             K::Io(_) if error.step == dicom::Step::Connect => Reason::Unreachable,
             K::Io(_) | K::Closed | K::Aborted(_) => Reason::Aborted,
-            K::Rejected(rj) => match &rj.source {
-                Source::ServiceUser(User::CallingAETitleNotRecognized) => {
-                    Reason::RejectedCallingAet
-                }
-                Source::ServiceUser(User::CalledAETitleNotRecognized) => Reason::RejectedCalledAet,
-                Source::ServiceProviderPresentation(
-                    Presentation::TemporaryCongestion | Presentation::LocalLimitExceeded,
-                ) => Reason::RejectedBusy,
-                _ => Reason::RejectedOther,
+            K::Rejected { rejection, .. } => match rejection {
+                Rejection::CallingAeTitle => Reason::RejectedCallingAet,
+                Rejection::CalledAeTitle => Reason::RejectedCalledAet,
+                Rejection::Busy => Reason::RejectedBusy,
+                Rejection::Other => Reason::RejectedOther,
             },
             K::NoPresentationContext => Reason::NoPresentationContext,
             K::TlsHandshake(_) => Reason::TlsHandshake,
