@@ -53,6 +53,35 @@ async fn checked(answer: Answer) -> Answer {
     answer
 }
 
+/// A peer that accepts, answers one C-FIND with `matches` and `status`, and releases.
+async fn answering(
+    matches: Vec<dicom_object::InMemDicomObject>,
+    status: u16,
+    layout: Layout,
+) -> ScriptedPeer {
+    ScriptedPeer::start(move |mut conn: Conn| {
+        let matches = matches.clone();
+        async move {
+            conn.accept().await;
+            conn.find_response(&matches, status, layout).await;
+            conn.release().await;
+        }
+    })
+    .await
+}
+
+/// The send_check module from `source` to `destination`, with `labels`, checked to answer
+/// before the scrape timeout.
+async fn probe_check(source: &ScriptedPeer, destination: &ScriptedPeer, labels: &str) -> Answer {
+    let config = send_check_config(&destination.target("DEST"), labels);
+    checked(
+        Exporter::new(&config)
+            .probe("check", &source.target("SRC"), Some(SCRAPE_TIMEOUT))
+            .await,
+    )
+    .await
+}
+
 /// An hour ago, as (StudyDate, StudyTime); early in the day, shortly after midnight.
 fn an_hour_ago() -> (String, String) {
     let t = Local::now().naive_local() - chrono::Duration::hours(1);
@@ -109,12 +138,7 @@ async fn every_pdu_layout_is_assembled() {
         Layout::Fragmented,
         Layout::Packed,
     ] {
-        let peer = ScriptedPeer::start(move |mut conn: Conn| async move {
-            conn.accept().await;
-            conn.find_response(&matches(3), 0x0000, layout).await;
-            conn.release().await;
-        })
-        .await;
+        let peer = answering(matches(3), 0x0000, layout).await;
         let answer = checked(
             Exporter::new(find_config())
                 .probe("find", &peer.target("X"), Some(SCRAPE_TIMEOUT))
@@ -167,13 +191,7 @@ async fn find_sends_the_module_keys() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cut_off_answer_is_too_many_matches() {
-    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
-        conn.accept().await;
-        conn.find_response(&matches(2), 0xFE00, Layout::Separate)
-            .await;
-        conn.release().await;
-    })
-    .await;
+    let peer = answering(matches(2), 0xFE00, Layout::Separate).await;
     let answer = probe_find(&peer).await;
     answer.assert_failed("find", "too_many_matches");
     assert_eq!(answer.metric("probe_dicom_status"), f64::from(0xFE00));
@@ -182,13 +200,7 @@ async fn cut_off_answer_is_too_many_matches() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failure_statuses_fail_the_probe() {
     for status in [0xA700u16, 0xA900, 0xC001] {
-        let peer = ScriptedPeer::start(move |mut conn: Conn| async move {
-            conn.accept().await;
-            conn.find_response(&matches(1), status, Layout::Separate)
-                .await;
-            conn.release().await;
-        })
-        .await;
+        let peer = answering(matches(1), status, Layout::Separate).await;
         let answer = checked(
             Exporter::new(find_config())
                 .probe("find", &peer.target("X"), Some(SCRAPE_TIMEOUT))
@@ -251,26 +263,9 @@ async fn silence_mid_answer_times_out_before_the_deadline() {
 /// A source whose answer was cut off must not be compared: a partial list would hide studies.
 #[tokio::test(flavor = "multi_thread")]
 async fn send_check_refuses_a_cut_off_source_answer() {
-    let source = ScriptedPeer::start(|mut conn: Conn| async move {
-        conn.accept().await;
-        conn.find_response(&matches(5), 0xFE00, Layout::Separate)
-            .await;
-        conn.release().await;
-    })
-    .await;
-    let destination = ScriptedPeer::start(|mut conn: Conn| async move {
-        conn.accept().await;
-        conn.find_response(&[], 0x0000, Layout::Separate).await;
-        conn.release().await;
-    })
-    .await;
-    let config = send_check_config(&destination.target("DEST"), "");
-    let answer = checked(
-        Exporter::new(&config)
-            .probe("check", &source.target("SRC"), Some(SCRAPE_TIMEOUT))
-            .await,
-    )
-    .await;
+    let source = answering(matches(5), 0xFE00, Layout::Separate).await;
+    let destination = answering(vec![], 0x0000, Layout::Separate).await;
+    let answer = probe_check(&source, &destination, "").await;
     answer.assert_failed("find_source", "too_many_matches");
     assert_eq!(answer.metric("pacs_peer_up{peer=\"source\"}"), 0.0);
     assert_eq!(answer.metric("pacs_studies_missing"), 0.0);
@@ -283,39 +278,16 @@ async fn send_check_refuses_a_cut_off_source_answer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_check_names_the_failing_side() {
-    let source = ScriptedPeer::start(|mut conn: Conn| async move {
-        conn.accept().await;
-        conn.find_response(&matches(2), 0x0000, Layout::OnePdu)
-            .await;
-        conn.release().await;
-    })
-    .await;
-    let destination = ScriptedPeer::start(|mut conn: Conn| async move {
-        conn.accept().await;
-        conn.find_response(&[], 0xA700, Layout::Separate).await;
-        conn.release().await;
-    })
-    .await;
-    let config = send_check_config(&destination.target("DEST"), "");
-    let answer = checked(
-        Exporter::new(&config)
-            .probe("check", &source.target("SRC"), Some(SCRAPE_TIMEOUT))
-            .await,
-    )
-    .await;
+    let source = answering(matches(2), 0x0000, Layout::OnePdu).await;
+    let destination = answering(vec![], 0xA700, Layout::Separate).await;
+    let answer = probe_check(&source, &destination, "").await;
     answer.assert_failed("find_destination", "status_failure");
     assert_eq!(answer.metric("pacs_peer_up{peer=\"source\"}"), 1.0);
     assert_eq!(answer.metric("pacs_peer_up{peer=\"destination\"}"), 0.0);
 
     // A silent destination: the answer still comes before the deadline, naming the side.
     let silent = ScriptedPeer::start(|mut conn: Conn| async move { conn.hold().await }).await;
-    let config = send_check_config(&silent.target("DEST"), "");
-    let answer = checked(
-        Exporter::new(&config)
-            .probe("check", &source.target("SRC"), Some(SCRAPE_TIMEOUT))
-            .await,
-    )
-    .await;
+    let answer = probe_check(&source, &silent, "").await;
     answer.assert_failed("associate", "timeout");
     assert_eq!(answer.metric("pacs_peer_up{peer=\"source\"}"), 1.0);
     assert_eq!(answer.metric("pacs_peer_up{peer=\"destination\"}"), 0.0);
@@ -356,30 +328,10 @@ async fn names_are_decoded_per_character_set() {
         "no UTF-8 in an ISO_IR 144 data set"
     );
 
-    let source = ScriptedPeer::start(move |mut conn: Conn| {
-        let studies = studies.clone();
-        async move {
-            conn.accept().await;
-            conn.find_response(&studies, 0x0000, Layout::Fragmented)
-                .await;
-            conn.release().await;
-        }
-    })
-    .await;
-    let destination = ScriptedPeer::start(|mut conn: Conn| async move {
-        conn.accept().await;
-        conn.find_response(&[], 0x0000, Layout::Separate).await;
-        conn.release().await;
-    })
-    .await;
+    let source = answering(studies, 0x0000, Layout::Fragmented).await;
+    let destination = answering(vec![], 0x0000, Layout::Separate).await;
 
-    let opted_in = send_check_config(&destination.target("DEST"), "patient_name");
-    let answer = checked(
-        Exporter::new(&opted_in)
-            .probe("check", &source.target("SRC"), Some(SCRAPE_TIMEOUT))
-            .await,
-    )
-    .await;
+    let answer = probe_check(&source, &destination, "patient_name").await;
     assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
     assert_eq!(answer.metric("pacs_studies_missing"), 3.0);
     for (uid, name) in [
@@ -396,10 +348,7 @@ async fn names_are_decoded_per_character_set() {
         );
     }
 
-    let default = send_check_config(&destination.target("DEST"), "");
-    let answer = Exporter::new(&default)
-        .probe("check", &source.target("SRC"), None)
-        .await;
+    let answer = probe_check(&source, &destination, "").await;
     assert_eq!(answer.metric("pacs_studies_missing"), 3.0);
     for name in ["Müller", "Иванов", "山田"] {
         assert!(
