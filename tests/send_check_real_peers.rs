@@ -192,6 +192,19 @@ modules:
     )
 }
 
+/// The send_check module (`strategy`, `extra` settings) from `source` to `destination`.
+async fn check(source: &Orthanc, destination: &str, strategy: &str, extra: &str) -> Answer {
+    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+    Exporter::new(&config(destination, strategy, extra))
+        .probe("check", &target, Some(30.0))
+        .await
+}
+
+/// `ARCHIVE@127.0.0.1:port` of a destination Orthanc.
+fn archive(destination: &Orthanc) -> String {
+    format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port)
+}
+
 fn now() -> NaiveDateTime {
     chrono::Local::now().naive_local()
 }
@@ -204,15 +217,15 @@ async fn two_orthancs_every_strategy_finds_exactly_the_unsent_studies() {
     scenario.load_source(&source);
     scenario.load_destination(&destination);
 
-    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
-    let dest = format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port);
+    let dest = archive(&destination);
     for strategy in ["auto", "date_range", "uid_list", "per_study"] {
-        let exporter = Exporter::new(&config(
+        let answer = check(
+            &source,
             &dest,
             strategy,
             "      labels: [patient_name, study_id]\n",
-        ));
-        let answer = exporter.probe("check", &target, Some(30.0)).await;
+        )
+        .await;
         scenario.assert_matches(&answer, true, strategy);
 
         // Opted-in labels carry the names as generated, whatever their character set.
@@ -244,18 +257,13 @@ async fn time_zone_of_the_module_is_used() {
     let scenario = Scenario::new(12, 11, tokyo_now);
     scenario.load_source(&source);
     scenario.load_destination(&destination);
-    let exporter = Exporter::new(&config(
-        &format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port),
+    let answer = check(
+        &source,
+        &archive(&destination),
         "auto",
         "      timezone: Asia/Tokyo\n",
-    ));
-    let answer = exporter
-        .probe(
-            "check",
-            &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
-            Some(30.0),
-        )
-        .await;
+    )
+    .await;
     scenario.assert_matches(&answer, true, "Asia/Tokyo");
 }
 
@@ -274,11 +282,8 @@ async fn dcmqrscp_destination_without_instance_counts() {
     }
     let destination = Dcmqrscp::start_loaded("DCMQR", files.path());
     let dest = format!("DCMQR@127.0.0.1:{}", destination.port);
-    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
     for strategy in ["auto", "date_range", "uid_list", "per_study"] {
-        let answer = Exporter::new(&config(&dest, strategy, ""))
-            .probe("check", &target, Some(30.0))
-            .await;
+        let answer = check(&source, &dest, strategy, "").await;
         scenario.assert_matches(&answer, false, strategy);
     }
 }
@@ -292,18 +297,13 @@ async fn source_query_keys_narrow_the_check() {
     let scenario = Scenario::new(40, 5, now());
     scenario.load_source(&source);
     scenario.load_destination(&destination);
-    let exporter = Exporter::new(&config(
-        &format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port),
+    let answer = check(
+        &source,
+        &archive(&destination),
         "auto",
         "      query: { ModalitiesInStudy: CT }\n",
-    ));
-    let answer = exporter
-        .probe(
-            "check",
-            &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
-            Some(30.0),
-        )
-        .await;
+    )
+    .await;
     let ct_checked = scenario.checked().filter(|s| s.modality == "CT").count();
     assert!(ct_checked > 0 && ct_checked < scenario.checked().count());
     assert_eq!(
@@ -328,17 +328,7 @@ async fn cut_off_source_fails_the_probe() {
     let destination = Orthanc::start("ARCHIVE");
     let scenario = Scenario::new(12, 9, now());
     scenario.load_source(&source);
-    let answer = Exporter::new(&config(
-        &format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port),
-        "auto",
-        "",
-    ))
-    .probe(
-        "check",
-        &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
-        Some(30.0),
-    )
-    .await;
+    let answer = check(&source, &archive(&destination), "auto", "").await;
     answer.assert_failed("find_source", "too_many_matches");
     assert_eq!(answer.metric("pacs_studies_missing"), 0.0);
     assert!(answer.series("pacs_study_unsent").is_empty());
@@ -354,18 +344,13 @@ async fn cut_off_destination_date_range_is_confirmed_by_uid_in_auto() {
     let scenario = Scenario::new(24, 13, now());
     scenario.load_source(&source);
     scenario.load_destination(&destination);
-    let dest = format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port);
-    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+    let dest = archive(&destination);
 
-    let answer = Exporter::new(&config(&dest, "date_range", ""))
-        .probe("check", &target, Some(30.0))
-        .await;
+    let answer = check(&source, &dest, "date_range", "").await;
     answer.assert_failed("find_destination", "too_many_matches");
     assert_eq!(answer.metric("pacs_peer_up{peer=\"source\"}"), 1.0);
 
-    let answer = Exporter::new(&config(&dest, "auto", ""))
-        .probe("check", &target, Some(30.0))
-        .await;
+    let answer = check(&source, &dest, "auto", "").await;
     scenario.assert_matches(&answer, true, "auto with LimitFindResults");
 }
 
@@ -377,15 +362,11 @@ async fn per_study_series_are_capped_oldest_first() {
     let destination = Orthanc::start("ARCHIVE");
     let scenario = Scenario::new(24, 17, now());
     scenario.load_source(&source); // nothing on the destination: every checked study is missing
-    let answer = Exporter::new(&config(
-        &format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port),
+    let answer = check(
+        &source,
+        &archive(&destination),
         "auto",
         "      max_listed_studies: 4\n",
-    ))
-    .probe(
-        "check",
-        &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
-        Some(30.0),
     )
     .await;
     let checked: Vec<(&Study, i64)> = scenario
@@ -440,17 +421,12 @@ async fn auto_falls_back_to_uids_on_a_busy_destination() {
     for other in generate(10, 99, &when) {
         destination.upload(&other.instance(0));
     }
-    let dest = format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port);
-    let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+    let dest = archive(&destination);
 
     let capped = "      max_matches: 7\n";
-    let answer = Exporter::new(&config(&dest, "date_range", capped))
-        .probe("check", &target, Some(30.0))
-        .await;
+    let answer = check(&source, &dest, "date_range", capped).await;
     answer.assert_failed("find_destination", "too_many_matches");
 
-    let answer = Exporter::new(&config(&dest, "auto", capped))
-        .probe("check", &target, Some(30.0))
-        .await;
+    let answer = check(&source, &dest, "auto", capped).await;
     scenario.assert_matches(&answer, true, "auto past max_matches");
 }
