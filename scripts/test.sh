@@ -36,7 +36,7 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     # shellcheck disable=SC2086
-    apt-get install -y -q --no-install-recommends $packages
+    apt-get install -y -q $packages
   else
     echo "missing test peers; install them as root with:" >&2
     echo "  apt-get update && apt-get install -y $packages" >&2
