@@ -108,3 +108,75 @@ modules:
         .await;
     answer.assert_failed("associate", "no_presentation_context");
 }
+
+/// Study Root and Patient Root against Orthanc loaded with generated studies: the match counts
+/// are those of what was loaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn study_and_patient_root_queries_count_what_orthanc_holds() {
+    let orthanc = Orthanc::start("ORTHANC");
+    // The find prober's "today" is the exporter's date now.
+    let today_date = chrono::Local::now().date_naive();
+    let yesterday = today_date.pred_opt().expect("a day before today");
+    let when = [
+        (
+            today_date.format("%Y%m%d").to_string(),
+            "000001".to_string(),
+        ),
+        (yesterday.format("%Y%m%d").to_string(), "120000".to_string()),
+    ];
+    let studies = support::studies::generate(20, 31, &when);
+    for study in &studies {
+        for instance in study.instances() {
+            orthanc.upload(&instance);
+        }
+    }
+    let today = today_date.format("%Y%m%d").to_string();
+    let ct_today = studies
+        .iter()
+        .filter(|s| s.study_date == today && s.modality == "CT")
+        .count();
+    let patients: std::collections::BTreeSet<&str> =
+        studies.iter().map(|s| s.patient_id.as_str()).collect();
+    let series = studies.iter().filter(|s| s.study_date == today).count();
+    assert!(ct_today > 0 && patients.len() > 1);
+
+    let exporter = Exporter::new(
+        "
+modules:
+  ct_today:
+    prober: find
+    find:
+      query: { StudyDate: today, ModalitiesInStudy: CT }
+  patients:
+    prober: find
+    find:
+      model: patient_root
+      query: { PatientID: }
+  series_today:
+    prober: find
+    find:
+      level: SERIES
+      query: { StudyDate: today, Modality: }
+",
+    );
+    let target = format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port);
+    for (module, want) in [
+        ("ct_today", ct_today),
+        ("patients", patients.len()),
+        ("series_today", series),
+    ] {
+        let answer = exporter.probe(module, &target, Some(10.0)).await;
+        assert_eq!(
+            answer.metric("probe_success"),
+            1.0,
+            "{module}: {}",
+            answer.body
+        );
+        assert_eq!(
+            answer.metric("probe_dicom_find_matches"),
+            want as f64,
+            "{module}"
+        );
+        assert_eq!(answer.metric("probe_dicom_status"), 0.0, "{module}");
+    }
+}
