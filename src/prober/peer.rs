@@ -3,7 +3,9 @@
 use prometheus::{Gauge, GaugeVec};
 
 use super::{gauge, gauge_vec, Failure, ProbeContext, Reason, Stage};
+use crate::config::DicomOptions;
 use crate::dicom::{Association, AssociationOptions, PeerInfo, Timings};
+use crate::target::{AeTitle, Target};
 
 /// The metrics of a probe that associates with one peer (echo and find).
 pub(crate) struct AssociationMetrics {
@@ -83,33 +85,22 @@ impl AssociationMetrics {
         abstract_syntaxes: &[&str],
     ) -> Result<Association, Failure> {
         let dicom = &ctx.module.dicom;
-        let called = ctx.target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
-        let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
-        let tls = dicom
-            .tls
-            .as_ref()
-            .map(|t| t.options(&ctx.target.host))
-            .transpose()
-            .map_err(|e| Failure::new(Stage::Tls, Reason::TlsHandshake, e))?;
-        let options = AssociationOptions {
-            calling_aet: dicom.calling_aet.as_str(),
-            called_aet: called.as_str(),
-            abstract_syntaxes,
-            max_pdu_length: dicom.max_pdu_length,
-            address_filter: Some(&may_connect),
-            tls,
-        };
         ctx.enter(Stage::Connect);
         ctx.log.debug(format!(
-            "associating with {called}@{}:{} as {}",
-            ctx.target.host, ctx.target.port, dicom.calling_aet
+            "associating with {}@{}:{} as {}",
+            called_aet(ctx.target, dicom),
+            ctx.target.host,
+            ctx.target.port,
+            dicom.calling_aet
         ));
         let mut timings = Timings::default();
-        let result = Association::establish(
-            &ctx.target.host,
-            ctx.target.port,
-            &options,
-            ctx.deadline,
+        let result = establish(
+            ctx,
+            ctx.target,
+            dicom,
+            abstract_syntaxes,
+            true,
+            Stage::Associate,
             &mut timings,
         )
         .await;
@@ -117,7 +108,7 @@ impl AssociationMetrics {
         if let (Some(gauge), Some(expiry)) = (&self.ssl_expiry, timings.tls_expiry) {
             gauge.set(expiry as f64);
         }
-        let association = result.map_err(|e| Failure::from_dicom(&e, Stage::Associate))?;
+        let association = result?;
         let peer = association.peer();
         self.set_peer(peer);
         ctx.log.debug(format!(
@@ -130,4 +121,41 @@ impl AssociationMetrics {
         ));
         Ok(association)
     }
+}
+
+/// The called AE title for `target`: its own, or the module's default.
+pub(crate) fn called_aet<'a>(target: &'a Target, dicom: &'a DicomOptions) -> &'a AeTitle {
+    target.called_aet.as_ref().unwrap_or(&dicom.called_aet)
+}
+
+/// Resolves, connects (over TLS if `dicom` says so) and associates with `target`, recording
+/// how long each step took in `timings`. With `restricted`, only addresses allowed_targets
+/// allows are connected to. A failed DIMSE exchange counts as stage `exchange`.
+pub(crate) async fn establish(
+    ctx: &ProbeContext<'_>,
+    target: &Target,
+    dicom: &DicomOptions,
+    abstract_syntaxes: &[&str],
+    restricted: bool,
+    exchange: Stage,
+    timings: &mut Timings,
+) -> Result<Association, Failure> {
+    let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
+    let tls = dicom
+        .tls
+        .as_ref()
+        .map(|t| t.options(&target.host))
+        .transpose()
+        .map_err(|e| Failure::new(Stage::Tls, Reason::TlsHandshake, e))?;
+    let options = AssociationOptions {
+        calling_aet: dicom.calling_aet.as_str(),
+        called_aet: called_aet(target, dicom).as_str(),
+        abstract_syntaxes,
+        max_pdu_length: dicom.max_pdu_length,
+        address_filter: if restricted { Some(&may_connect) } else { None },
+        tls,
+    };
+    Association::establish(&target.host, target.port, &options, ctx.deadline, timings)
+        .await
+        .map_err(|e| Failure::from_dicom(&e, exchange))
 }

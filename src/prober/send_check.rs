@@ -31,11 +31,12 @@ use dicom_object::InMemDicomObject;
 use prometheus::{Gauge, GaugeVec};
 use tokio::time::Instant;
 
+use super::peer::{called_aet, establish};
 use super::{gauge, gauge_vec, local_now, Failure, ProbeContext, Reason, Stage};
 use crate::config::{DestinationQuery, DicomOptions, SendCheckOptions, StudyLabel};
 use crate::dicom::find::{find, integer, text, text_element, FindAnswer, InformationModel};
 use crate::dicom::message::status_is_failure;
-use crate::dicom::{query, Association, AssociationOptions, Timings};
+use crate::dicom::{query, Association, Timings};
 use crate::target::Target;
 
 /// UIDs per list query: far below the 64 KiB an explicit VR value can hold.
@@ -272,40 +273,24 @@ async fn associate(ctx: &ProbeContext<'_>, peer: &Peer<'_>) -> Result<Associatio
         dicom,
         restricted,
     } = peer;
-    let called = target.called_aet.as_ref().unwrap_or(&dicom.called_aet);
-    let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
-    let tls = dicom
-        .tls
-        .as_ref()
-        .map(|t| t.options(&target.host))
-        .transpose()
-        .map_err(|e| side_failure(name, Failure::new(Stage::Tls, Reason::TlsHandshake, e)))?;
-    let options = AssociationOptions {
-        calling_aet: dicom.calling_aet.as_str(),
-        called_aet: called.as_str(),
-        abstract_syntaxes: &[InformationModel::StudyRoot.sop_class()],
-        max_pdu_length: dicom.max_pdu_length,
-        address_filter: if *restricted {
-            Some(&may_connect)
-        } else {
-            None
-        },
-        tls,
-    };
     ctx.log.debug(format!(
-        "{name}: associating with {called}@{}:{}",
-        target.host, target.port
+        "{name}: associating with {}@{}:{}",
+        called_aet(target, dicom),
+        target.host,
+        target.port
     ));
     let mut timings = Timings::default();
-    let association = Association::establish(
-        &target.host,
-        target.port,
-        &options,
-        ctx.deadline,
+    let association = establish(
+        ctx,
+        target,
+        dicom,
+        &[InformationModel::StudyRoot.sop_class()],
+        *restricted,
+        *stage,
         &mut timings,
     )
     .await
-    .map_err(|e| side_failure(name, Failure::from_dicom(&e, *stage)))?;
+    .map_err(|failure| side_failure(name, failure))?;
     ctx.log.debug(format!(
         "{name}: associated in {:.3}s, peer implementation {:?} {:?}",
         timings.associate.as_secs_f64(),
