@@ -9,11 +9,10 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use tokio::time::Instant;
 
-use super::peer::AssociationMetrics;
-use super::{gauge, local_now, Failure, ProbeContext, Reason, Stage};
+use super::peer::{incomplete_failure, AssociationMetrics};
+use super::{gauge, local_now, Failure, ProbeContext, Stage};
 use crate::config::{FindOptions, Level, Model};
 use crate::dicom::find::{find, text_element};
-use crate::dicom::message::status_is_failure;
 use crate::dicom::query;
 
 /// The most matches one probe reads before it calls the answer too large.
@@ -61,29 +60,8 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
 
     ctx.enter(Stage::Release);
     let released = association.release().await;
-    if answer.status == 0xFE00 {
-        return Err(Failure::new(
-            Stage::Find,
-            Reason::TooManyMatches,
-            format!(
-                "the peer cut the answer off after {} matches (status 0xfe00)",
-                answer.matches
-            ),
-        ));
-    }
-    if status_is_failure(answer.status) {
-        return Err(Failure::new(
-            Stage::Find,
-            Reason::StatusFailure,
-            format!(
-                "C-FIND failed with status {:#06x}{}",
-                answer.status,
-                answer
-                    .error_comment
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_default()
-            ),
-        ));
+    if let Some(failure) = incomplete_failure(Stage::Find, &answer) {
+        return Err(failure);
     }
     released.map_err(|e| Failure::from_dicom(&e, Stage::Release))
 }

@@ -4,6 +4,8 @@ use prometheus::{Gauge, GaugeVec};
 
 use super::{gauge, gauge_vec, Failure, ProbeContext, Reason, Stage};
 use crate::config::DicomOptions;
+use crate::dicom::find::FindAnswer;
+use crate::dicom::message::status_is_failure;
 use crate::dicom::{Association, AssociationOptions, PeerInfo, Timings};
 use crate::target::{AeTitle, Target};
 
@@ -158,4 +160,34 @@ pub(crate) async fn establish(
     Association::establish(&target.host, target.port, &options, ctx.deadline, timings)
         .await
         .map_err(|e| Failure::from_dicom(&e, exchange))
+}
+
+/// Why a C-FIND answer cannot be taken as complete, if it cannot: the peer cut it off
+/// (0xFE00, as Orthanc's `LimitFindResults` does) or ended it with a failure status.
+pub(crate) fn incomplete_failure(stage: Stage, answer: &FindAnswer) -> Option<Failure> {
+    if answer.status == 0xFE00 {
+        return Some(Failure::new(
+            stage,
+            Reason::TooManyMatches,
+            format!(
+                "the answer was cut off after {} matches (status 0xfe00)",
+                answer.matches
+            ),
+        ));
+    }
+    status_is_failure(answer.status).then(|| {
+        Failure::new(
+            stage,
+            Reason::StatusFailure,
+            format!(
+                "C-FIND failed with status {:#06x}{}",
+                answer.status,
+                answer
+                    .error_comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            ),
+        )
+    })
 }

@@ -31,11 +31,10 @@ use dicom_object::InMemDicomObject;
 use prometheus::{Gauge, GaugeVec};
 use tokio::time::Instant;
 
-use super::peer::{called_aet, establish};
+use super::peer::{called_aet, establish, incomplete_failure};
 use super::{gauge, gauge_vec, local_now, Failure, ProbeContext, Reason, Stage};
 use crate::config::{DestinationQuery, DicomOptions, SendCheckOptions, StudyLabel};
 use crate::dicom::find::{find, integer, text, text_element, FindAnswer, InformationModel};
-use crate::dicom::message::status_is_failure;
 use crate::dicom::{query, Association, Timings};
 use crate::target::Target;
 
@@ -233,7 +232,10 @@ impl<'a, 'p> Side<'a, 'p> {
         on_match: &mut (dyn FnMut(&InMemDicomObject) + Send),
     ) -> Result<FindAnswer, Failure> {
         let answer = self.find(identifier, on_match).await?;
-        incomplete_failure(self.peer.stage, self.peer.name, &answer).map_or(Ok(answer), Err)
+        match incomplete_failure(self.peer.stage, &answer) {
+            Some(failure) => Err(side_failure(self.peer.name, failure)),
+            None => Ok(answer),
+        }
     }
 
     /// Ends the association: released when the exchange is intact (also after a failure
@@ -303,35 +305,6 @@ async fn associate(ctx: &ProbeContext<'_>, peer: &Peer<'_>) -> Result<Associatio
 fn side_failure(side: &str, mut failure: Failure) -> Failure {
     failure.detail = format!("{side}: {}", failure.detail);
     failure
-}
-
-/// Why an answer cannot be trusted as complete, if it cannot.
-fn incomplete_failure(stage: Stage, side: &str, answer: &FindAnswer) -> Option<Failure> {
-    if answer.status == 0xFE00 {
-        return Some(Failure::new(
-            stage,
-            Reason::TooManyMatches,
-            format!(
-                "{side}: the answer was cut off after {} matches (status 0xfe00)",
-                answer.matches
-            ),
-        ));
-    }
-    status_is_failure(answer.status).then(|| {
-        Failure::new(
-            stage,
-            Reason::StatusFailure,
-            format!(
-                "{side}: C-FIND failed with status {:#06x}{}",
-                answer.status,
-                answer
-                    .error_comment
-                    .as_deref()
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_default()
-            ),
-        )
-    })
 }
 
 pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
@@ -492,8 +465,7 @@ async fn query_destination(
                 .await;
             match answer {
                 Ok(answer) => {
-                    if let Some(why) = incomplete_failure(side.peer.stage, side.peer.name, &answer)
-                    {
+                    if let Some(why) = incomplete_failure(side.peer.stage, &answer) {
                         ctx.log
                             .info(format!("{}; confirming every study by UID", why.detail));
                     }
