@@ -169,12 +169,17 @@ pub struct SendCheckOptions {
     /// Most matches one side may return before the probe gives up (memory bound).
     #[serde(default = "default_max_matches")]
     pub max_matches: usize,
+    /// Most single-UID queries `auto` sends to confirm studies one by one (when the
+    /// destination's UID list matching is unproven or broken); past it the probe fails.
+    #[serde(default = "default_max_confirmations")]
+    pub max_confirmations: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DestinationQuery {
-    /// `date_range`, then a UID query for every study it did not find.
+    /// `date_range`, then every study it did not find confirmed by UID queries whose
+    /// answers prove themselves (see the README's send_check section).
     #[default]
     Auto,
     DateRange,
@@ -299,6 +304,10 @@ fn default_max_listed() -> usize {
 
 fn default_max_matches() -> usize {
     100_000
+}
+
+fn default_max_confirmations() -> usize {
+    200
 }
 
 /// How the exporter presents itself to a PACS.
@@ -509,6 +518,26 @@ impl Config {
     pub fn to_yaml(&self) -> String {
         yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+
+    /// What is valid but likely wrong, one line each, for `--config.check`, start-up and
+    /// reload to log: a send_check module without `timezone` while the process runs in UTC
+    /// (as containers do) reads every StudyDate/StudyTime as UTC, so sites east of UTC get
+    /// their alerts hours late and sites west of it get false alarms.
+    pub fn warnings(&self) -> Vec<String> {
+        let process_in_utc = chrono::Local::now().offset().local_minus_utc() == 0;
+        self.modules
+            .iter()
+            .filter(|(_, m)| m.send_check.as_ref().is_some_and(|c| c.timezone.is_none()))
+            .filter(|_| process_in_utc)
+            .map(|(name, _)| {
+                format!(
+                    "modules.{name}.send_check.timezone is not set and the exporter's zone is UTC: \
+                     StudyDate/StudyTime without TimezoneOffsetFromUTC are read as UTC; set \
+                     timezone (e.g. Europe/Moscow) or the TZ environment variable"
+                )
+            })
+            .collect()
+    }
 }
 
 /// The longest lookback: a transfer check over more than a year of studies is a migration,
@@ -577,6 +606,7 @@ impl Module {
                     "StudyInstanceUID",
                     "NumberOfStudyRelatedInstances",
                     "SpecificCharacterSet",
+                    "TimezoneOffsetFromUTC",
                 ],
                 "the check sets it (the window is lookback)",
             )

@@ -73,6 +73,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for warning in config.warnings() {
+        if flags.config_check {
+            eprintln!("warning: {warning}");
+        } else {
+            tracing::warn!("{warning}");
+        }
+    }
     if flags.config_check {
         println!(
             "{}: OK ({} modules)",

@@ -100,6 +100,9 @@ impl AppState {
         };
         match Config::load(path) {
             Ok(config) => {
+                for warning in config.warnings() {
+                    tracing::warn!("{warning}");
+                }
                 let mut current = match self.config.write() {
                     Ok(current) => current,
                     Err(poisoned) => poisoned.into_inner(),

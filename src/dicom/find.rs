@@ -1,19 +1,24 @@
 //! C-FIND: queries, their pending answers and the final status.
 //!
-//! An answer is read to its end. The final status is returned as the peer sent it, so that the
-//! caller can tell a complete answer (0x0000) from one the peer cut off (0xFE00, as Orthanc
-//! does when `LimitFindResults` is reached) or a failure. Text in matches is decoded per the
-//! match's SpecificCharacterSet by dicom-object and read here as UTF-8.
+//! An answer is read to its end. The final status is returned as the peer sent it, and
+//! [`FindAnswer::completeness`] is the one place that says whether an answer is the whole
+//! truth: complete (0x0000 or a warning), cut off by the peer (0xFE00, as Orthanc does when
+//! `LimitFindResults` is reached) or failed. Each match is checked by [`super::guard`] and
+//! handed to the caller as its top-level elements, undecoded: no match is parsed into an
+//! object tree, so a peer's answer costs what its bytes cost and no more.
 
+use chrono::NaiveDate;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::text::SpecificCharacterSet;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::{
     EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
 };
 
+use super::guard::RawElement;
 use super::message::{command_field, encode_command, status_is_failure};
+use super::query::{self, QueryKeys};
 use super::{Association, Error, ErrorKind, Step, EXPLICIT_VR_LE};
 
 /// The query information models a C-FIND can use.
@@ -28,11 +33,41 @@ impl InformationModel {
     /// The SOP class UID of the model's FIND service.
     pub fn sop_class(self) -> &'static str {
         match self {
-            InformationModel::StudyRoot => "1.2.840.10008.5.1.4.1.2.2.1",
-            InformationModel::PatientRoot => "1.2.840.10008.5.1.4.1.2.1.1",
-            InformationModel::Worklist => "1.2.840.10008.5.1.4.31",
+            InformationModel::StudyRoot => uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
+            InformationModel::PatientRoot => {
+                uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND
+            }
+            InformationModel::Worklist => uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND,
         }
     }
+}
+
+/// A C-FIND identifier: the matching and return keys of one query.
+#[derive(Clone, Debug)]
+pub struct Identifier(pub(crate) InMemDicomObject);
+
+impl Identifier {
+    /// An identifier from a module's keys, with QueryRetrieveLevel when `level` is given;
+    /// `today` in a date attribute becomes `today`'s date.
+    pub fn from_keys(level: Option<&str>, keys: &QueryKeys, today: NaiveDate) -> Identifier {
+        let mut identifier = InMemDicomObject::new_empty();
+        if let Some(level) = level {
+            identifier.put(text_element(tags::QUERY_RETRIEVE_LEVEL, VR::CS, level));
+        }
+        query::apply(&mut identifier, keys, today);
+        Identifier(identifier)
+    }
+}
+
+/// Whether an answer can be taken as the whole truth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completeness {
+    /// Final status success or a warning: these are all the matches.
+    Complete,
+    /// Status 0xFE00: the peer stopped early (a result cap); more matches exist.
+    CutOff,
+    /// A failure status: the matches so far say nothing about the rest.
+    Failed,
 }
 
 /// The answer to one C-FIND.
@@ -47,23 +82,36 @@ pub struct FindAnswer {
 }
 
 impl FindAnswer {
-    /// Whether the answer is the whole truth: final status success (or a warning).
+    /// The rule for "is this all": the only place a final status is judged.
+    pub fn completeness(&self) -> Completeness {
+        if self.status == 0xFE00 {
+            Completeness::CutOff
+        } else if status_is_failure(self.status) {
+            Completeness::Failed
+        } else {
+            Completeness::Complete
+        }
+    }
+
+    /// Whether the answer is the whole truth.
     pub fn is_complete(&self) -> bool {
-        self.status != 0xFE00 && !status_is_failure(self.status)
+        self.completeness() == Completeness::Complete
     }
 }
 
 /// Sends one C-FIND-RQ with `identifier` and reads every response until the final one.
-/// Each match is handed to `on_match` as it arrives, so that a caller keeps only what it needs.
+/// Each match is handed to `on_match` as it arrives, as its top-level elements, so that a
+/// caller keeps only what it needs; it is called for a match before that match is counted
+/// against `max_matches`, so a caller's own count includes what was read.
 /// More than `max_matches` pending answers end the query with [`ErrorKind::TooManyMatches`]
 /// (the association is then aborted by the caller, which stops the peer).
 pub async fn find(
     association: &mut Association,
     model: InformationModel,
-    identifier: &InMemDicomObject,
+    identifier: &Identifier,
     message_id: u16,
     max_matches: usize,
-    on_match: &mut (dyn FnMut(&InMemDicomObject) + Send),
+    on_match: &mut (dyn FnMut(&[RawElement<'_>]) + Send),
 ) -> Result<FindAnswer, Error> {
     let sop_class = model.sop_class();
     let context = association
@@ -71,7 +119,7 @@ pub async fn find(
         .ok_or(Error::new(Step::Exchange, ErrorKind::NoPresentationContext))?
         .clone();
     let explicit = context.transfer_syntax == EXPLICIT_VR_LE;
-    let data = encode_identifier(identifier, explicit)
+    let data = encode_identifier(&identifier.0, explicit)
         .map_err(|e| Error::protocol(Step::Exchange, format!("cannot encode the query: {e}")))?;
     let request = encode_command(command_field::C_FIND_RQ, message_id, sop_class, true);
     association
@@ -89,18 +137,10 @@ pub async fn find(
             let data = message.data.ok_or_else(|| {
                 Error::protocol(Step::Exchange, "pending C-FIND-RSP without an identifier")
             })?;
-            let ts = if explicit {
-                EXPLICIT_VR_LITTLE_ENDIAN.erased()
-            } else {
-                IMPLICIT_VR_LITTLE_ENDIAN.erased()
-            };
-            super::guard::check_data_set(&data, explicit).map_err(|e| {
+            let elements = super::guard::top_level_elements(&data, explicit).map_err(|e| {
                 Error::protocol(Step::Exchange, format!("malformed C-FIND match: {e}"))
             })?;
-            let object = InMemDicomObject::read_dataset_with_ts(&data[..], &ts).map_err(|e| {
-                Error::protocol(Step::Exchange, format!("cannot parse a C-FIND match: {e}"))
-            })?;
-            on_match(&object);
+            on_match(&elements);
             matches += 1;
             if matches > max_matches {
                 return Err(Error::new(
@@ -156,18 +196,10 @@ pub fn text_element(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObje
     DataElement::new(tag, vr, PrimitiveValue::from(value))
 }
 
-/// A text attribute of a match, trimmed of padding; `None` when absent, empty or undecodable.
+/// A text attribute of a parsed data set (the demo SCP reads requests this way), trimmed of
+/// padding; `None` when absent, empty or undecodable.
 pub fn text(object: &InMemDicomObject, tag: Tag) -> Option<String> {
     let value = object.get(tag)?.to_str().ok()?;
     let value = value.trim_matches(|c: char| c == '\0' || c == ' ');
     (!value.is_empty()).then(|| value.to_string())
-}
-
-/// An integer attribute of a match (e.g. NumberOfStudyRelatedInstances).
-pub fn integer(object: &InMemDicomObject, tag: Tag) -> Option<u64> {
-    let element = object.get(tag)?;
-    element
-        .to_int::<u64>()
-        .ok()
-        .or_else(|| element.to_str().ok()?.trim().parse().ok())
 }

@@ -18,6 +18,33 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 
 /// Checks `bytes`, a data set in Explicit or Implicit VR Little Endian.
 pub fn check_data_set(bytes: &[u8], explicit: bool) -> Result<(), String> {
+    walk(bytes, explicit, &mut |_| {})
+}
+
+/// One element at the top level of a data set (not inside a sequence), as encoded.
+#[derive(Clone, Copy, Debug)]
+pub struct RawElement<'a> {
+    pub tag: Tag,
+    /// The VR as encoded (explicit VR) or from the dictionary (implicit VR); `None` when
+    /// neither tells.
+    pub vr: Option<VR>,
+    pub value: &'a [u8],
+}
+
+/// Checks `bytes` as [`check_data_set`] does and returns its top-level elements, sequences
+/// left out. This is all a flat C-FIND identifier needs, and nothing is copied.
+pub fn top_level_elements(bytes: &[u8], explicit: bool) -> Result<Vec<RawElement<'_>>, String> {
+    let mut elements = Vec::new();
+    walk(bytes, explicit, &mut |element| elements.push(element))?;
+    Ok(elements)
+}
+
+/// The walk behind both: `top_level` sees each top-level element that is not a sequence.
+fn walk<'a>(
+    bytes: &'a [u8],
+    explicit: bool,
+    top_level: &mut dyn FnMut(RawElement<'a>),
+) -> Result<(), String> {
     // The end offset of each open container; `None` for one of undefined length.
     let mut open: Vec<Option<usize>> = Vec::new();
     let mut pos = 0usize;
@@ -78,6 +105,13 @@ pub fn check_data_set(bytes: &[u8], explicit: bool) -> Result<(), String> {
                         "element {tag} declares {length} bytes, only {} remain",
                         bytes.len() - pos
                     ));
+                }
+                if open.is_empty() {
+                    top_level(RawElement {
+                        tag,
+                        vr,
+                        value: &bytes[pos..pos + length],
+                    });
                 }
                 pos += length;
             }

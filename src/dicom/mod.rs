@@ -5,11 +5,13 @@
 //! [`Step`] failed and how; it never knows about HTTP or Prometheus.
 
 pub mod association;
+pub mod charset;
 pub mod echo;
 pub mod find;
 pub mod guard;
 pub mod message;
 pub mod query;
+pub mod study;
 pub mod tls;
 
 use std::fmt;

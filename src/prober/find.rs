@@ -4,16 +4,12 @@
 //! real question and fails unless the answer is complete: a failure status is
 //! `status_failure`, an answer the peer cut off (0xFE00) is `too_many_matches`.
 
-use dicom_core::VR;
-use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
 use tokio::time::Instant;
 
 use super::peer::{incomplete_failure, AssociationMetrics};
 use super::{gauge, local_now, Failure, ProbeContext, Stage};
 use crate::config::{FindOptions, Level, Model};
-use crate::dicom::find::{find, text_element};
-use crate::dicom::query;
+use crate::dicom::find::{find, Identifier};
 
 /// The most matches one probe reads before it calls the answer too large.
 const MAX_MATCHES: usize = 100_000;
@@ -66,22 +62,13 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
     released.map_err(|e| Failure::from_dicom(&e, Stage::Release))
 }
 
-fn identifier(options: &FindOptions) -> InMemDicomObject {
-    let mut identifier = InMemDicomObject::new_empty();
+fn identifier(options: &FindOptions) -> Identifier {
     let level = match (options.model, options.level) {
         (Model::Worklist, _) => None,
         (_, Some(level)) => Some(level),
         (Model::StudyRoot, None) => Some(Level::Study),
         (Model::PatientRoot, None) => Some(Level::Patient),
     };
-    if let Some(level) = level {
-        identifier.put(text_element(
-            tags::QUERY_RETRIEVE_LEVEL,
-            VR::CS,
-            level.as_str(),
-        ));
-    }
     let today = local_now(options.timezone).date();
-    query::apply(&mut identifier, &options.query, today);
-    identifier
+    Identifier::from_keys(level.map(Level::as_str), &options.query, today)
 }

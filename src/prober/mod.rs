@@ -111,23 +111,40 @@ impl Reason {
     }
 }
 
-/// A failed probe: stage and reason for the labels, detail for the log.
+/// Which side of a transfer check: the `peer` label of send_check's series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Peer {
+    Source,
+    Destination,
+}
+
+impl Peer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Peer::Source => "source",
+            Peer::Destination => "destination",
+        }
+    }
+}
+
+/// A failed probe: stage, reason (and, in send_check, the side) for the labels, detail for
+/// the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     pub stage: Stage,
     pub reason: Reason,
+    pub peer: Option<Peer>,
     pub detail: String,
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}: {}",
-            self.stage.as_str(),
-            self.reason.as_str(),
-            self.detail
-        )
+        write!(f, "{}/{}: ", self.stage.as_str(), self.reason.as_str())?;
+        if let Some(peer) = self.peer {
+            write!(f, "{}: ", peer.as_str())?;
+        }
+        f.write_str(&self.detail)
     }
 }
 
@@ -136,7 +153,16 @@ impl Failure {
         Failure {
             stage,
             reason,
+            peer: None,
             detail: detail.into(),
+        }
+    }
+
+    /// The same failure, on one side of a transfer check.
+    pub fn on(self, peer: Peer) -> Failure {
+        Failure {
+            peer: Some(peer),
+            ..self
         }
     }
 
@@ -183,6 +209,8 @@ pub struct ProbeContext<'a> {
     pub registry: &'a Registry,
     pub log: &'a ProbeLog,
     stage: AtomicU8,
+    /// The side a send_check probe last worked on, plus one (0: none).
+    peer: AtomicU8,
 }
 
 impl ProbeContext<'_> {
@@ -197,9 +225,23 @@ impl ProbeContext<'_> {
         self.stage.store(stage as u8, Ordering::Relaxed);
     }
 
+    /// Records the stage one side of a transfer check is in.
+    pub fn enter_on(&self, peer: Peer, stage: Stage) {
+        self.peer.store(peer as u8 + 1, Ordering::Relaxed);
+        self.enter(stage);
+    }
+
     fn current_stage(&self) -> Stage {
         let index = self.stage.load(Ordering::Relaxed) as usize;
         Stage::ALL.get(index).copied().unwrap_or(Stage::Connect)
+    }
+
+    fn current_peer(&self) -> Option<Peer> {
+        match self.peer.load(Ordering::Relaxed) {
+            1 => Some(Peer::Source),
+            2 => Some(Peer::Destination),
+            _ => None,
+        }
     }
 }
 
@@ -230,6 +272,7 @@ pub async fn run(
         registry: &registry,
         log,
         stage: AtomicU8::new(Stage::Resolve as u8),
+        peer: AtomicU8::new(0),
     };
     log.info(format!(
         "beginning probe: prober={} timeout={:.3}s",
@@ -248,11 +291,10 @@ pub async fn run(
     let outcome = tokio::select! {
         biased;
         outcome = probe => outcome,
-        () = tokio::time::sleep_until(deadline) => Err(Failure::new(
-            ctx.current_stage(),
-            Reason::Timeout,
-            "the probe's deadline passed",
-        )),
+        () = tokio::time::sleep_until(deadline) => Err(Failure {
+            peer: ctx.current_peer(),
+            ..Failure::new(ctx.current_stage(), Reason::Timeout, "the probe's deadline passed")
+        }),
     };
     let duration = start.elapsed();
 
@@ -278,19 +320,33 @@ pub async fn run(
     match &failure {
         None => log.info(format!("probe succeeded in {:.3}s", duration.as_secs_f64())),
         Some(failure) => {
+            let peer = failure.peer.map_or("", Peer::as_str);
             log.error(format!(
-                "probe failed: stage={} reason={} detail={:?}",
+                "probe failed: stage={} reason={}{}{} detail={:?}",
                 failure.stage.as_str(),
                 failure.reason.as_str(),
+                if peer.is_empty() { "" } else { " peer=" },
+                peer,
                 failure.detail
             ));
+            // send_check names the side; its label set is fixed for the prober.
+            let (labels, values): (&[&str], Vec<&str>) = match module.prober {
+                ProberKind::SendCheck => (
+                    &["stage", "reason", "peer"],
+                    vec![failure.stage.as_str(), failure.reason.as_str(), peer],
+                ),
+                _ => (
+                    &["stage", "reason"],
+                    vec![failure.stage.as_str(), failure.reason.as_str()],
+                ),
+            };
             gauge_vec(
                 &registry,
                 "probe_failure_info",
                 "Why the probe failed: the stage and a reason from a fixed vocabulary.",
-                &["stage", "reason"],
+                labels,
             )
-            .with_label_values(&[failure.stage.as_str(), failure.reason.as_str()])
+            .with_label_values(&values)
             .set(1.0);
         }
     }

@@ -4,8 +4,7 @@ use prometheus::{Gauge, GaugeVec};
 
 use super::{gauge, gauge_vec, Failure, ProbeContext, Reason, Stage};
 use crate::config::DicomOptions;
-use crate::dicom::find::FindAnswer;
-use crate::dicom::message::status_is_failure;
+use crate::dicom::find::{Completeness, FindAnswer};
 use crate::dicom::{Association, AssociationOptions, PeerInfo, Timings};
 use crate::target::{AeTitle, Target};
 
@@ -165,18 +164,17 @@ pub(crate) async fn establish(
 /// Why a C-FIND answer cannot be taken as complete, if it cannot: the peer cut it off
 /// (0xFE00, as Orthanc's `LimitFindResults` does) or ended it with a failure status.
 pub(crate) fn incomplete_failure(stage: Stage, answer: &FindAnswer) -> Option<Failure> {
-    if answer.status == 0xFE00 {
-        return Some(Failure::new(
+    match answer.completeness() {
+        Completeness::Complete => None,
+        Completeness::CutOff => Some(Failure::new(
             stage,
             Reason::TooManyMatches,
             format!(
                 "the answer was cut off after {} matches (status 0xfe00)",
                 answer.matches
             ),
-        ));
-    }
-    status_is_failure(answer.status).then(|| {
-        Failure::new(
+        )),
+        Completeness::Failed => Some(Failure::new(
             stage,
             Reason::StatusFailure,
             format!(
@@ -188,6 +186,6 @@ pub(crate) fn incomplete_failure(stage: Stage, answer: &FindAnswer) -> Option<Fa
                     .map(|c| format!(": {c}"))
                     .unwrap_or_default()
             ),
-        )
-    })
+        )),
+    }
 }

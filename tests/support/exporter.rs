@@ -117,23 +117,45 @@ impl Answer {
         names
     }
 
-    /// Asserts a failed probe with exactly this stage and reason.
+    /// Asserts a failed probe with exactly this stage and reason (and, for send_check, some
+    /// side: see [`Answer::assert_failed_on`]).
     pub fn assert_failed(&self, stage: &str, reason: &str) {
+        self.assert_failure(stage, reason, None);
+    }
+
+    /// Asserts a failed send_check probe with this side, stage and reason.
+    pub fn assert_failed_on(&self, peer: &str, stage: &str, reason: &str) {
+        self.assert_failure(stage, reason, Some(peer));
+    }
+
+    fn assert_failure(&self, stage: &str, reason: &str, peer: Option<&str>) {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);
         assert_eq!(self.metric("probe_success"), 0.0, "{}", self.body);
-        let series = format!("probe_failure_info{{reason=\"{reason}\",stage=\"{stage}\"}}");
+        let failures = self.series("probe_failure_info");
         assert_eq!(
-            self.value(&series),
-            Some(1.0),
-            "expected {series} in:\n{}",
+            failures.len(),
+            1,
+            "one failure series expected:\n{}",
             self.body
         );
-        let failures = self
-            .body
-            .lines()
-            .filter(|l| l.starts_with("probe_failure_info{"))
-            .count();
-        assert_eq!(failures, 1, "one failure series expected:\n{}", self.body);
+        let labels = &failures[0];
+        assert_eq!(
+            (
+                labels.get("stage").map(String::as_str),
+                labels.get("reason").map(String::as_str)
+            ),
+            (Some(stage), Some(reason)),
+            "expected stage={stage} reason={reason} in:\n{}",
+            self.body
+        );
+        if let Some(peer) = peer {
+            assert_eq!(
+                labels.get("peer").map(String::as_str),
+                Some(peer),
+                "expected peer={peer} in:\n{}",
+                self.body
+            );
+        }
     }
 }
 

@@ -1,0 +1,415 @@
+//! The comparison, pure: which source studies are judged (window, grace, time zone,
+//! duplicates), and which of them the destination lacks or holds short. No I/O and no
+//! clock: the caller hands in `now`, so every rule here has a table test beside it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
+
+use crate::config::TimeZone as ZoneName;
+use crate::dicom::study::StudyMatch;
+
+/// A study without StudyTime is placed at the end of its day, so that it is judged only once
+/// the whole day has passed the grace period (no false alarm for one stored late that day).
+const END_OF_DAY: NaiveTime = match NaiveTime::from_hms_opt(23, 59, 59) {
+    Some(t) => t,
+    None => NaiveTime::MIN,
+};
+
+/// Studies timed this far past now are a sign of a wrong time zone (or a modality's clock),
+/// not of a study still in flight: they are counted and logged.
+pub(super) const FUTURE_TOLERANCE: Duration = Duration::from_secs(15 * 60);
+
+/// The zone StudyDate/StudyTime are read in when a match carries no TimezoneOffsetFromUTC.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Zone {
+    Named(chrono_tz::Tz),
+    /// The exporter's process zone (TZ).
+    Process,
+}
+
+impl Zone {
+    pub fn of(configured: Option<ZoneName>) -> Zone {
+        configured.map_or(Zone::Process, |z| Zone::Named(z.0))
+    }
+
+    /// The wall-clock time in this zone at `instant`.
+    fn local(self, instant: DateTime<Utc>) -> NaiveDateTime {
+        match self {
+            Zone::Named(tz) => instant.with_timezone(&tz).naive_local(),
+            Zone::Process => instant.with_timezone(&chrono::Local).naive_local(),
+        }
+    }
+
+    /// The instant a wall-clock time of this zone names; in a DST gap, the instant an hour
+    /// later; in a fold, the earlier one.
+    fn instant(self, local: NaiveDateTime) -> DateTime<Utc> {
+        fn pick<Z: TimeZone>(zone: &Z, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+            let found = zone.from_local_datetime(&local);
+            found
+                .earliest()
+                .or_else(|| {
+                    zone.from_local_datetime(&(local + chrono::Duration::hours(1)))
+                        .earliest()
+                })
+                .map(|t| t.with_timezone(&Utc))
+        }
+        let found = match self {
+            Zone::Named(tz) => pick(&tz, local),
+            Zone::Process => pick(&chrono::Local, local),
+        };
+        found.unwrap_or_else(|| local.and_utc())
+    }
+}
+
+/// When and how long: the window a probe judges, fixed at its start.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Window {
+    pub now: DateTime<Utc>,
+    pub lookback: Duration,
+    pub grace: Duration,
+    pub zone: Zone,
+}
+
+impl Window {
+    fn start(&self) -> DateTime<Utc> {
+        self.now - chrono::Duration::from_std(self.lookback).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// The StudyDate range to ask for: the window's first and last day in the PACS' zone.
+    pub fn dates(&self) -> (NaiveDate, NaiveDate) {
+        (
+            self.zone.local(self.start()).date(),
+            self.zone.local(self.now).date(),
+        )
+    }
+
+    /// Today in the PACS' zone (for `today` in a module's query keys).
+    pub fn today(&self) -> NaiveDate {
+        self.zone.local(self.now).date()
+    }
+}
+
+/// A source study placed in time.
+#[derive(Clone, Debug)]
+pub(super) struct Study {
+    pub found: StudyMatch,
+    /// When it was made; `None` without a readable StudyDate.
+    pub when: Option<DateTime<Utc>>,
+    /// Whether `when` is the end of its day, for lack of a StudyTime.
+    pub untimed: bool,
+}
+
+impl Study {
+    pub fn uid(&self) -> &str {
+        &self.found.uid
+    }
+
+    fn place(found: StudyMatch, zone: Zone) -> Study {
+        let untimed = found.time.is_none();
+        let when = found.date.map(|date| {
+            let local = date.and_time(found.time.unwrap_or(END_OF_DAY));
+            match found.timezone_offset {
+                Some(offset) => instant_at(offset, local),
+                None => zone.instant(local),
+            }
+        });
+        Study {
+            found,
+            when,
+            untimed,
+        }
+    }
+
+    /// Seconds since it was made, at `now`; 0 for a study timed after now.
+    pub fn age(&self, now: DateTime<Utc>) -> f64 {
+        self.when.map_or(0.0, |when| {
+            (now - when).num_milliseconds().max(0) as f64 / 1000.0
+        })
+    }
+}
+
+fn instant_at(offset: FixedOffset, local: NaiveDateTime) -> DateTime<Utc> {
+    (local - chrono::Duration::seconds(i64::from(offset.fix().local_minus_utc()))).and_utc()
+}
+
+/// The source's answer sorted out: what is judged now and what is not.
+#[derive(Debug, Default)]
+pub(super) struct Sorted {
+    /// Old enough to judge, oldest first.
+    pub checked: Vec<Study>,
+    /// Younger than the grace period (or timed later today).
+    pub pending: Vec<Study>,
+    /// Timed more than [`FUTURE_TOLERANCE`] past now: also pending, and a sign of a wrong zone.
+    pub future: usize,
+    /// Outside the window, or with no readable StudyDate.
+    pub outside: usize,
+    /// Listed more than once (e.g. once per patient ID it was merged from), counted once.
+    pub duplicates: usize,
+    /// Matches without a StudyInstanceUID: nothing to compare them by.
+    pub without_uid: usize,
+}
+
+/// Places each source match in time and sorts it into checked, pending or left out.
+pub(super) fn sort_out(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
+    let mut sorted = Sorted::default();
+    let mut seen = HashSet::new();
+    let start = window.start();
+    let judged_until =
+        window.now - chrono::Duration::from_std(window.grace).unwrap_or(chrono::Duration::MAX);
+    let future_from = window.now
+        + chrono::Duration::from_std(FUTURE_TOLERANCE).unwrap_or(chrono::Duration::zero());
+    let (first_day, today) = window.dates();
+    for found in matches {
+        if found.uid.is_empty() {
+            sorted.without_uid += 1;
+            continue;
+        }
+        if !seen.insert(found.uid.clone()) {
+            sorted.duplicates += 1;
+            continue;
+        }
+        let study = Study::place(found, window.zone);
+        let Some(when) = study.when else {
+            sorted.outside += 1;
+            continue;
+        };
+        let in_window = if study.untimed {
+            // An untimed study belongs to the window when its day overlaps it.
+            study
+                .found
+                .date
+                .is_some_and(|d| d >= first_day && d <= today)
+        } else {
+            when >= start
+        };
+        if !in_window {
+            sorted.outside += 1;
+        } else if when <= judged_until {
+            sorted.checked.push(study);
+        } else {
+            if !study.untimed && when > future_from {
+                sorted.future += 1;
+            }
+            sorted.pending.push(study);
+        }
+    }
+    sorted.checked.sort_by_key(|s| s.when);
+    sorted
+}
+
+/// What the destination holds of the checked studies: UID → instance count, where reported.
+pub(super) type Found = HashMap<String, Option<u64>>;
+
+/// Records a destination match; a study listed more than once keeps its largest count.
+pub(super) fn record(found: &mut Found, uid: String, instances: Option<u64>) {
+    let entry = found.entry(uid).or_insert(instances);
+    *entry = (*entry).max(instances);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum State {
+    Missing,
+    Incomplete,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Missing => "missing",
+            State::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// The verdict on the checked studies.
+#[derive(Debug, Default)]
+pub(super) struct Verdict<'a> {
+    /// Missing and incomplete studies, oldest first.
+    pub unsent: Vec<(&'a Study, State)>,
+    pub missing: usize,
+    pub incomplete: usize,
+    /// Source instances not on the destination, where counts are known.
+    pub instances_missing: u64,
+}
+
+/// A study is missing when `found` has no study with its UID; incomplete when both sides
+/// report a count and the destination's is lower (only with `compare_instances`).
+pub(super) fn compare<'a>(
+    checked: &'a [Study],
+    found: &Found,
+    compare_instances: bool,
+) -> Verdict<'a> {
+    let mut verdict = Verdict::default();
+    for study in checked {
+        let here = study.found.instances;
+        match found.get(study.uid()) {
+            None => {
+                verdict.instances_missing += here.unwrap_or(0);
+                verdict.missing += 1;
+                verdict.unsent.push((study, State::Missing));
+            }
+            Some(Some(there)) if compare_instances => {
+                if let Some(here) = here.filter(|here| there < here) {
+                    verdict.instances_missing += here - there;
+                    verdict.incomplete += 1;
+                    verdict.unsent.push((study, State::Incomplete));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: u32, hour: u32, minute: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2026, 11, day)
+            .and_then(|d| d.and_hms_opt(hour, minute, 0))
+            .expect("a valid time")
+    }
+
+    fn utc_window(now: NaiveDateTime) -> Window {
+        Window {
+            now: now.and_utc(),
+            lookback: Duration::from_secs(24 * 3600),
+            grace: Duration::from_secs(600),
+            zone: Zone::Named(chrono_tz::UTC),
+        }
+    }
+
+    fn study(uid: &str, when: Option<NaiveDateTime>, untimed: bool) -> StudyMatch {
+        StudyMatch {
+            uid: uid.to_string(),
+            date: when.map(|w| w.date()),
+            time: when.filter(|_| !untimed).map(|w| w.time()),
+            instances: Some(3),
+            ..StudyMatch::default()
+        }
+    }
+
+    fn uids(studies: &[Study]) -> Vec<&str> {
+        studies.iter().map(Study::uid).collect()
+    }
+
+    #[test]
+    fn window_grace_and_untimed_studies() {
+        let window = utc_window(at(25, 12, 0));
+        let sorted = sort_out(
+            vec![
+                study("old", Some(at(24, 11, 0)), false),
+                study("yesterday", Some(at(24, 13, 0)), false),
+                study("hour", Some(at(25, 11, 0)), false),
+                study("young", Some(at(25, 11, 55)), false),
+                // Later today, within the tolerance: pending, not a sign of a wrong zone.
+                study("soon", Some(at(25, 12, 10)), false),
+                study("ahead", Some(at(25, 15, 0)), false),
+                // Untimed: the end of its day; yesterday's is judged, today's is pending.
+                study("untimed-yesterday", Some(at(24, 0, 0)), true),
+                study("untimed-today", Some(at(25, 0, 0)), true),
+                study("untimed-before", Some(at(23, 0, 0)), true),
+                study("undated", None, false),
+                study("", Some(at(25, 9, 0)), false),
+                study("hour", Some(at(25, 11, 0)), false),
+            ],
+            &window,
+        );
+        assert_eq!(
+            uids(&sorted.checked),
+            ["yesterday", "untimed-yesterday", "hour"]
+        );
+        assert_eq!(
+            uids(&sorted.pending),
+            ["young", "soon", "ahead", "untimed-today"]
+        );
+        assert_eq!(sorted.future, 1);
+        assert_eq!(sorted.outside, 3);
+        assert_eq!(sorted.without_uid, 1);
+        assert_eq!(sorted.duplicates, 1);
+    }
+
+    #[test]
+    fn study_times_are_read_in_their_zone() {
+        // Now is 12:00 UTC. A source in UTC+3 says 14:30 (11:30 UTC, 30 minutes old).
+        let now = at(25, 12, 0);
+        let local = study("east", Some(at(25, 14, 30)), false);
+        let moscow = chrono_tz::Europe::Moscow;
+
+        // Read in UTC (the wrong zone), it looks 2.5 hours ahead: pending, flagged as future.
+        let sorted = sort_out(vec![local.clone()], &utc_window(now));
+        assert_eq!((sorted.checked.len(), sorted.future), (0, 1));
+
+        // Read in the module's zone, it is 30 minutes old: judged.
+        let window = Window {
+            zone: Zone::Named(moscow),
+            ..utc_window(now)
+        };
+        let sorted = sort_out(vec![local.clone()], &window);
+        assert_eq!(uids(&sorted.checked), ["east"]);
+        assert_eq!(sorted.checked[0].age(window.now), 1800.0);
+
+        // The match's own TimezoneOffsetFromUTC wins over any configured zone.
+        let with_offset = StudyMatch {
+            timezone_offset: FixedOffset::east_opt(3 * 3600),
+            ..local
+        };
+        let sorted = sort_out(vec![with_offset], &utc_window(now));
+        assert_eq!(uids(&sorted.checked), ["east"]);
+
+        // A site west of UTC read in UTC: its studies look hours older, never newer.
+        let west = study("west", Some(at(25, 6, 58)), false);
+        let window = Window {
+            zone: Zone::Named(chrono_tz::America::New_York),
+            ..utc_window(now)
+        };
+        // 06:58 in New York is 11:58 UTC: two minutes old, pending.
+        let sorted = sort_out(vec![west], &window);
+        assert_eq!((sorted.checked.len(), sorted.pending.len()), (0, 1));
+        assert_eq!(window.dates(), (at(24, 0, 0).date(), at(25, 0, 0).date()));
+    }
+
+    #[test]
+    fn missing_and_incomplete() {
+        let window = utc_window(at(25, 12, 0));
+        let mut studies = Vec::new();
+        for (uid, instances) in [
+            ("a", Some(3)),
+            ("b", Some(3)),
+            ("c", Some(3)),
+            ("d", None),
+            ("e", Some(2)),
+        ] {
+            studies.push(StudyMatch {
+                instances,
+                ..study(uid, Some(at(25, 10, 0)), false)
+            });
+        }
+        let sorted = sort_out(studies, &window);
+        let mut found = Found::new();
+        record(&mut found, "b".into(), Some(2));
+        record(&mut found, "c".into(), None);
+        record(&mut found, "d".into(), Some(5));
+        record(&mut found, "e".into(), Some(1));
+        // A study listed twice on the destination keeps its largest count.
+        record(&mut found, "e".into(), Some(2));
+        record(&mut found, "e".into(), None);
+
+        let verdict = compare(&sorted.checked, &found, true);
+        let states: Vec<(&str, State)> = verdict
+            .unsent
+            .iter()
+            .map(|(s, st)| (s.uid(), *st))
+            .collect();
+        assert_eq!(states, [("a", State::Missing), ("b", State::Incomplete)]);
+        assert_eq!((verdict.missing, verdict.incomplete), (1, 1));
+        assert_eq!(verdict.instances_missing, 3 + 1);
+
+        let verdict = compare(&sorted.checked, &found, false);
+        assert_eq!((verdict.missing, verdict.incomplete), (1, 0));
+        assert_eq!(verdict.instances_missing, 3);
+    }
+}

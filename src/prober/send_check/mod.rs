@@ -1,0 +1,233 @@
+//! The `send_check` prober: did the recent studies of the source (the probe's target) reach
+//! the destination (named by the module), and did they arrive whole?
+//!
+//! The two sides work at once, each on its own association ([`side`]): the source answers one
+//! STUDY-level C-FIND over the lookback window while the destination is associated and, for
+//! `date_range` and `auto`, answers the same window ([`destination::survey`]). Then the
+//! destination confirms what its window did not show, as its strategy says
+//! ([`destination::confirm`], where the rule for "missing" lives), and [`compare`] gives the
+//! verdict, which [`report`] turns into metrics. Studies are matched by StudyInstanceUID only.
+//!
+//! A source answer that is cut off (0xFE00) or failed is never taken as the whole truth: the
+//! probe fails instead of reporting a partial list. `probe_success` means the comparison ran;
+//! what it found is in the `pacs_*` gauges, which are always present (0 until computed). When
+//! a side fails, `probe_failure_info` names it (`peer`); the other side is still closed
+//! properly, and its `pacs_peer_up` says how it did.
+//!
+//! Time: StudyDate/StudyTime are the PACS' local time: read with the match's
+//! TimezoneOffsetFromUTC when the source sends one, else in the module's `timezone`, else in
+//! the exporter's zone (TZ). Studies younger than `grace` are pending; see [`compare`] for
+//! untimed studies and studies timed in the future.
+
+mod compare;
+mod destination;
+mod metrics;
+mod side;
+
+use chrono::{DateTime, Utc};
+
+use self::compare::{Study, Window, Zone};
+use self::destination::Survey;
+use self::metrics::Metrics;
+use self::side::{Endpoint, Side};
+use super::peer::incomplete_failure;
+use super::{Failure, Peer, ProbeContext, Reason, Stage};
+use crate::config::{SendCheckOptions, StudyLabel};
+use crate::dicom::charset::label_value;
+use crate::dicom::study::{StudyMatch, StudyQuery, StudySelection};
+
+/// Longest value of an opt-in label (patient name, IDs…), in characters.
+const MAX_LABEL_CHARS: usize = 128;
+
+pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
+    let Some(options) = ctx.module.send_check.as_ref() else {
+        return Err(Failure::new(
+            Stage::FindSource,
+            Reason::ProtocolError,
+            "module has no send_check block",
+        ));
+    };
+    let metrics = Metrics::register(ctx, &options.labels);
+    let window = Window {
+        now: Utc::now(),
+        lookback: options.lookback.0,
+        grace: options.grace.0,
+        zone: Zone::of(options.timezone),
+    };
+    let source = Endpoint {
+        peer: Peer::Source,
+        target: ctx.target,
+        dicom: ctx.module.dicom.clone(),
+        restricted: true,
+    };
+    let destination = Endpoint {
+        peer: Peer::Destination,
+        target: &options.destination.0,
+        dicom: options.destination_dicom.apply(&ctx.module.dicom),
+        restricted: false,
+    };
+
+    let (studies, destination) = tokio::join!(
+        query_source(ctx, source, &metrics, options, &window),
+        survey_destination(ctx, destination, &metrics, options, &window),
+    );
+    let studies = match studies {
+        Ok(studies) => studies,
+        Err(failure) => {
+            // The target failed; the destination did its part so far and is let go cleanly.
+            if let Ok((side, _)) = destination {
+                side.close(ctx, true).await;
+            }
+            return Err(failure);
+        }
+    };
+    let (mut destination, survey) = destination?;
+
+    let sorted = compare::sort_out(studies, &window);
+    metrics.checked.set(sorted.checked.len() as f64);
+    metrics.pending.set(sorted.pending.len() as f64);
+    metrics.future.set(sorted.future as f64);
+    ctx.log.info(format!(
+        "source: {} studies to check, {} pending, {} outside the window or undated, {} listed twice, {} without a UID",
+        sorted.checked.len(),
+        sorted.pending.len(),
+        sorted.outside,
+        sorted.duplicates,
+        sorted.without_uid
+    ));
+    if sorted.future > 0 {
+        ctx.log.info(format!(
+            "source: {} studies are timed more than {} minutes after now: is the time zone right? \
+             (send_check.timezone, or TZ for the exporter)",
+            sorted.future,
+            compare::FUTURE_TOLERANCE.as_secs() / 60
+        ));
+    }
+
+    let uids: Vec<&str> = sorted.checked.iter().map(Study::uid).collect();
+    let found = if uids.is_empty() {
+        Ok(survey.found)
+    } else {
+        destination::confirm(ctx, &mut destination, options, &uids, survey).await
+    };
+    let found = destination.close_with(ctx, found).await?;
+    let verdict = compare::compare(&sorted.checked, &found, options.compare_instances);
+    report(ctx, options, &metrics, uids.len(), &verdict, window.now);
+    Ok(())
+}
+
+/// The source's studies in the window: one detailed query, which must be complete.
+async fn query_source(
+    ctx: &ProbeContext<'_>,
+    endpoint: Endpoint<'_>,
+    metrics: &Metrics,
+    options: &SendCheckOptions,
+    window: &Window,
+) -> Result<Vec<StudyMatch>, Failure> {
+    let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
+    let (from, to) = window.dates();
+    let query = StudyQuery {
+        selection: StudySelection::Dates { from, to },
+        details: true,
+        extra: Some((&options.query, window.today())),
+    };
+    let mut studies = Vec::new();
+    let answer = side
+        .find(ctx, &query, &mut |m| studies.push(m))
+        .await
+        .and_then(|answer| match incomplete_failure(side.stage(), &answer) {
+            Some(why) => Err(side.failure(why)),
+            None => Ok(()),
+        });
+    side.close_with(ctx, answer).await?;
+    let mut unknown: Vec<&str> = studies
+        .iter()
+        .flat_map(|s| s.unknown_character_sets.iter().map(String::as_str))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    if !unknown.is_empty() {
+        ctx.log.info(format!(
+            "source: unknown SpecificCharacterSet terms {unknown:?}; their text was read as ASCII"
+        ));
+    }
+    Ok(studies)
+}
+
+/// The destination's association and, for `date_range` and `auto`, its studies in the window.
+async fn survey_destination<'a, 'p>(
+    ctx: &ProbeContext<'_>,
+    endpoint: Endpoint<'p>,
+    metrics: &'a Metrics,
+    options: &SendCheckOptions,
+    window: &Window,
+) -> Result<(Side<'a, 'p>, Survey), Failure> {
+    let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
+    match destination::survey(ctx, &mut side, options.destination_query, window.dates()).await {
+        Ok(survey) => Ok((side, survey)),
+        Err(failure) => side.close_with(ctx, Err(failure)).await,
+    }
+}
+
+fn report(
+    ctx: &ProbeContext<'_>,
+    options: &SendCheckOptions,
+    metrics: &Metrics,
+    checked: usize,
+    verdict: &compare::Verdict<'_>,
+    now: DateTime<Utc>,
+) {
+    metrics.missing.set(verdict.missing as f64);
+    metrics.incomplete.set(verdict.incomplete as f64);
+    metrics
+        .instances_missing
+        .set(verdict.instances_missing as f64);
+    let oldest = verdict.unsent.first().map_or(0.0, |(s, _)| s.age(now));
+    metrics.oldest_unsent_age.set(oldest);
+    let truncated = verdict.unsent.len() > options.max_listed_studies;
+    metrics
+        .list_truncated
+        .set(if truncated { 1.0 } else { 0.0 });
+    for (study, state) in verdict.unsent.iter().take(options.max_listed_studies) {
+        let mut values = vec![study.uid().to_string(), state.as_str().to_string()];
+        values.extend(options.labels.iter().map(|l| label(study, *l)));
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        metrics.unsent.with_label_values(&values).set(1.0);
+    }
+    ctx.log.info(format!(
+        "checked {} studies: {} missing, {} incomplete",
+        checked, verdict.missing, verdict.incomplete
+    ));
+    for (study, state) in &verdict.unsent {
+        // UIDs only: patient data stays out of the logs unless the module's labels allow it.
+        let allowed: Vec<String> = options
+            .labels
+            .iter()
+            .map(|l| format!("{}={:?}", l.name(), label(study, *l)))
+            .collect();
+        ctx.log.debug(format!(
+            "{} study {} ({} source instances) {}",
+            state.as_str(),
+            study.uid(),
+            study
+                .found
+                .instances
+                .map_or("unknown".to_string(), |n| n.to_string()),
+            allowed.join(" ")
+        ));
+    }
+}
+
+/// An opt-in label's value for `study`, fit for a label (no control characters, capped).
+fn label(study: &Study, label: StudyLabel) -> String {
+    let found = &study.found;
+    let value = match label {
+        StudyLabel::PatientName => found.patient_name.clone(),
+        StudyLabel::PatientId => found.patient_id.clone(),
+        StudyLabel::StudyId => found.study_id.clone(),
+        StudyLabel::AccessionNumber => found.accession_number.clone(),
+        StudyLabel::Modality => found.modalities.as_ref().map(|m| m.replace('\\', ",")),
+        StudyLabel::StudyDate => found.study_date.clone(),
+    };
+    label_value(&value.unwrap_or_default(), MAX_LABEL_CHARS)
+}

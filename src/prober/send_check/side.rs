@@ -1,0 +1,230 @@
+//! One side of the check: its association, its study queries and its share of the metrics.
+//!
+//! A side counts what it costs the PACS (queries by kind, matches read, time in C-FIND) as it
+//! goes, so the gauges are right however the probe ends. It is released when its exchange is
+//! intact (also after a failure status: the peer answered, and an abort would show as an error
+//! in its logs) and aborted when the exchange broke off. A peer that does not answer
+//! A-RELEASE-RQ promptly is aborted after [`RELEASE_WAIT`]: the comparison does not wait on it,
+//! and the other side is never held up by it.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::metrics::Metrics;
+use crate::config::DicomOptions;
+use crate::dicom::find::FindAnswer;
+use crate::dicom::study::{find_studies, StudyMatch, StudyQuery, StudySelection};
+use crate::dicom::{Association, Timings};
+use crate::prober::peer::{called_aet, establish};
+use crate::prober::{Failure, Peer, ProbeContext, Stage};
+use crate::target::Target;
+
+/// How long a side waits for A-RELEASE-RP before it aborts instead.
+pub(super) const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// The kinds of query a side sends: the `kind` label of `pacs_find_queries`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum QueryKind {
+    DateRange,
+    UidList,
+    Uid,
+}
+
+impl QueryKind {
+    pub const ALL: [QueryKind; 3] = [QueryKind::DateRange, QueryKind::UidList, QueryKind::Uid];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryKind::DateRange => "date_range",
+            QueryKind::UidList => "uid_list",
+            QueryKind::Uid => "uid",
+        }
+    }
+
+    fn of(selection: &StudySelection<'_>) -> QueryKind {
+        match selection {
+            StudySelection::Dates { .. } => QueryKind::DateRange,
+            StudySelection::Uids([_]) => QueryKind::Uid,
+            StudySelection::Uids(_) => QueryKind::UidList,
+        }
+    }
+}
+
+/// Who a side talks to.
+pub(super) struct Endpoint<'p> {
+    pub peer: Peer,
+    pub target: &'p Target,
+    pub dicom: DicomOptions,
+    /// Whether its addresses are held to allowed_targets: only the source comes from the
+    /// request; the destination is the operator's config.
+    pub restricted: bool,
+}
+
+impl Endpoint<'_> {
+    fn stage(&self) -> Stage {
+        match self.peer {
+            Peer::Source => Stage::FindSource,
+            Peer::Destination => Stage::FindDestination,
+        }
+    }
+}
+
+pub(super) struct Side<'a, 'p> {
+    endpoint: Endpoint<'p>,
+    association: Association,
+    metrics: &'a Metrics,
+    message_id: u16,
+    find_time: Duration,
+    matches: usize,
+    /// Matches one query may return (a memory bound).
+    max_matches: usize,
+    /// Whether the association can no longer be released (the exchange broke off).
+    broken: bool,
+}
+
+impl<'a, 'p> Side<'a, 'p> {
+    pub async fn open(
+        ctx: &ProbeContext<'_>,
+        endpoint: Endpoint<'p>,
+        metrics: &'a Metrics,
+        max_matches: usize,
+    ) -> Result<Side<'a, 'p>, Failure> {
+        let association = associate(ctx, &endpoint).await?;
+        Ok(Side {
+            endpoint,
+            association,
+            metrics,
+            message_id: 0,
+            find_time: Duration::ZERO,
+            matches: 0,
+            max_matches,
+            broken: false,
+        })
+    }
+
+    /// A failure of this side, at its query stage.
+    pub fn failure(&self, failure: Failure) -> Failure {
+        failure.on(self.endpoint.peer)
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.endpoint.stage()
+    }
+
+    /// A new association in place of one that broke off (the old one is aborted).
+    pub async fn reconnect(&mut self, ctx: &ProbeContext<'_>) -> Result<(), Failure> {
+        self.association = associate(ctx, &self.endpoint).await?;
+        self.broken = false;
+        Ok(())
+    }
+
+    /// One study query, each match handed to `on_match`. The answer may still be incomplete:
+    /// the caller judges it by [`FindAnswer::completeness`].
+    pub async fn find(
+        &mut self,
+        ctx: &ProbeContext<'_>,
+        query: &StudyQuery<'_>,
+        on_match: &mut (dyn FnMut(StudyMatch) + Send),
+    ) -> Result<FindAnswer, Failure> {
+        ctx.enter_on(self.endpoint.peer, self.stage());
+        self.message_id = self.message_id.wrapping_add(1);
+        let peer = self.endpoint.peer.as_str();
+        self.metrics
+            .queries
+            .with_label_values(&[peer, QueryKind::of(&query.selection).as_str()])
+            .inc();
+        let start = Instant::now();
+        let mut read = 0;
+        let answer = find_studies(
+            &mut self.association,
+            query,
+            self.message_id,
+            self.max_matches,
+            &mut |m| {
+                read += 1;
+                on_match(m);
+            },
+        )
+        .await;
+        self.find_time += start.elapsed();
+        self.matches += read;
+        self.metrics
+            .find_duration
+            .with_label_values(&[peer])
+            .set(self.find_time.as_secs_f64());
+        self.metrics
+            .find_matches
+            .with_label_values(&[peer])
+            .set(self.matches as f64);
+        answer.map_err(|e| {
+            self.broken = true;
+            self.failure(Failure::from_dicom(&e, self.stage()))
+        })
+    }
+
+    /// Ends the association (see the module doc). `up` says whether this side did its part.
+    pub async fn close(self, ctx: &ProbeContext<'_>, up: bool) {
+        let peer = self.endpoint.peer.as_str();
+        if up {
+            self.metrics.peer_up.with_label_values(&[peer]).set(1.0);
+        }
+        if self.broken {
+            self.association.abort();
+            return;
+        }
+        match tokio::time::timeout(RELEASE_WAIT, self.association.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => ctx.log.info(format!("{peer}: release failed: {e}")),
+            Err(_) => ctx.log.info(format!(
+                "{peer}: no A-RELEASE-RP within {}s; the association was aborted",
+                RELEASE_WAIT.as_secs_f64()
+            )),
+        }
+    }
+
+    /// Closes the side as `result` says and passes the result on.
+    pub async fn close_with<T>(
+        self,
+        ctx: &ProbeContext<'_>,
+        result: Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        self.close(ctx, result.is_ok()).await;
+        result
+    }
+}
+
+async fn associate(
+    ctx: &ProbeContext<'_>,
+    endpoint: &Endpoint<'_>,
+) -> Result<Association, Failure> {
+    let peer = endpoint.peer;
+    ctx.enter_on(peer, Stage::Connect);
+    ctx.log.debug(format!(
+        "{}: associating with {}@{}:{}",
+        peer.as_str(),
+        called_aet(endpoint.target, &endpoint.dicom),
+        endpoint.target.host,
+        endpoint.target.port
+    ));
+    let mut timings = Timings::default();
+    let association = establish(
+        ctx,
+        endpoint.target,
+        &endpoint.dicom,
+        &[crate::dicom::find::InformationModel::StudyRoot.sop_class()],
+        endpoint.restricted,
+        endpoint.stage(),
+        &mut timings,
+    )
+    .await
+    .map_err(|failure| failure.on(peer))?;
+    ctx.log.debug(format!(
+        "{}: associated in {:.3}s, peer implementation {:?} {:?}",
+        peer.as_str(),
+        timings.associate.as_secs_f64(),
+        association.peer().implementation_class_uid,
+        association.peer().implementation_version_name
+    ));
+    Ok(association)
+}
