@@ -77,6 +77,18 @@ pub fn study_match(uid: &str, date: &str, time: &str, instances: Option<u32>) ->
     m
 }
 
+/// A request a scripted SCP reads with [`Conn::next_request`].
+pub enum Request {
+    Find {
+        pc: u8,
+        message_id: u16,
+        identifier: InMemDicomObject,
+    },
+    Release,
+    /// The client went away, or sent something else.
+    Closed,
+}
+
 pub struct ScriptedPeer {
     pub port: u16,
     task: JoinHandle<()>,
@@ -203,13 +215,76 @@ impl Conn {
 
     /// Reads one DIMSE message: (presentation context, command set, data set).
     pub async fn read_message(&mut self) -> Option<(u8, InMemDicomObject, Option<Vec<u8>>)> {
+        let Pdu::PData { data } = self.read_pdu().await? else {
+            return None;
+        };
+        self.read_message_from(data).await
+    }
+
+    /// What the client asks next: a C-FIND, or to release the association.
+    pub async fn next_request(&mut self) -> Request {
+        let values = match self.read_pdu().await {
+            Some(Pdu::PData { data }) => data,
+            Some(Pdu::ReleaseRQ) => return Request::Release,
+            _ => return Request::Closed,
+        };
+        let Some((pc, command, data)) = self.read_message_from(values).await else {
+            return Request::Closed;
+        };
+        let identifier = data.and_then(|data| {
+            InMemDicomObject::read_dataset_with_ts(&data[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                .ok()
+        });
+        match (
+            command
+                .get(tags::MESSAGE_ID)
+                .and_then(|e| e.to_int::<u16>().ok()),
+            identifier,
+        ) {
+            (Some(message_id), Some(identifier)) => Request::Find {
+                pc,
+                message_id,
+                identifier,
+            },
+            _ => Request::Closed,
+        }
+    }
+
+    /// Sends one pending response per match, then the final status.
+    pub async fn answer_find(
+        &mut self,
+        pc: u8,
+        message_id: u16,
+        matches: &[InMemDicomObject],
+        final_status: u16,
+    ) {
+        for m in matches {
+            let rsp = response_command(0x8020, message_id, STUDY_ROOT_FIND, 0xFF00, true);
+            self.send_message(pc, &rsp, Some(encode_dataset(m))).await;
+        }
+        let rsp = response_command(0x8020, message_id, STUDY_ROOT_FIND, final_status, false);
+        self.send_message(pc, &rsp, None).await;
+    }
+
+    /// Reads one DIMSE message whose first PDU carried `values`.
+    async fn read_message_from(
+        &mut self,
+        first: Vec<PDataValue>,
+    ) -> Option<(u8, InMemDicomObject, Option<Vec<u8>>)> {
         let mut command = Vec::new();
         let mut data = Vec::new();
         let mut pc = 0;
         let mut command_done = false;
+        let mut next = Some(first);
         loop {
-            let Pdu::PData { data: values } = self.read_pdu().await? else {
-                return None;
+            let values = match next.take() {
+                Some(values) => values,
+                None => {
+                    let Pdu::PData { data: values } = self.read_pdu().await? else {
+                        return None;
+                    };
+                    values
+                }
             };
             for v in values {
                 pc = v.presentation_context_id;
