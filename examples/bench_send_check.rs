@@ -5,8 +5,10 @@
 //!
 //! For each study count (default 100 and 2000) it starts a source and a destination Orthanc on
 //! loopback (Nagle on, as users run them), loads generated studies (~3 instances each; the
-//! destination lacks every tenth study), runs the probe five times and `findscu` five times
-//! on each side, and prints the medians. Needs Debian's `orthanc` and `dcmtk`.
+//! destination lacks every tenth study), runs the probe five times per destination strategy and
+//! the `findscu` pair (the same two STUDY-level queries, source then destination, one after the
+//! other) five times, and prints the medians, the ratio probe / pair, and the queries the probe
+//! sent to each side. Needs Debian's `orthanc` and `dcmtk`.
 
 #[path = "../tests/support/exporter.rs"]
 mod exporter;
@@ -77,12 +79,15 @@ async fn main() {
         counts
     };
     println!(
-        "studies  instances  probe_median  probe_min  findscu_source  findscu_destination  missing"
+        "studies  instances  strategy     probe_median  probe_min  findscu_pair  ratio  queries(source; destination)  missing"
     );
     for n in counts {
         let source = Orthanc::start("SOURCE");
         let destination = Orthanc::start("ARCHIVE");
-        let now = chrono::Local::now().naive_local();
+        // Studies are stamped in UTC and the module says so (`timezone: UTC`), as a site that
+        // sets its zone does; one more run leaves it unset (the probe then asks the source for
+        // TimezoneOffsetFromUTC, which Orthanc answers by reading every study's files).
+        let now = chrono::Utc::now().naive_utc();
         let when: Vec<(String, String)> = (0..48)
             .map(|i| {
                 let t = now - chrono::Duration::minutes(15 + 25 * i);
@@ -103,40 +108,75 @@ async fn main() {
                 instances += 1;
             }
         }
-        let config = format!(
-            "modules:\n  check:\n    prober: send_check\n    timeout: 120s\n    send_check:\n      destination: ARCHIVE@127.0.0.1:{}\n      max_listed_studies: 10\n",
-            destination.dicom_port
-        );
-        let exporter = Exporter::new(&config);
-        let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
-        let mut probes = Vec::new();
-        let mut missing = 0.0;
-        for _ in 0..RUNS {
-            let answer = exporter.probe("check", &target, None).await;
-            assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
-            missing = answer.metric("pacs_studies_missing");
-            probes.push(Duration::from_secs_f64(
-                answer.metric("probe_duration_seconds"),
-            ));
-        }
         let range = format!(
             "{}-{}",
             (now - chrono::Duration::hours(24)).format("%Y%m%d"),
             now.format("%Y%m%d")
         );
-        let src: Vec<Duration> = (0..RUNS)
-            .map(|_| findscu("SOURCE", source.dicom_port, &range))
+        let pair: Vec<Duration> = (0..RUNS)
+            .map(|_| {
+                findscu("SOURCE", source.dicom_port, &range)
+                    + findscu("ARCHIVE", destination.dicom_port, &range)
+            })
             .collect();
-        let dst: Vec<Duration> = (0..RUNS)
-            .map(|_| findscu("ARCHIVE", destination.dicom_port, &range))
-            .collect();
-        let min = probes.iter().min().copied().unwrap_or_default();
-        println!(
-            "{n:>7}  {instances:>9}  {:>10.1}ms  {:>7.1}ms  {:>12.1}ms  {:>17.1}ms  {missing:>7}",
-            median(probes).as_secs_f64() * 1e3,
-            min.as_secs_f64() * 1e3,
-            median(src).as_secs_f64() * 1e3,
-            median(dst).as_secs_f64() * 1e3,
-        );
+        let pair = median(pair);
+        for (strategy, zone) in [
+            ("auto", "UTC"),
+            ("date_range", "UTC"),
+            ("uid_list", "UTC"),
+            ("per_study", "UTC"),
+            ("auto", ""),
+        ] {
+            let zone_key = if zone.is_empty() {
+                String::new()
+            } else {
+                format!("      timezone: {zone}\n")
+            };
+            let config = format!(
+                "modules:\n  check:\n    prober: send_check\n    timeout: 120s\n    send_check:\n      destination: ARCHIVE@127.0.0.1:{}\n      destination_query: {strategy}\n      max_listed_studies: 10\n{zone_key}",
+                destination.dicom_port
+            );
+            let strategy = if zone.is_empty() {
+                "auto, no tz"
+            } else {
+                strategy
+            };
+            let exporter = Exporter::new(&config);
+            let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+            let mut probes = Vec::new();
+            let mut last = None;
+            for _ in 0..RUNS {
+                let answer = exporter.probe("check", &target, None).await;
+                assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+                probes.push(Duration::from_secs_f64(
+                    answer.metric("probe_duration_seconds"),
+                ));
+                last = Some(answer);
+            }
+            let Some(answer) = last else { continue };
+            let queries = |peer: &str| {
+                ["date_range", "uid_list", "uid"]
+                    .iter()
+                    .map(|kind| {
+                        let series =
+                            format!("pacs_find_queries{{kind=\"{kind}\",peer=\"{peer}\"}}");
+                        format!("{kind}={}", answer.metric(&series))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let min = probes.iter().min().copied().unwrap_or_default();
+            let probe = median(probes);
+            println!(
+                "{n:>7}  {instances:>9}  {strategy:<11}  {:>10.1}ms  {:>7.1}ms  {:>10.1}ms  {:>5.2}  {}; {}  {:>7}",
+                probe.as_secs_f64() * 1e3,
+                min.as_secs_f64() * 1e3,
+                pair.as_secs_f64() * 1e3,
+                probe.as_secs_f64() / pair.as_secs_f64(),
+                queries("source"),
+                queries("destination"),
+                answer.metric("pacs_studies_missing"),
+            );
+        }
     }
 }

@@ -67,6 +67,7 @@ pub(super) async fn survey(
             to: dates.1,
         },
         details: false,
+        timezone_offset: false,
         extra: None,
     };
     let mut found = Found::new();
@@ -318,6 +319,7 @@ async fn find_uids(
     let query = StudyQuery {
         selection: StudySelection::Uids(&list),
         details: false,
+        timezone_offset: false,
         extra: None,
     };
     let answer = side

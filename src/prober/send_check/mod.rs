@@ -15,8 +15,9 @@
 //! properly, and its `pacs_peer_up` says how it did.
 //!
 //! Time: StudyDate/StudyTime are the PACS' local time: read with the match's
-//! TimezoneOffsetFromUTC when the source sends one, else in the module's `timezone`, else in
-//! the exporter's zone (TZ). Studies younger than `grace` are pending; see [`compare`] for
+//! TimezoneOffsetFromUTC when the source sends one (asked for only when the module names no
+//! `timezone`: Orthanc reads every study's files to answer it), else in the module's
+//! `timezone`, else in the exporter's zone (TZ). Studies younger than `grace` are pending; see [`compare`] for
 //! untimed studies and studies timed in the future.
 
 mod compare;
@@ -129,6 +130,8 @@ async fn query_source(
     let query = StudyQuery {
         selection: StudySelection::Dates { from, to },
         details: true,
+        // With a configured zone the offset is not needed, and it is dear on Orthanc.
+        timezone_offset: options.timezone.is_none(),
         extra: Some((&options.query, window.today())),
     };
     let mut studies = Vec::new();
