@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, GaugeVec, Opts, Registry};
 use tokio::time::Instant;
 
@@ -182,7 +183,7 @@ pub struct ProbeContext<'a> {
     pub deadline: Instant,
     pub registry: &'a Registry,
     pub log: &'a ProbeLog,
-    stage: AtomicU8,
+    progress: &'a Progress,
 }
 
 impl ProbeContext<'_> {
@@ -194,13 +195,96 @@ impl ProbeContext<'_> {
     /// Records the stage the prober is in, so that a probe cut off by the deadline from
     /// outside still reports where it was.
     pub fn enter(&self, stage: Stage) {
-        self.stage.store(stage as u8, Ordering::Relaxed);
+        self.progress.stage.store(stage as u8, Ordering::Relaxed);
+    }
+}
+
+/// What a running probe has gathered so far: its registry and the stage it is in. Whoever
+/// waits for the probe can read it while the probe runs, and answer from it when the probe
+/// does not report by that waiter's deadline.
+pub struct Progress {
+    registry: Registry,
+    stage: AtomicU8,
+}
+
+/// The series every probe has, added when it ends.
+const COMMON_SERIES: [&str; 4] = [
+    "probe_success",
+    "probe_duration_seconds",
+    "probe_timeout_seconds",
+    "probe_failure_info",
+];
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
+    }
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress {
+            registry: Registry::new(),
+            stage: AtomicU8::new(Stage::Resolve as u8),
+        }
     }
 
-    fn current_stage(&self) -> Stage {
+    /// The stage the probe is in (or ended in).
+    pub fn stage(&self) -> Stage {
         let index = self.stage.load(Ordering::Relaxed) as usize;
         Stage::ALL.get(index).copied().unwrap_or(Stage::Connect)
     }
+
+    /// The probe as it stands, as a probe that timed out at its current stage: the prober's
+    /// series as far as they got, `probe_success` 0, `probe_failure_info{reason="timeout"}`,
+    /// and the duration and budget of the one who asks. Nothing is recorded anywhere.
+    pub fn timed_out(&self, timeout: Duration, duration: Duration) -> Vec<MetricFamily> {
+        let common = Registry::new();
+        set_common(&common, timeout, duration, false);
+        failure_info(&common, self.stage(), Reason::Timeout);
+        let mut families: Vec<MetricFamily> = self
+            .registry
+            .gather()
+            .into_iter()
+            .filter(|f| !COMMON_SERIES.contains(&f.name()))
+            .chain(common.gather())
+            .collect();
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        families
+    }
+}
+
+/// Registers and sets the series every probe has but `probe_failure_info`.
+fn set_common(registry: &Registry, timeout: Duration, duration: Duration, success: bool) {
+    gauge(
+        registry,
+        "probe_success",
+        "Whether the probe succeeded (1) or failed (0).",
+    )
+    .set(if success { 1.0 } else { 0.0 });
+    gauge(
+        registry,
+        "probe_duration_seconds",
+        "How long the probe took to complete in seconds.",
+    )
+    .set(duration.as_secs_f64());
+    gauge(
+        registry,
+        "probe_timeout_seconds",
+        "The deadline the probe ran under, in seconds.",
+    )
+    .set(timeout.as_secs_f64());
+}
+
+fn failure_info(registry: &Registry, stage: Stage, reason: Reason) {
+    gauge_vec(
+        registry,
+        "probe_failure_info",
+        "Why the probe failed: the stage and a reason from a fixed vocabulary.",
+        &["stage", "reason"],
+    )
+    .with_label_values(&[stage.as_str(), reason.as_str()])
+    .set(1.0);
 }
 
 /// The result of one probe: its metrics and its verdict.
@@ -211,7 +295,8 @@ pub struct ProbeResult {
     pub failure: Option<Failure>,
 }
 
-/// Runs one probe under `deadline` and gathers its metrics into a fresh registry.
+/// Runs one probe under `deadline` and gathers its metrics into `progress`' registry, which
+/// must be fresh. `timeout` is the budget it runs under, reported as `probe_timeout_seconds`.
 pub async fn run(
     target: &Target,
     module: &Module,
@@ -219,9 +304,10 @@ pub async fn run(
     deadline: Instant,
     timeout: Duration,
     log: &ProbeLog,
+    progress: &Progress,
 ) -> ProbeResult {
     let start = Instant::now();
-    let registry = Registry::new();
+    let registry = progress.registry.clone();
     let ctx = ProbeContext {
         target,
         module,
@@ -229,7 +315,7 @@ pub async fn run(
         deadline,
         registry: &registry,
         log,
-        stage: AtomicU8::new(Stage::Resolve as u8),
+        progress,
     };
     log.info(format!(
         "beginning probe: prober={} timeout={:.3}s",
@@ -249,32 +335,15 @@ pub async fn run(
         biased;
         outcome = probe => outcome,
         () = tokio::time::sleep_until(deadline) => Err(Failure::new(
-            ctx.current_stage(),
+            progress.stage(),
             Reason::Timeout,
             "the probe's deadline passed",
         )),
     };
     let duration = start.elapsed();
 
-    gauge(
-        &registry,
-        "probe_success",
-        "Whether the probe succeeded (1) or failed (0).",
-    )
-    .set(if outcome.is_ok() { 1.0 } else { 0.0 });
-    gauge(
-        &registry,
-        "probe_duration_seconds",
-        "How long the probe took to complete in seconds.",
-    )
-    .set(duration.as_secs_f64());
-    gauge(
-        &registry,
-        "probe_timeout_seconds",
-        "The deadline the probe ran under, in seconds.",
-    )
-    .set(timeout.as_secs_f64());
     let failure = outcome.err();
+    set_common(&registry, timeout, duration, failure.is_none());
     match &failure {
         None => log.info(format!("probe succeeded in {:.3}s", duration.as_secs_f64())),
         Some(failure) => {
@@ -284,14 +353,7 @@ pub async fn run(
                 failure.reason.as_str(),
                 failure.detail
             ));
-            gauge_vec(
-                &registry,
-                "probe_failure_info",
-                "Why the probe failed: the stage and a reason from a fixed vocabulary.",
-                &["stage", "reason"],
-            )
-            .with_label_values(&[failure.stage.as_str(), failure.reason.as_str()])
-            .set(1.0);
+            failure_info(&registry, failure.stage, failure.reason);
         }
     }
     ProbeResult {
