@@ -73,7 +73,10 @@ pub struct ProbeOutcome {
 pub enum Outcome {
     Ran(Arc<ProbeOutcome>),
     /// The exporter could not run the probe in time (503); the text says why.
-    Rejected { cause: Cause, reason: String },
+    Rejected {
+        cause: Cause,
+        reason: String,
+    },
     /// The probe failed in a way no probe should (a bug); the text says how.
     Crashed(String),
 }
@@ -146,7 +149,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// `max_concurrent` 0 means no bound.
-    pub fn new(max_concurrent: usize, history_limit: usize, metrics: SchedulerMetrics) -> Scheduler {
+    pub fn new(
+        max_concurrent: usize,
+        history_limit: usize,
+        metrics: SchedulerMetrics,
+    ) -> Scheduler {
         Scheduler {
             running: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
@@ -175,12 +182,12 @@ impl Scheduler {
         let arrived = Instant::now();
         let (deadline, timeout) = (job.deadline, job.timeout);
         let (mut receiver, shared) = self.join_or_start(job);
-        let waited = match timeout_at(deadline + JOIN_GRACE, receiver.wait_for(Option::is_some)).await
-        {
-            Ok(Ok(outcome)) => outcome.clone(),
-            Ok(Err(_)) => None,
-            Err(_) => None,
-        };
+        let waited =
+            match timeout_at(deadline + JOIN_GRACE, receiver.wait_for(Option::is_some)).await {
+                Ok(Ok(outcome)) => outcome.clone(),
+                Ok(Err(_)) => None,
+                Err(_) => None,
+            };
         // The result may have come at the last moment.
         if let Some(outcome) = waited.or_else(|| receiver.borrow().clone()) {
             return outcome;
@@ -272,7 +279,9 @@ impl Scheduler {
                 shared.progress.stage().as_str()
             ));
         }
-        let families = shared.progress.timed_out(timeout, now.duration_since(arrived));
+        let families = shared
+            .progress
+            .timed_out(timeout, now.duration_since(arrived));
         let log = format!(
             "{}\n(this request's deadline passed while the probe was at stage {}; answered as a timeout there)",
             shared.log.render().trim_end(),

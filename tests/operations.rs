@@ -378,12 +378,18 @@ async fn queueing_is_honest() {
         tokio::spawn(async move { exporter.probe("echo", &target, Some(3.0)).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let queued = exporter.probe("echo", &fast.target("FAST"), Some(3.0)).await;
+    let queued = exporter
+        .probe("echo", &fast.target("FAST"), Some(3.0))
+        .await;
     assert_eq!(queued.status, StatusCode::OK, "{}", queued.body);
     assert_eq!(queued.metric("probe_success"), 1.0, "{}", queued.body);
     let budget = queued.metric("probe_timeout_seconds");
     // It waited about 0.7 s of its 2.5 s for the slot, and ran with the rest.
-    assert!(budget < 2.4 && budget > 0.25, "budget {budget}: {}", queued.body);
+    assert!(
+        budget < 2.4 && budget > 0.25,
+        "budget {budget}: {}",
+        queued.body
+    );
     assert_eq!(blocker.await.expect("task").metric("probe_success"), 1.0);
 
     // A request whose budget would be below its floor (250 ms) when a slot frees is refused.
@@ -392,13 +398,24 @@ async fn queueing_is_honest() {
         tokio::spawn(async move { exporter.probe("echo", &target, Some(3.0)).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = exporter.probe("echo", &fast.target("FAST"), Some(1.0)).await;
-    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.body);
+    let refused = exporter
+        .probe("echo", &fast.target("FAST"), Some(1.0))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
     assert_eq!(refused.body.lines().count(), 1, "{}", refused.body);
     for words in ["waited", "--probe.max-concurrent", "floor"] {
         assert!(refused.body.contains(words), "{words}: {}", refused.body);
     }
-    assert!(refused.elapsed < Duration::from_millis(500 + 500), "{:?}", refused.elapsed);
+    assert!(
+        refused.elapsed < Duration::from_millis(500 + 500),
+        "{:?}",
+        refused.elapsed
+    );
     blocker.await.expect("task");
 
     let metrics = exporter.get("/metrics", &[]).await;
@@ -412,7 +429,10 @@ async fn queueing_is_honest() {
         "{}",
         metrics.body
     );
-    assert_eq!(metrics.metric("pacs_exporter_probe_deadline_overruns_total"), 0.0);
+    assert_eq!(
+        metrics.metric("pacs_exporter_probe_deadline_overruns_total"),
+        0.0
+    );
 }
 
 /// Without a concurrency bound nothing queues, so nothing is refused: many concurrent
