@@ -414,6 +414,9 @@ fn default_max_pdu_length() -> u32 {
     DEFAULT_MAX_PDU_LENGTH
 }
 
+/// A file without modules would make every probe answer 400; it is refused like a broken one.
+const NO_MODULES: &str = "modules: no module is defined; a config needs at least one";
+
 /// Why a config was refused. The text is meant for the operator: it names the file, the module
 /// and the key.
 #[derive(Debug, thiserror::Error)]
@@ -449,6 +452,9 @@ impl Config {
 
     /// Like [`Config::parse`], with relative file paths read from `base`.
     pub fn parse_in(text: &str, base: &Path) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Err(NO_MODULES.into());
+        }
         // serde_path_to_error names the key even where the YAML library's own path stops at
         // the enclosing mapping (errors raised by our own types: durations, AE titles).
         let config: Config = serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(
@@ -473,6 +479,9 @@ impl Config {
         let mut config = config;
         config.allow = AllowList::parse(&config.allowed_targets)
             .map_err(|e| format!("allowed_targets: {e}"))?;
+        if config.modules.is_empty() {
+            return Err(NO_MODULES.into());
+        }
         config.validate()?;
         config.load_tls(base)?;
         Ok(config)
@@ -809,6 +818,9 @@ mod tests {
                 "modules.echo.dicom.max_pdu_length: 100 is outside",
             ),
             ("not_yaml.yml", "line"),
+            ("empty.yml", "modules: no module is defined"),
+            ("no_modules.yml", "modules: no module is defined"),
+            ("empty_modules.yml", "modules: no module is defined"),
             (
                 "huge_lookback.yml",
                 "modules.check.send_check.lookback: must be greater than 0 and at most",

@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod dicom;
 pub(crate) mod history;
+pub mod http;
 pub(crate) mod prober;
 pub(crate) mod scheduler;
 pub mod server;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use pacs_exporter::config::Config;
+use pacs_exporter::config::{Config, PromDuration};
+use pacs_exporter::http::HttpOptions;
 use pacs_exporter::server::{router, AppState, ServerOptions};
 use pacs_exporter::web::WebConfig;
 
@@ -46,6 +47,24 @@ struct Flags {
     /// Output format of log messages.
     #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"])]
     log_format: String,
+    /// Time a client has to send a request's head (and finish the TLS handshake), e.g. 10s.
+    #[arg(long = "web.header-read-timeout", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request, e.g. 60s.
+    #[arg(long = "web.idle-timeout", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// HTTP connections open at once; more wait in the listen backlog. Lowered to half the
+    /// open-files limit when that is smaller.
+    #[arg(long = "web.max-connections", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match PromDuration::parse(text) {
+        Ok(d) if !d.0.is_zero() => Ok(d.0),
+        Ok(_) => Err("must be greater than 0".into()),
+        Err(e) => Err(e),
+    }
 }
 
 fn parse_offset(text: &str) -> Result<f64, String> {
@@ -164,10 +183,40 @@ async fn serve(flags: Flags, config: Config, from_file: bool) -> anyhow::Result<
         "listening"
     );
 
+    let options = HttpOptions {
+        header_read_timeout: flags.header_read_timeout,
+        idle_timeout: flags.idle_timeout,
+        max_connections: connection_bound(flags.max_connections as usize),
+    };
     tokio::spawn(reload_on_sighup(state.clone()));
-    pacs_exporter::web::serve(listener, router(state), &web, shutdown_signal())
+    let shutdown = shutdown_signal(state.clone());
+    pacs_exporter::web::serve(listener, router(state), &web, options, shutdown)
         .await
-        .context("server failed")
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `--web.max-connections`, lowered to half the open-files limit so that probes (and the
+/// exporter itself) keep descriptors when every connection is taken.
+fn connection_bound(wanted: usize) -> usize {
+    let soft_limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<usize>().ok()
+        });
+    match soft_limit {
+        Some(limit) if limit / 2 < wanted => {
+            let bound = (limit / 2).max(1);
+            tracing::warn!(
+                open_files_limit = limit,
+                "--web.max-connections lowered from {wanted} to {bound}"
+            );
+            bound
+        }
+        _ => wanted,
+    }
 }
 
 /// `:9000` listens on every interface, `host:port` on one.
@@ -191,11 +240,13 @@ async fn reload_on_sighup(state: Arc<AppState>) {
     };
     while hangups.recv().await.is_some() {
         // Errors are logged and counted inside reload.
-        let _ = state.reload();
+        let _ = state.reload().await;
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C with how long requests in flight may still take: the longest
+/// module timeout and a little, so that the process ends within that timeout plus a second.
+async fn shutdown_signal(state: Arc<pacs_exporter::server::AppState>) -> Duration {
     use tokio::signal::unix::{signal, SignalKind};
     let terminate = async {
         match signal(SignalKind::terminate()) {
@@ -209,7 +260,18 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down");
+    let longest = state
+        .config()
+        .modules
+        .values()
+        .map(|m| m.timeout.0)
+        .max()
+        .unwrap_or_default();
+    tracing::info!(
+        drain = longest.as_secs_f64(),
+        "shutting down: no new connections; requests in flight finish by their deadlines"
+    );
+    longest + Duration::from_millis(500)
 }
 
 /// Logs go to stderr as logfmt or JSON. The code location (tracing's own `target`) is left

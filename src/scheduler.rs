@@ -5,25 +5,44 @@
 //! send_check module's destination is part of its config, so it is covered. Two Prometheus
 //! replicas scraping the same PACS therefore cost it one association, not two.
 //!
+//! The rules that keep the answers honest:
+//! - A request joins a running identical probe only if that probe's deadline is not earlier
+//!   than its own (by more than 5% of its budget, so that requests a moment apart still share);
+//!   otherwise it starts its own (both run), so sharing never cuts a budget short.
+//! - A request that had to wait for a slot (`--probe.max-concurrent`) runs with what is left of
+//!   its budget, and `probe_timeout_seconds` says so. If less than the floor
+//!   ([`floor`]: the larger of 250 ms and a tenth of its budget) would be left, it stops waiting
+//!   and answers 503 with the reason: the exporter was the bottleneck, not the PACS.
+//! - Every request is answered by its deadline plus [`JOIN_GRACE`]. A probe that has not
+//!   reported by then (one with a later deadline that this request joined, or, which should
+//!   not happen, one that overran its own deadline) is answered as what it is for this
+//!   request: a probe that timed out at the stage it is in, with the series gathered so far.
+//!
 //! A shared probe runs in a task of its own: it finishes (and is recorded) even if the client
-//! that started it goes away, so the others still get its result. A request that joins a
-//! running probe waits at most until its own deadline.
+//! that started it goes away, so the others still get its result.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
-use tokio::sync::{watch, Semaphore};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::Config;
 use crate::history::{History, ProbeRecord};
-use crate::prober::{self, ProbeLog};
+use crate::prober::{self, ProbeLog, Progress};
 use crate::target::Target;
 
-/// How long after its deadline a request that joined a running probe still waits for it.
-const JOIN_GRACE: Duration = Duration::from_millis(50);
+/// How long after its deadline a request still waits for a probe to report.
+pub const JOIN_GRACE: Duration = Duration::from_millis(50);
+/// A request joins a running probe whose deadline is at most this share of its budget
+/// earlier than its own (1/20: 5%), so that requests arriving a moment apart still share.
+const JOIN_TOLERANCE: u32 = 20;
+/// The least budget a probe that waited for a slot is started with.
+const MIN_FLOOR: Duration = Duration::from_millis(250);
 
 /// A probe to run.
 pub struct ProbeJob {
@@ -36,14 +55,13 @@ pub struct ProbeJob {
     /// The target as the request wrote it, for the history.
     pub target_text: String,
     pub deadline: Instant,
+    /// The request's budget; the probe's is less when it waited for a slot.
     pub timeout: Duration,
 }
 
 /// What a probe produced, shared by every request that asked for it.
 #[derive(Debug)]
 pub struct ProbeOutcome {
-    /// Its id in the history (`/logs?id=N`).
-    pub id: u64,
     pub success: bool,
     /// The metrics in the text exposition format.
     pub exposition: String,
@@ -54,10 +72,48 @@ pub struct ProbeOutcome {
 #[derive(Clone, Debug)]
 pub enum Outcome {
     Ran(Arc<ProbeOutcome>),
-    /// The probe could not run before the request's deadline; the text says why.
-    Busy(String),
+    /// The exporter could not run the probe in time (503); the text says why.
+    Rejected {
+        cause: Cause,
+        reason: String,
+    },
     /// The probe failed in a way no probe should (a bug); the text says how.
     Crashed(String),
+}
+
+/// Why a request was answered 503: the `cause` label of `pacs_exporter_probe_rejections_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// It waited for a slot until less than its floor was left.
+    QueueWait,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 1] = [Cause::QueueWait];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::QueueWait => "queue_wait",
+        }
+    }
+}
+
+/// The scheduler's series on `/metrics`.
+#[derive(Clone)]
+pub struct SchedulerMetrics {
+    pub in_flight: IntGauge,
+    /// Time from a probe's arrival to its start (or its rejection).
+    pub queue_wait: Histogram,
+    /// Requests answered 503, by cause.
+    pub rejections: IntCounterVec,
+    /// Probes that had not ended when their own deadline and the grace had passed.
+    pub overruns: IntCounter,
+}
+
+/// The smallest budget worth starting a probe with after waiting for a slot: 250 ms, or a
+/// tenth of the request's budget if that is more.
+pub fn floor(timeout: Duration) -> Duration {
+    MIN_FLOOR.max(timeout / 10)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -68,22 +124,43 @@ struct Key {
     target: Target,
 }
 
+/// One execution, as those who wait for it see it.
+struct Shared {
+    progress: Progress,
+    log: ProbeLog,
+    /// When it got its slot and started; unset while it waits.
+    started: OnceLock<Instant>,
+    deadline: Instant,
+}
+
+struct Running {
+    id: u64,
+    shared: Arc<Shared>,
+    receiver: watch::Receiver<Option<Outcome>>,
+}
+
 pub struct Scheduler {
-    running: Mutex<HashMap<Key, watch::Receiver<Option<Outcome>>>>,
+    running: Mutex<HashMap<Key, Vec<Running>>>,
+    next_id: AtomicU64,
     permits: Option<(Arc<Semaphore>, usize)>,
     history: Mutex<History>,
-    in_flight: IntGauge,
+    metrics: SchedulerMetrics,
 }
 
 impl Scheduler {
     /// `max_concurrent` 0 means no bound.
-    pub fn new(max_concurrent: usize, history_limit: usize, in_flight: IntGauge) -> Scheduler {
+    pub fn new(
+        max_concurrent: usize,
+        history_limit: usize,
+        metrics: SchedulerMetrics,
+    ) -> Scheduler {
         Scheduler {
             running: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
             permits: (max_concurrent > 0)
                 .then(|| (Arc::new(Semaphore::new(max_concurrent)), max_concurrent)),
             history: Mutex::new(History::new(history_limit)),
-            in_flight,
+            metrics,
         }
     }
 
@@ -93,94 +170,206 @@ impl Scheduler {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn running(&self) -> MutexGuard<'_, HashMap<Key, watch::Receiver<Option<Outcome>>>> {
+    fn running(&self) -> MutexGuard<'_, HashMap<Key, Vec<Running>>> {
         self.running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs the probe, or joins an identical one already running.
+    /// Runs the probe, or joins an identical one already running whose deadline is not
+    /// earlier than this request's. Answers by the request's deadline plus [`JOIN_GRACE`].
     pub async fn run(self: &Arc<Self>, job: ProbeJob) -> Outcome {
+        let arrived = Instant::now();
+        let (deadline, timeout) = (job.deadline, job.timeout);
+        let (mut receiver, shared) = self.join_or_start(job);
+        let waited =
+            match timeout_at(deadline + JOIN_GRACE, receiver.wait_for(Option::is_some)).await {
+                Ok(Ok(outcome)) => outcome.clone(),
+                Ok(Err(_)) => None,
+                Err(_) => None,
+            };
+        // The result may have come at the last moment.
+        if let Some(outcome) = waited.or_else(|| receiver.borrow().clone()) {
+            return outcome;
+        }
+        if receiver.has_changed().is_err() {
+            // The sender is gone without a result; the reporting task always sends one.
+            return Outcome::Crashed("the probe ended without a result".into());
+        }
+        self.unfinished(&shared, timeout, arrived)
+    }
+
+    /// The receiver of the execution this request waits for, joined or started.
+    fn join_or_start(
+        self: &Arc<Self>,
+        job: ProbeJob,
+    ) -> (watch::Receiver<Option<Outcome>>, Arc<Shared>) {
         let key = Key {
             generation: job.generation,
             module: job.module.clone(),
             target: job.target.clone(),
         };
-        // A request waits until its own deadline, and the moment a probe cut off there takes
-        // to report; one that joined a probe started with a later deadline may stop waiting
-        // before that probe ends.
-        let wait_until = job.deadline + JOIN_GRACE;
-        let mut receiver = {
-            let mut running = self.running();
-            match running.get(&key) {
-                Some(receiver) => {
-                    tracing::debug!(module = %key.module, target = %key.target, "joining a running probe");
-                    receiver.clone()
-                }
-                None => {
-                    let (sender, receiver) = watch::channel(None);
-                    running.insert(key.clone(), receiver.clone());
-                    let this = self.clone();
-                    // The probe runs in a task of its own, so that a panic in it (a bug) is
-                    // reported as such and the entry is removed whatever happens.
-                    let probe = tokio::spawn(this.clone().execute(job));
-                    tokio::spawn(async move {
-                        let outcome = probe.await.unwrap_or_else(|e| {
-                            tracing::error!(module = %key.module, target = %key.target, error = %e, "probe task failed");
-                            Outcome::Crashed(format!("the probe failed unexpectedly: {e}"))
-                        });
-                        this.running().remove(&key);
-                        let _ = sender.send(Some(outcome));
-                    });
-                    receiver
-                }
-            }
-        };
-        let waited = timeout_at(wait_until, receiver.wait_for(Option::is_some)).await;
-        let outcome = match waited {
-            Ok(Ok(outcome)) => outcome.clone(),
-            Ok(Err(_)) => None,
-            Err(_) => {
-                return Outcome::Busy(
-                    "the probe did not report before this request's deadline (an identical probe started earlier with a later deadline)".into(),
-                )
-            }
-        };
-        outcome.unwrap_or_else(|| Outcome::Busy("the probe ended without a result".into()))
+        let mut running = self.running();
+        let executions = running.entry(key.clone()).or_default();
+        // Of the executions that give this request its own time (give or take
+        // JOIN_TOLERANCE), the one that ends first.
+        let earliest = job.deadline - job.timeout / JOIN_TOLERANCE;
+        let joinable = executions
+            .iter()
+            .filter(|r| r.shared.deadline >= earliest)
+            .min_by_key(|r| r.shared.deadline);
+        if let Some(execution) = joinable {
+            tracing::debug!(module = %key.module, target = %key.target, "joining a running probe");
+            return (execution.receiver.clone(), execution.shared.clone());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            progress: Progress::new(),
+            log: ProbeLog::new(&job.module, &job.target_text),
+            started: OnceLock::new(),
+            deadline: job.deadline,
+        });
+        let (sender, receiver) = watch::channel(None);
+        executions.push(Running {
+            id,
+            shared: shared.clone(),
+            receiver: receiver.clone(),
+        });
+        drop(running);
+        let this = self.clone();
+        // The probe runs in a task of its own, so that a panic in it (a bug) is reported as
+        // such and the entry is removed whatever happens.
+        let probe = tokio::spawn(this.clone().execute(job, shared.clone()));
+        tokio::spawn(async move {
+            let outcome = probe.await.unwrap_or_else(|e| {
+                tracing::error!(module = %key.module, target = %key.target, error = %e, "probe task failed");
+                Outcome::Crashed(format!("the probe failed unexpectedly: {e}"))
+            });
+            this.remove(&key, id);
+            let _ = sender.send(Some(outcome));
+        });
+        (receiver, shared)
     }
 
-    async fn execute(self: Arc<Self>, job: ProbeJob) -> Outcome {
-        let _permit = match &self.permits {
-            None => None,
-            Some((permits, limit)) => match timeout_at(job.deadline, permits.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => Some(permit),
-                _ => {
-                    return Outcome::Busy(format!(
-                        "{limit} probes were running (--probe.max-concurrent); this one waited until its deadline"
-                    ))
-                }
-            },
+    fn remove(&self, key: &Key, id: u64) {
+        let mut running = self.running();
+        if let Some(executions) = running.get_mut(key) {
+            executions.retain(|r| r.id != id);
+            if executions.is_empty() {
+                running.remove(key);
+            }
+        }
+    }
+
+    /// The answer for a request whose deadline passed before the probe reported.
+    fn unfinished(&self, shared: &Shared, timeout: Duration, arrived: Instant) -> Outcome {
+        let now = Instant::now();
+        let Some(started) = shared.started.get() else {
+            // Still waiting for a slot: only a request that joined a queued probe gets here.
+            return self.reject(format!(
+                "waited {:.3}s for a probe slot (--probe.max-concurrent) and its deadline passed",
+                now.duration_since(arrived).as_secs_f64()
+            ));
+        };
+        if now > shared.deadline + JOIN_GRACE {
+            self.metrics.overruns.inc();
+            shared.log.error(format!(
+                "the probe did not end by its deadline ({:.3}s after it started); answered as a timeout at stage {}",
+                started.elapsed().as_secs_f64(),
+                shared.progress.stage().as_str()
+            ));
+        }
+        let families = shared
+            .progress
+            .timed_out(timeout, now.duration_since(arrived));
+        let log = format!(
+            "{}\n(this request's deadline passed while the probe was at stage {}; answered as a timeout there)",
+            shared.log.render().trim_end(),
+            shared.progress.stage().as_str()
+        );
+        Outcome::Ran(Arc::new(ProbeOutcome {
+            success: false,
+            exposition: encode_families(&families),
+            log,
+        }))
+    }
+
+    fn reject(&self, reason: String) -> Outcome {
+        Outcome::Rejected {
+            cause: Cause::QueueWait,
+            reason,
+        }
+    }
+
+    /// Waits for a slot if there is a bound; the budget the probe gets, or the rejection.
+    async fn admit(
+        &self,
+        job: &ProbeJob,
+        log: &ProbeLog,
+    ) -> Result<(Option<OwnedSemaphorePermit>, Duration), Outcome> {
+        let queued = Instant::now();
+        let Some((permits, limit)) = &self.permits else {
+            self.metrics.queue_wait.observe(0.0);
+            return Ok((None, job.timeout));
+        };
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            self.metrics.queue_wait.observe(0.0);
+            return Ok((Some(permit), job.timeout));
+        }
+        // Waiting past the point where less than the floor is left is pointless.
+        let floor = floor(job.timeout);
+        let give_up = job.deadline.checked_sub(floor).unwrap_or(queued);
+        let acquired = timeout_at(give_up, permits.clone().acquire_owned()).await;
+        let now = Instant::now();
+        let waited = now.duration_since(queued);
+        self.metrics.queue_wait.observe(waited.as_secs_f64());
+        let left = job.deadline.saturating_duration_since(now);
+        match acquired {
+            Ok(Ok(permit)) if left >= floor => {
+                log.info(format!(
+                    "waited {:.3}s for a probe slot (--probe.max-concurrent); {:.3}s of the {:.3}s budget left",
+                    waited.as_secs_f64(),
+                    left.as_secs_f64(),
+                    job.timeout.as_secs_f64()
+                ));
+                Ok((Some(permit), left))
+            }
+            _ => Err(self.reject(format!(
+                "waited {:.3}s for a probe slot ({limit} probes were running, --probe.max-concurrent); \
+                 less than the floor of {:.3}s was left of its {:.3}s budget",
+                waited.as_secs_f64(),
+                floor.as_secs_f64(),
+                job.timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    async fn execute(self: Arc<Self>, job: ProbeJob, shared: Arc<Shared>) -> Outcome {
+        let (_permit, budget) = match self.admit(&job, &shared.log).await {
+            Ok(admitted) => admitted,
+            Err(rejection) => return rejection,
         };
         let Some(module) = job.config.modules.get(&job.module) else {
-            return Outcome::Busy(format!("module {:?} is not in the config", job.module));
+            return Outcome::Crashed(format!("module {:?} is not in the config", job.module));
         };
-        let log = ProbeLog::new(&job.module, &job.target_text);
+        let _ = shared.started.set(Instant::now());
         let started_at = SystemTime::now();
         let result = {
-            let _in_flight = InFlight::start(&self.in_flight);
+            let _in_flight = InFlight::start(&self.metrics.in_flight);
             prober::run(
                 &job.target,
                 module,
                 &job.config.allow,
                 job.deadline,
-                job.timeout,
-                &log,
+                budget,
+                &shared.log,
+                &shared.progress,
             )
             .await
         };
 
-        let log = log.render();
-        let id = self.history().add(ProbeRecord {
+        let log = shared.log.render();
+        self.history().add(ProbeRecord {
             id: 0,
             started_at,
             module: job.module,
@@ -190,7 +379,6 @@ impl Scheduler {
             log: log.clone(),
         });
         Outcome::Ran(Arc::new(ProbeOutcome {
-            id,
             success: result.success,
             exposition: encode(&result.registry),
             log,
@@ -216,9 +404,32 @@ impl Drop for InFlight<'_> {
 
 /// A registry in the text exposition format.
 pub fn encode(registry: &Registry) -> String {
+    encode_families(&registry.gather())
+}
+
+fn encode_families(families: &[MetricFamily]) -> String {
     let mut buffer = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+    if let Err(e) = TextEncoder::new().encode(families, &mut buffer) {
         tracing::error!(error = %e, "cannot encode metrics");
     }
     String::from_utf8_lossy(&buffer).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_is_250ms_or_a_tenth_of_the_budget() {
+        let ms = Duration::from_millis;
+        for (timeout, want) in [
+            (ms(100), ms(250)),
+            (ms(1000), ms(250)),
+            (ms(2500), ms(250)),
+            (ms(5000), ms(500)),
+            (ms(30_000), ms(3000)),
+        ] {
+            assert_eq!(floor(timeout), want, "{timeout:?}");
+        }
+    }
 }

@@ -9,15 +9,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::scheduler::{encode, Outcome, ProbeJob, Scheduler};
+use crate::scheduler::{encode, Cause, Outcome, ProbeJob, Scheduler, SchedulerMetrics};
 
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::Config;
 use crate::target::Target;
@@ -59,6 +64,8 @@ pub struct AppState {
     /// The config in force and its generation (how many loads it is).
     config: RwLock<(u64, Arc<Config>)>,
     options: ServerOptions,
+    /// One reload at a time, so that the file read last is the config in force.
+    reloading: tokio::sync::Mutex<()>,
     pub metrics: ExporterMetrics,
     pub scheduler: Arc<Scheduler>,
 }
@@ -69,11 +76,12 @@ impl AppState {
         let scheduler = Arc::new(Scheduler::new(
             options.max_concurrent,
             options.history_limit,
-            metrics.probes_in_flight.clone(),
+            metrics.scheduler.clone(),
         ));
         let state = AppState {
             config: RwLock::new((0, Arc::new(config))),
             options,
+            reloading: tokio::sync::Mutex::new(()),
             metrics,
             scheduler,
         };
@@ -93,12 +101,23 @@ impl AppState {
         }
     }
 
-    /// Reads the config file again. A broken file is refused and the old config keeps serving.
-    pub fn reload(&self) -> Result<(), String> {
+    /// Reads the config file again. A broken or module-less file is refused and the old
+    /// config keeps serving. Reading and parsing run on a blocking thread, so that a large
+    /// file does not hold up probes and `/metrics`.
+    pub async fn reload(&self) -> Result<(), String> {
         let Some(path) = &self.options.config_path else {
             return Err("the config was not read from a file; nothing to reload".into());
         };
-        match Config::load(path) {
+        let _one_at_a_time = self.reloading.lock().await;
+        let file = path.clone();
+        let loaded = match tokio::task::spawn_blocking(move || Config::load(&file)).await {
+            Ok(loaded) => loaded.map_err(|e| e.to_string()),
+            Err(e) => Err(format!(
+                "{}: reading the config failed: {e}",
+                path.display()
+            )),
+        };
+        match loaded {
             Ok(config) => {
                 for warning in config.warnings() {
                     tracing::warn!("{warning}");
@@ -116,7 +135,7 @@ impl AppState {
             Err(e) => {
                 self.metrics.last_reload_successful.set(0);
                 tracing::error!(error = %e, "config reload failed; keeping the previous config");
-                Err(e.to_string())
+                Err(e)
             }
         }
     }
@@ -130,6 +149,7 @@ pub struct ExporterMetrics {
     pub probes_in_flight: IntGauge,
     pub probe_requests: IntCounterVec,
     pub module_unknown: IntCounter,
+    scheduler: SchedulerMetrics,
 }
 
 impl ExporterMetrics {
@@ -152,6 +172,36 @@ impl ExporterMetrics {
         let int_gauge = |name: &str, help: &str| {
             IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("{e}"))
         };
+        let probes_in_flight = int_gauge("pacs_exporter_probes_in_flight", "Probes running now.");
+        let scheduler = SchedulerMetrics {
+            in_flight: probes_in_flight.clone(),
+            queue_wait: Histogram::with_opts(
+                HistogramOpts::new(
+                    "pacs_exporter_probe_queue_wait_seconds",
+                    "How long probes waited for a slot (--probe.max-concurrent) before they started or were refused.",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            rejections: IntCounterVec::new(
+                Opts::new(
+                    "pacs_exporter_probe_rejections_total",
+                    "Probe requests answered 503 because the exporter could not run them in time, by cause.",
+                ),
+                &["cause"],
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            overruns: IntCounter::new(
+                "pacs_exporter_probe_deadline_overruns_total",
+                "Probes that had not ended when their deadline had passed; each was answered as a timeout.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        };
+        for cause in Cause::ALL {
+            scheduler.rejections.with_label_values(&[cause.as_str()]);
+        }
         let metrics = ExporterMetrics {
             last_reload_successful: int_gauge(
                 "pacs_exporter_config_last_reload_successful",
@@ -161,7 +211,7 @@ impl ExporterMetrics {
                 "pacs_exporter_config_last_reload_success_timestamp_seconds",
                 "When the config was last loaded successfully, in Unix seconds.",
             ),
-            probes_in_flight: int_gauge("pacs_exporter_probes_in_flight", "Probes running now."),
+            probes_in_flight,
             probe_requests: IntCounterVec::new(
                 Opts::new(
                     "pacs_exporter_probe_requests_total",
@@ -175,6 +225,7 @@ impl ExporterMetrics {
                 "Probe requests that named a module the config does not have.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
+            scheduler,
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -184,6 +235,9 @@ impl ExporterMetrics {
             Box::new(metrics.probes_in_flight.clone()),
             Box::new(metrics.probe_requests.clone()),
             Box::new(metrics.module_unknown.clone()),
+            Box::new(metrics.scheduler.queue_wait.clone()),
+            Box::new(metrics.scheduler.rejections.clone()),
+            Box::new(metrics.scheduler.overruns.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
@@ -204,17 +258,96 @@ impl ExporterMetrics {
     }
 }
 
+/// The routes, with tower-http's layers around them: request tracing, a panic turned into a
+/// 500, a bound on request bodies, a timeout for the pages (probes keep their own deadlines),
+/// and a one-line reason in every 4xx/5xx answer.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(landing_page))
-        .route("/probe", get(probe))
         .route("/metrics", get(metrics))
         .route("/config", get(config))
         .route("/logs", get(logs))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/-/reload", post(reload))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            PAGE_TIMEOUT,
+        ))
+        .route("/probe", get(probe))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(reason_for_every_error))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(handler_panicked))
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
+}
+
+/// How long any endpoint but `/probe` may take (a reload of a large config included).
+const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests carry no body worth reading; `POST /-/reload` needs none.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+async fn not_found(uri: Uri) -> Response {
+    plain(
+        StatusCode::NOT_FOUND,
+        format!(
+            "not found: {} is not served here; see / for what is",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed for {}", uri.path()),
+    )
+}
+
+fn handler_panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(panic = message, "a request handler panicked");
+    plain(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error: the request's handler failed; the exporter's log has the details",
+    )
+}
+
+/// Gives an error answer that has no body (from a layer, not a handler) a one-line reason.
+async fn reason_for_every_error(request: axum::extract::Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let empty = axum::body::HttpBody::size_hint(response.body()).exact() == Some(0);
+    if !(status.is_client_error() || status.is_server_error()) || !empty {
+        return response;
+    }
+    let reason = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("request body too large: at most {MAX_BODY_BYTES} bytes")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            format!("the request took longer than {}s", PAGE_TIMEOUT.as_secs())
+        }
+        other => other
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase(),
+    };
+    let (mut parts, _) = response.into_parts();
+    let answer = plain(status, reason);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (answer_parts, body) = answer.into_parts();
+    parts.headers.extend(answer_parts.headers);
+    Response::from_parts(parts, body)
 }
 
 fn plain(status: StatusCode, text: impl Into<String>) -> Response {
@@ -368,12 +501,19 @@ async fn probe(
         .await;
     let outcome = match outcome {
         Outcome::Ran(outcome) => outcome,
-        Outcome::Busy(reason) => {
+        Outcome::Rejected { cause, reason } => {
             state
                 .metrics
                 .probe_requests
                 .with_label_values(&[&params.module, "busy"])
                 .inc();
+            state
+                .metrics
+                .scheduler
+                .rejections
+                .with_label_values(&[cause.as_str()])
+                .inc();
+            tracing::info!(module = %params.module, target = %params.target, "probe refused: {reason}");
             return plain(StatusCode::SERVICE_UNAVAILABLE, reason);
         }
         Outcome::Crashed(reason) => {
@@ -432,7 +572,7 @@ async fn config(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn reload(State(state): State<Arc<AppState>>) -> Response {
-    match state.reload() {
+    match state.reload().await {
         Ok(()) => plain(StatusCode::OK, "config reloaded"),
         Err(e) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,

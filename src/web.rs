@@ -14,17 +14,18 @@
 //!
 //! Relative paths are read relative to the web config file. The file is read at start-up; a
 //! key it does not know (or a toolkit option this exporter does not implement) is an error, so
-//! a setting is never silently ignored. Successful password checks are remembered (keyed by a
-//! SHA-256 of user, password and hash) so that bcrypt's deliberate slowness is paid once per
-//! credential, not once per scrape.
+//! a setting is never silently ignored. Password checks are remembered, successful and failed
+//! ones apart (keyed by a SHA-256 of user, password and hash), so that bcrypt's deliberate
+//! slowness is paid once per credential, not once per scrape; the checks that must run take
+//! turns by client address (see `CheckPool`), so wrong passwords cannot starve right ones.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -32,17 +33,17 @@ use base64::Engine;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
-/// How long a client may take for the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::http::HttpOptions;
+
 /// bcrypt checks running at once, at most.
 const BCRYPT_CHECKS: usize = 2;
-/// Remembered successful credentials, at most.
+/// Remembered successful (and, apart, failed) credentials, at most.
 const AUTH_CACHE_SIZE: usize = 1024;
+/// Checks one client address may have waiting.
+const CHECKS_WAITING_PER_CLIENT: usize = 8;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,9 +90,111 @@ pub struct WebConfig {
 /// Users and their bcrypt hashes.
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
+    /// Credentials that passed a check, and ones that failed one.
     verified: Mutex<HashSet<[u8; 32]>>,
-    /// Password checks running at once.
-    checks: tokio::sync::Semaphore,
+    refused: Mutex<HashSet<[u8; 32]>>,
+    /// Password checks running at once, taken in turn by client address.
+    checks: CheckPool,
+}
+
+/// The bcrypt checks running at once, at most [`BCRYPT_CHECKS`]. Waiting clients are served in
+/// turn by address, one check each, so a flood of bad passwords from one address delays a
+/// client elsewhere by a few checks at most; one address may have [`CHECKS_WAITING_PER_CLIENT`]
+/// checks waiting, more are refused at once (429).
+struct CheckPool {
+    state: Mutex<PoolState>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    running: usize,
+    /// Waiting checks, by client address, in the order the addresses take turns.
+    waiting: std::collections::VecDeque<(IpAddr, std::collections::VecDeque<oneshot::Sender<()>>)>,
+}
+
+/// A running check; the next waiting client's check starts when it is dropped.
+struct CheckSlot<'a>(&'a CheckPool);
+
+impl CheckPool {
+    fn new() -> CheckPool {
+        CheckPool {
+            state: Mutex::new(PoolState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a check on behalf of `client`; `None` when that client has too many waiting.
+    async fn acquire(&self, client: IpAddr) -> Option<CheckSlot<'_>> {
+        let turn = {
+            let mut state = self.state();
+            if state.running < BCRYPT_CHECKS {
+                state.running += 1;
+                return Some(CheckSlot(self));
+            }
+            let (sender, turn) = oneshot::channel();
+            match state.waiting.iter_mut().find(|(ip, _)| *ip == client) {
+                Some((_, queue)) if queue.len() >= CHECKS_WAITING_PER_CLIENT => return None,
+                Some((_, queue)) => queue.push_back(sender),
+                None => state
+                    .waiting
+                    .push_back((client, std::collections::VecDeque::from([sender]))),
+            }
+            turn
+        };
+        // The slot comes with the turn; a waiter that goes away passes on one it was given.
+        let mut waiting = Waiting {
+            pool: self,
+            turn: Some(turn),
+        };
+        let granted = match waiting.turn.as_mut() {
+            Some(turn) => turn.await.is_ok(),
+            None => false,
+        };
+        waiting.turn = None;
+        granted.then_some(CheckSlot(self))
+    }
+
+    /// Hands a finished check's slot to the next client in turn.
+    fn release(&self) {
+        let mut state = self.state();
+        while let Some((client, mut queue)) = state.waiting.pop_front() {
+            let next = queue.pop_front();
+            if !queue.is_empty() {
+                state.waiting.push_back((client, queue));
+            }
+            if let Some(next) = next {
+                if next.send(()).is_ok() {
+                    return;
+                }
+            }
+        }
+        state.running = state.running.saturating_sub(1);
+    }
+}
+
+struct Waiting<'a> {
+    pool: &'a CheckPool,
+    turn: Option<oneshot::Receiver<()>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(mut turn) = self.turn.take() {
+            turn.close();
+            if turn.try_recv().is_ok() {
+                self.pool.release();
+            }
+        }
+    }
+}
+
+impl Drop for CheckSlot<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 impl WebConfig {
@@ -114,7 +217,8 @@ impl WebConfig {
             Arc::new(BasicAuth {
                 users: file.basic_auth_users,
                 verified: Mutex::new(HashSet::new()),
-                checks: tokio::sync::Semaphore::new(BCRYPT_CHECKS),
+                refused: Mutex::new(HashSet::new()),
+                checks: CheckPool::new(),
             })
         });
         Ok(WebConfig { tls, auth })
@@ -186,11 +290,20 @@ fn tls_config(tls: &TlsServerConfig, base: &Path) -> Result<rustls::ServerConfig
     Ok(config)
 }
 
+/// What a password check found.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Allowed,
+    Refused,
+    /// The client has too many checks waiting.
+    TooMany,
+}
+
 impl BasicAuth {
     /// Whether the `Authorization` header value names a user with the right password.
-    async fn check(&self, header: Option<&str>) -> bool {
+    async fn check(&self, header: Option<&str>, client: IpAddr) -> Verdict {
         let Some((user, password)) = header.and_then(decode_basic) else {
-            return false;
+            return Verdict::Refused;
         };
         // An unknown user costs a bcrypt check too, so that user names cannot be told by
         // how fast they are refused.
@@ -198,33 +311,51 @@ impl BasicAuth {
             Some(hash) => (true, hash),
             None => match self.users.values().next() {
                 Some(any) => (false, any),
-                None => return false,
+                None => return Verdict::Refused,
             },
         };
         let key = cache_key(&user, &password, hash);
-        if known && self.verified.lock().is_ok_and(|v| v.contains(&key)) {
-            return true;
+        if let Some(verdict) = self.remembered(known, &key) {
+            return verdict;
         }
-        // Checks are deliberately slow; a bound keeps a flood of bad passwords from taking
-        // every core.
-        let Ok(_permit) = self.checks.acquire().await else {
-            return false;
+        // Checks are deliberately slow; the pool keeps a flood of bad passwords from taking
+        // every core, or every turn.
+        let Some(_slot) = self.checks.acquire(client).await else {
+            return Verdict::TooMany;
         };
+        // The same credentials may have been checked while this one waited.
+        if let Some(verdict) = self.remembered(known, &key) {
+            return verdict;
+        }
         let hash = hash.clone();
         let verified =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
                 .unwrap_or(false);
         let ok = known && verified;
-        if ok {
-            if let Ok(mut cache) = self.verified.lock() {
-                if cache.len() >= AUTH_CACHE_SIZE {
-                    cache.clear();
-                }
-                cache.insert(key);
+        let cache = if ok { &self.verified } else { &self.refused };
+        if let Ok(mut cache) = cache.lock() {
+            if cache.len() >= AUTH_CACHE_SIZE {
+                cache.clear();
             }
+            cache.insert(key);
         }
-        ok
+        if ok {
+            Verdict::Allowed
+        } else {
+            Verdict::Refused
+        }
+    }
+
+    /// The verdict of an earlier check of the same credentials against the same hash.
+    fn remembered(&self, known: bool, key: &[u8; 32]) -> Option<Verdict> {
+        if known && self.verified.lock().is_ok_and(|v| v.contains(key)) {
+            return Some(Verdict::Allowed);
+        }
+        if self.refused.lock().is_ok_and(|r| r.contains(key)) {
+            return Some(Verdict::Refused);
+        }
+        None
     }
 }
 
@@ -262,8 +393,23 @@ pub async fn require_basic_auth(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if auth.check(header).await {
-        return next.run(request).await;
+    // Requests through the server carry the client's address; others count as one client.
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    match auth.check(header, client).await {
+        Verdict::Allowed => return next.run(request).await,
+        Verdict::Refused => {}
+        Verdict::TooMany => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("too many password checks waiting from {client}; try again later\n"),
+            )
+                .into_response()
+        }
     }
     (
         StatusCode::UNAUTHORIZED,
@@ -287,84 +433,17 @@ pub fn protect(router: axum::Router, web: &WebConfig) -> axum::Router {
     }
 }
 
-/// Serves `router` on `listener`, over TLS if the web config says so, until `shutdown`.
+/// Serves `router` on `listener`, over TLS and behind basic authentication if the web config
+/// says so, until `shutdown` resolves; see [`crate::http::serve`].
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     web: &WebConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    options: HttpOptions,
+    shutdown: impl std::future::Future<Output = Duration> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = protect(router, web);
-    match web.tls() {
-        Some(tls) => {
-            axum::serve(TlsListener::new(listener, tls)?, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
-}
-
-/// A listener that hands axum connections whose TLS handshake has completed. Handshakes run
-/// in tasks of their own, so a slow or silent client delays nobody else.
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    pub fn new(
-        listener: TcpListener,
-        config: Arc<rustls::ServerConfig>,
-    ) -> std::io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let acceptor = TlsAcceptor::from(config);
-        let (sender, ready) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, sender) = (acceptor.clone(), sender.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = sender.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { local, ready })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The accept task never ends while the listener lives.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
+    crate::http::serve(listener, router, web.tls(), options, shutdown).await
 }
 
 #[cfg(test)]

@@ -162,3 +162,26 @@ fn patient_data_stays_out_of_labels_and_logs() {
         assert!(!named.contains(&study.patient_id));
     }
 }
+
+#[test]
+fn a_config_without_modules_is_refused_at_start() {
+    for text in ["", "modules: {}\n"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("modules.yml");
+        std::fs::write(&path, text).expect("write");
+        let port = support::peers::free_port();
+        let output = Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
+            .arg("--config.file")
+            .arg(&path)
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(1), "{text:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("no module is defined"),
+            "{text:?}: {stderr}"
+        );
+    }
+}

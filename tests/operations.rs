@@ -322,3 +322,170 @@ async fn the_concurrency_bound_queues_within_the_deadline() {
     );
     blocker.await.expect("task");
 }
+
+/// A request never gets less than its own budget from sharing: it joins a running probe only
+/// if that probe's deadline is not earlier than its own. One that joined a probe with a later
+/// deadline is answered at its own deadline as what it saw: a timeout at the probe's stage.
+#[tokio::test(flavor = "multi_thread")]
+async fn coalescing_only_helps() {
+    let (peer, associations) = slow_echo(Duration::from_millis(1500)).await;
+    let exporter = Arc::new(Exporter::new(ECHO));
+    let target = peer.target("PEER");
+    let probe = |scrape_timeout: Option<f64>| {
+        let (exporter, target) = (exporter.clone(), target.clone());
+        tokio::spawn(async move { exporter.probe("echo", &target, scrape_timeout).await })
+    };
+
+    // A short request that arrives during a long probe joins it, and answers by its deadline.
+    let long = probe(None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let short = probe(Some(1.5)).await.expect("task");
+    short.assert_failed("echo", "timeout");
+    assert_eq!(short.metric("probe_timeout_seconds"), 1.0, "{}", short.body);
+    assert!(
+        short.elapsed < Duration::from_millis(1000 + 500),
+        "answered after its deadline: {:?}",
+        short.elapsed
+    );
+    let long = long.await.expect("task");
+    assert_eq!(long.metric("probe_success"), 1.0, "{}", long.body);
+    assert_eq!(associations.load(Ordering::SeqCst), 1);
+
+    // A long request that arrives during a short probe runs its own, and gets its full time.
+    let short = probe(Some(1.5));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let long = probe(None).await.expect("task");
+    assert_eq!(long.metric("probe_success"), 1.0, "{}", long.body);
+    assert_eq!(long.metric("probe_timeout_seconds"), 5.0, "{}", long.body);
+    short.await.expect("task").assert_failed("echo", "timeout");
+    assert_eq!(associations.load(Ordering::SeqCst), 3);
+}
+
+/// Time spent waiting for a slot is not blamed on the PACS: a request that waited runs with
+/// what is left of its budget and says so in probe_timeout_seconds; one left with less than
+/// its floor is answered 503 with the reason. Both show on /metrics.
+#[tokio::test(flavor = "multi_thread")]
+async fn queueing_is_honest() {
+    let options = ServerOptions {
+        max_concurrent: 1,
+        ..ServerOptions::default()
+    };
+    let exporter = Arc::new(exporter_with(ECHO, options));
+    let (slow, _) = slow_echo(Duration::from_millis(800)).await;
+    let (fast, _) = slow_echo(Duration::ZERO).await;
+    let blocker = {
+        let (exporter, target) = (exporter.clone(), slow.target("SLOW"));
+        tokio::spawn(async move { exporter.probe("echo", &target, Some(3.0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let queued = exporter
+        .probe("echo", &fast.target("FAST"), Some(3.0))
+        .await;
+    assert_eq!(queued.status, StatusCode::OK, "{}", queued.body);
+    assert_eq!(queued.metric("probe_success"), 1.0, "{}", queued.body);
+    let budget = queued.metric("probe_timeout_seconds");
+    // It waited about 0.7 s of its 2.5 s for the slot, and ran with the rest.
+    assert!(
+        budget < 2.4 && budget > 0.25,
+        "budget {budget}: {}",
+        queued.body
+    );
+    assert_eq!(blocker.await.expect("task").metric("probe_success"), 1.0);
+
+    // A request whose budget would be below its floor (250 ms) when a slot frees is refused.
+    let blocker = {
+        let (exporter, target) = (exporter.clone(), slow.target("SLOW"));
+        tokio::spawn(async move { exporter.probe("echo", &target, Some(3.0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = exporter
+        .probe("echo", &fast.target("FAST"), Some(1.0))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body.lines().count(), 1, "{}", refused.body);
+    for words in ["waited", "--probe.max-concurrent", "floor"] {
+        assert!(refused.body.contains(words), "{words}: {}", refused.body);
+    }
+    assert!(
+        refused.elapsed < Duration::from_millis(500 + 500),
+        "{:?}",
+        refused.elapsed
+    );
+    blocker.await.expect("task");
+
+    let metrics = exporter.get("/metrics", &[]).await;
+    assert_eq!(
+        metrics.metric("pacs_exporter_probe_rejections_total{cause=\"queue_wait\"}"),
+        1.0
+    );
+    assert_eq!(
+        metrics.metric("pacs_exporter_probe_queue_wait_seconds_count"),
+        4.0,
+        "{}",
+        metrics.body
+    );
+    assert_eq!(
+        metrics.metric("pacs_exporter_probe_deadline_overruns_total"),
+        0.0
+    );
+}
+
+/// Without a concurrency bound nothing queues, so nothing is refused: many concurrent
+/// requests each get a probe result (whatever it found), never a 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_bound_means_no_503() {
+    let (peer, _) = slow_echo(Duration::from_millis(200)).await;
+    let exporter = Arc::new(Exporter::new(ECHO));
+    let requests: Vec<_> = (0..250)
+        .map(|i| {
+            let exporter = exporter.clone();
+            let target = peer.target(&format!("PEER{i}"));
+            tokio::spawn(async move { exporter.probe("echo", &target, Some(1.5)).await })
+        })
+        .collect();
+    for request in requests {
+        let answer = request.await.expect("task");
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert!(answer.value("probe_success").is_some(), "{}", answer.body);
+    }
+}
+
+/// A file without modules (empty, or every module commented out) is refused on reload like a
+/// broken one: the old config keeps serving and stays ready, the gauge says 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_refuses_a_config_without_modules() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("modules.yml");
+    std::fs::write(&path, ECHO).expect("write config");
+    let exporter = exporter_with(
+        ECHO,
+        ServerOptions {
+            config_path: Some(path.clone()),
+            ..ServerOptions::default()
+        },
+    );
+    for text in ["", "\n  \n", "modules: {}\n", "allowed_targets: []\n"] {
+        std::fs::write(&path, text).expect("write");
+        let reload = exporter.request("POST", "/-/reload", &[]).await;
+        assert_eq!(reload.status, StatusCode::INTERNAL_SERVER_ERROR, "{text:?}");
+        assert!(
+            reload.body.contains("no module is defined"),
+            "{text:?}: {}",
+            reload.body
+        );
+        assert_eq!(reload.body.lines().count(), 1, "{}", reload.body);
+        let metrics = exporter.get("/metrics", &[]).await;
+        assert_eq!(
+            metrics.metric("pacs_exporter_config_last_reload_successful"),
+            0.0
+        );
+        assert_eq!(exporter.get("/-/ready", &[]).await.status, StatusCode::OK);
+        let probe = exporter.probe("echo", "X@127.0.0.1:1", None).await;
+        assert_eq!(probe.status, StatusCode::OK, "{text:?}: {}", probe.body);
+    }
+}

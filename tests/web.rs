@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pacs_exporter::config::Config;
+use pacs_exporter::http::HttpOptions;
 use pacs_exporter::server::{router, AppState, ServerOptions};
 use pacs_exporter::web::{serve, WebConfig};
 use rustls_pki_types::pem::PemObject;
@@ -29,7 +30,16 @@ async fn start(dir: &std::path::Path, web_config: &str) -> SocketAddr {
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { serve(listener, router(state), &web, std::future::pending()).await });
+    tokio::spawn(async move {
+        serve(
+            listener,
+            router(state),
+            &web,
+            HttpOptions::default(),
+            std::future::pending(),
+        )
+        .await
+    });
     address
 }
 
@@ -293,5 +303,52 @@ fn broken_web_configs_are_refused_with_the_reason() {
             err.contains(name),
             "{name}: the error names the file: {err}"
         );
+    }
+}
+
+/// Wrong passwords cannot starve a right one: with a flood of wrong ones in flight from one
+/// address, a first correct login from another address is answered within 2 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_correct_login_is_answered_during_a_wrong_password_flood() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hash = bcrypt::hash("right", 8).expect("bcrypt");
+    let address = start(
+        dir.path(),
+        &format!("basic_auth_users:\n  prometheus: {hash}\n"),
+    )
+    .await;
+    let flood: Vec<_> = (0..300)
+        .map(|i| {
+            tokio::spawn(async move {
+                let stream = TcpStream::connect(address).await.expect("connect");
+                request(
+                    stream,
+                    "/metrics",
+                    Some(("prometheus", &format!("wrong{i}"))),
+                )
+                .await
+                .0
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // The correct login comes from another loopback address.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind 127.0.0.2");
+    let stream = socket.connect(address).await.expect("connect");
+    let login = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        request(stream, "/metrics", Some(("prometheus", "right"))),
+    )
+    .await;
+    let (status, body) = login.expect("the correct login was answered within 2 s");
+    assert_eq!(status, 200, "{body}");
+
+    for answer in flood {
+        let status = answer.await.expect("flood task");
+        assert!(status == 401 || status == 429, "{status}");
     }
 }

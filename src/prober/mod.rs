@@ -12,9 +12,10 @@ mod peer;
 pub mod send_check;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
+use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, GaugeVec, Opts, Registry};
 use tokio::time::Instant;
 
@@ -208,9 +209,7 @@ pub struct ProbeContext<'a> {
     pub deadline: Instant,
     pub registry: &'a Registry,
     pub log: &'a ProbeLog,
-    stage: AtomicU8,
-    /// The side a send_check probe last worked on, plus one (0: none).
-    peer: AtomicU8,
+    progress: &'a Progress,
 }
 
 impl ProbeContext<'_> {
@@ -222,27 +221,130 @@ impl ProbeContext<'_> {
     /// Records the stage the prober is in, so that a probe cut off by the deadline from
     /// outside still reports where it was.
     pub fn enter(&self, stage: Stage) {
-        self.stage.store(stage as u8, Ordering::Relaxed);
+        self.progress.stage.store(stage as u8, Ordering::Relaxed);
     }
 
     /// Records the stage one side of a transfer check is in.
     pub fn enter_on(&self, peer: Peer, stage: Stage) {
-        self.peer.store(peer as u8 + 1, Ordering::Relaxed);
+        self.progress.peer.store(peer as u8 + 1, Ordering::Relaxed);
         self.enter(stage);
     }
+}
 
-    fn current_stage(&self) -> Stage {
+/// What a running probe has gathered so far: its registry and the stage it is in. Whoever
+/// waits for the probe can read it while the probe runs, and answer from it when the probe
+/// does not report by that waiter's deadline.
+pub struct Progress {
+    registry: Registry,
+    stage: AtomicU8,
+    /// The side a send_check probe last worked on, plus one (0: none).
+    peer: AtomicU8,
+    /// Whether the prober's failures name a side (send_check).
+    names_peers: AtomicBool,
+}
+
+/// The series every probe has, added when it ends.
+const COMMON_SERIES: [&str; 4] = [
+    "probe_success",
+    "probe_duration_seconds",
+    "probe_timeout_seconds",
+    "probe_failure_info",
+];
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
+    }
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress {
+            registry: Registry::new(),
+            stage: AtomicU8::new(Stage::Resolve as u8),
+            peer: AtomicU8::new(0),
+            names_peers: AtomicBool::new(false),
+        }
+    }
+
+    /// The stage the probe is in (or ended in).
+    pub fn stage(&self) -> Stage {
         let index = self.stage.load(Ordering::Relaxed) as usize;
         Stage::ALL.get(index).copied().unwrap_or(Stage::Connect)
     }
 
-    fn current_peer(&self) -> Option<Peer> {
+    /// The side a send_check probe last worked on.
+    fn peer(&self) -> Option<Peer> {
         match self.peer.load(Ordering::Relaxed) {
             1 => Some(Peer::Source),
             2 => Some(Peer::Destination),
             _ => None,
         }
     }
+
+    /// The probe as it stands, as a probe that timed out at its current stage: the prober's
+    /// series as far as they got, `probe_success` 0, `probe_failure_info{reason="timeout"}`,
+    /// and the duration and budget of the one who asks. Nothing is recorded anywhere.
+    pub fn timed_out(&self, timeout: Duration, duration: Duration) -> Vec<MetricFamily> {
+        let common = Registry::new();
+        set_common(&common, timeout, duration, false);
+        let failure = Failure {
+            peer: self.peer(),
+            ..Failure::new(self.stage(), Reason::Timeout, "")
+        };
+        failure_info(&common, self.names_peers.load(Ordering::Relaxed), &failure);
+        let mut families: Vec<MetricFamily> = self
+            .registry
+            .gather()
+            .into_iter()
+            .filter(|f| !COMMON_SERIES.contains(&f.name()))
+            .chain(common.gather())
+            .collect();
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        families
+    }
+}
+
+/// Registers and sets the series every probe has but `probe_failure_info`.
+fn set_common(registry: &Registry, timeout: Duration, duration: Duration, success: bool) {
+    gauge(
+        registry,
+        "probe_success",
+        "Whether the probe succeeded (1) or failed (0).",
+    )
+    .set(if success { 1.0 } else { 0.0 });
+    gauge(
+        registry,
+        "probe_duration_seconds",
+        "How long the probe took to complete in seconds.",
+    )
+    .set(duration.as_secs_f64());
+    gauge(
+        registry,
+        "probe_timeout_seconds",
+        "The deadline the probe ran under, in seconds.",
+    )
+    .set(timeout.as_secs_f64());
+}
+
+/// Registers and sets `probe_failure_info`; with `names_peers` (send_check, whose label set
+/// is fixed for the prober) it carries the side that failed.
+fn failure_info(registry: &Registry, names_peers: bool, failure: &Failure) {
+    let (stage, reason) = (failure.stage.as_str(), failure.reason.as_str());
+    let peer = failure.peer.map_or("", Peer::as_str);
+    let (labels, values): (&[&str], Vec<&str>) = if names_peers {
+        (&["stage", "reason", "peer"], vec![stage, reason, peer])
+    } else {
+        (&["stage", "reason"], vec![stage, reason])
+    };
+    gauge_vec(
+        registry,
+        "probe_failure_info",
+        "Why the probe failed: the stage and a reason from a fixed vocabulary.",
+        labels,
+    )
+    .with_label_values(&values)
+    .set(1.0);
 }
 
 /// The result of one probe: its metrics and its verdict.
@@ -253,7 +355,8 @@ pub struct ProbeResult {
     pub failure: Option<Failure>,
 }
 
-/// Runs one probe under `deadline` and gathers its metrics into a fresh registry.
+/// Runs one probe under `deadline` and gathers its metrics into `progress`' registry, which
+/// must be fresh. `timeout` is the budget it runs under, reported as `probe_timeout_seconds`.
 pub async fn run(
     target: &Target,
     module: &Module,
@@ -261,9 +364,13 @@ pub async fn run(
     deadline: Instant,
     timeout: Duration,
     log: &ProbeLog,
+    progress: &Progress,
 ) -> ProbeResult {
     let start = Instant::now();
-    let registry = Registry::new();
+    let registry = progress.registry.clone();
+    progress
+        .names_peers
+        .store(module.prober == ProberKind::SendCheck, Ordering::Relaxed);
     let ctx = ProbeContext {
         target,
         module,
@@ -271,8 +378,7 @@ pub async fn run(
         deadline,
         registry: &registry,
         log,
-        stage: AtomicU8::new(Stage::Resolve as u8),
-        peer: AtomicU8::new(0),
+        progress,
     };
     log.info(format!(
         "beginning probe: prober={} timeout={:.3}s",
@@ -292,31 +398,14 @@ pub async fn run(
         biased;
         outcome = probe => outcome,
         () = tokio::time::sleep_until(deadline) => Err(Failure {
-            peer: ctx.current_peer(),
-            ..Failure::new(ctx.current_stage(), Reason::Timeout, "the probe's deadline passed")
+            peer: progress.peer(),
+            ..Failure::new(progress.stage(), Reason::Timeout, "the probe's deadline passed")
         }),
     };
     let duration = start.elapsed();
 
-    gauge(
-        &registry,
-        "probe_success",
-        "Whether the probe succeeded (1) or failed (0).",
-    )
-    .set(if outcome.is_ok() { 1.0 } else { 0.0 });
-    gauge(
-        &registry,
-        "probe_duration_seconds",
-        "How long the probe took to complete in seconds.",
-    )
-    .set(duration.as_secs_f64());
-    gauge(
-        &registry,
-        "probe_timeout_seconds",
-        "The deadline the probe ran under, in seconds.",
-    )
-    .set(timeout.as_secs_f64());
     let failure = outcome.err();
+    set_common(&registry, timeout, duration, failure.is_none());
     match &failure {
         None => log.info(format!("probe succeeded in {:.3}s", duration.as_secs_f64())),
         Some(failure) => {
@@ -329,25 +418,11 @@ pub async fn run(
                 peer,
                 failure.detail
             ));
-            // send_check names the side; its label set is fixed for the prober.
-            let (labels, values): (&[&str], Vec<&str>) = match module.prober {
-                ProberKind::SendCheck => (
-                    &["stage", "reason", "peer"],
-                    vec![failure.stage.as_str(), failure.reason.as_str(), peer],
-                ),
-                _ => (
-                    &["stage", "reason"],
-                    vec![failure.stage.as_str(), failure.reason.as_str()],
-                ),
-            };
-            gauge_vec(
+            failure_info(
                 &registry,
-                "probe_failure_info",
-                "Why the probe failed: the stage and a reason from a fixed vocabulary.",
-                labels,
-            )
-            .with_label_values(&values)
-            .set(1.0);
+                progress.names_peers.load(Ordering::Relaxed),
+                failure,
+            );
         }
     }
     ProbeResult {

@@ -75,6 +75,18 @@ impl Binary {
         self.child.id()
     }
 
+    /// Waits up to `limit` for the process to exit; its exit code, `None` if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         self.try_get(path)
             .unwrap_or_else(|| panic!("GET {path} failed:\n{}", self.log()))

@@ -44,6 +44,10 @@ pub const EXPORTER_METRICS: &[&str] = &[
     "pacs_exporter_probes_in_flight",
     "pacs_exporter_probe_requests_total",
     "pacs_exporter_module_unknown_total",
+    // A histogram reaches Prometheus as _bucket, _sum and _count.
+    "pacs_exporter_probe_queue_wait_seconds_count",
+    "pacs_exporter_probe_rejections_total",
+    "pacs_exporter_probe_deadline_overruns_total",
 ];
 
 /// Metrics a given setup does not produce: find-only, TLS-only, and the per-study list.

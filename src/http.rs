@@ -1,0 +1,438 @@
+//! The HTTP server under the routes: accepting connections up to a bound, TLS, HTTP/1.1
+//! (hyper), the header-read and idle timeouts, a reason in every answer hyper gives on its own,
+//! and graceful shutdown. It knows nothing of probes.
+//!
+//! A connection is in one of four phases, each with its own limit:
+//! - *fresh* (accepted, nothing received) and *reading* (part of a request head received):
+//!   the whole head must arrive within `--web.header-read-timeout`, counted from the accept or
+//!   from the first byte of the request;
+//! - *idle* (kept alive between requests): closed after `--web.idle-timeout`;
+//! - *busy* (a request is being handled): no limit here; handlers keep their own deadlines.
+//!
+//! On shutdown the listener closes, connections that are not busy are closed at once, and busy
+//! ones are closed as soon as their answer is written.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// How the server treats connections; the defaults are the flags' defaults.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// Time a client has to send a request's head.
+    pub header_read_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, closes the
+/// connections that are not handling a request, and waits for the rest at most as long as
+/// `shutdown` said (the longest deadline a request in flight may have).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    options: HttpOptions,
+    shutdown: impl Future<Output = Duration> + Send + 'static,
+) -> io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let (stop, stopped) = watch::channel(false);
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    let drain = loop {
+        let slot = tokio::select! {
+            drain = &mut shutdown => break drain,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => continue,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            drain = &mut shutdown => break drain,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to be released.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            router: router.clone(),
+            options: options.clone(),
+            stopped: stopped.clone(),
+            peer,
+        };
+        let (acceptor, open) = (acceptor.clone(), open.clone());
+        tokio::spawn(async move {
+            match acceptor {
+                None => connection.serve(stream).await,
+                Some(acceptor) => connection.serve_tls(acceptor, stream).await,
+            }
+            drop((slot, open));
+        });
+    };
+    drop(listener);
+    let _ = stop.send(true);
+    drop(open);
+    if tokio::time::timeout(drain, all_closed.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            after = drain.as_secs_f64(),
+            "requests still in flight at shutdown were cut off"
+        );
+    }
+    Ok(())
+}
+
+struct Connection {
+    router: Router,
+    options: HttpOptions,
+    stopped: watch::Receiver<bool>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn serve_tls(self, acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream) {
+        let mut stopped = self.stopped.clone();
+        let handshake =
+            tokio::time::timeout(self.options.header_read_timeout, acceptor.accept(stream));
+        let tls = tokio::select! {
+            tls = handshake => tls,
+            _ = stopped.wait_for(|s| *s) => return,
+        };
+        match tls {
+            Ok(Ok(tls)) => self.serve(tls).await,
+            Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn serve<IO>(mut self, io: IO)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::new());
+        let io = Watched {
+            inner: io,
+            activity: activity.clone(),
+            pending: Vec::new(),
+        };
+        let (router, peer) = (self.router.clone(), self.peer);
+        let service_activity = activity.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            let router = router.clone();
+            let busy = service_activity.begin_request();
+            request.extensions_mut().insert(ConnectInfo(peer));
+            async move {
+                let response = router.oneshot(request.map(axum::body::Body::new)).await;
+                drop(busy);
+                response
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // The timeouts are kept here, per phase; hyper's own would also cut idle connections.
+        builder.header_read_timeout(None).writev(false);
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                why = activity.expired(&self.options) => {
+                    tracing::debug!(peer = %self.peer, "closing the connection: {why}");
+                    return;
+                }
+                _ = self.stopped.wait_for(|s| *s), if !stopping => {
+                    if !activity.is_busy() {
+                        return;
+                    }
+                    stopping = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Fresh,
+    Reading,
+    Idle,
+    Busy,
+}
+
+struct ActivityState {
+    phase: Phase,
+    since: Instant,
+    /// Requests being handled.
+    busy: usize,
+    /// Answers the router owes: response heads written while none is owed are hyper's own.
+    answers_owed: usize,
+}
+
+/// What a connection is doing, watched by its task and updated by its reads and requests.
+struct Activity {
+    state: Mutex<ActivityState>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            state: Mutex::new(ActivityState {
+                phase: Phase::Fresh,
+                since: Instant::now(),
+                busy: 0,
+                answers_owed: 0,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, phase: Phase) {
+        let mut state = self.state();
+        state.phase = phase;
+        state.since = Instant::now();
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    fn is_busy(&self) -> bool {
+        self.state().phase == Phase::Busy
+    }
+
+    /// Bytes arrived: a request head has begun, unless one is being handled.
+    fn received(&self) {
+        let phase = self.state().phase;
+        if matches!(phase, Phase::Fresh | Phase::Idle) {
+            self.set(Phase::Reading);
+        }
+    }
+
+    fn begin_request(self: &Arc<Self>) -> Busy {
+        {
+            let mut state = self.state();
+            state.busy += 1;
+            state.answers_owed += 1;
+        }
+        self.set(Phase::Busy);
+        Busy(self.clone())
+    }
+
+    /// Whether a response head now written is the router's (else hyper answered on its own).
+    fn take_owed_answer(&self) -> bool {
+        let mut state = self.state();
+        if state.answers_owed > 0 {
+            state.answers_owed -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Resolves when the current phase has lasted longer than its limit, with the reason.
+    async fn expired(&self, options: &HttpOptions) -> &'static str {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let (phase, since) = {
+                let state = self.state();
+                (state.phase, state.since)
+            };
+            let (limit, why) = match phase {
+                Phase::Fresh | Phase::Reading => (
+                    options.header_read_timeout,
+                    "no complete request head within --web.header-read-timeout",
+                ),
+                Phase::Idle => (options.idle_timeout, "idle longer than --web.idle-timeout"),
+                Phase::Busy => {
+                    changed.await;
+                    continue;
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(since + limit) => {
+                    let state = self.state();
+                    if state.phase == phase && state.since == since {
+                        return why;
+                    }
+                }
+                () = changed => {}
+            }
+        }
+    }
+}
+
+/// A request being handled; the connection is idle again when the last one is answered.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let idle = {
+            let mut state = self.0.state();
+            state.busy = state.busy.saturating_sub(1);
+            state.busy == 0
+        };
+        if idle {
+            self.0.set(Phase::Idle);
+        }
+    }
+}
+
+/// The connection's stream: reads mark activity, and the answers hyper writes on its own
+/// (400, 414, 431 for requests it cannot parse) are given a one-line reason as their body.
+struct Watched<IO> {
+    inner: IO,
+    activity: Arc<Activity>,
+    /// A rewritten answer not yet written.
+    pending: Vec<u8>,
+}
+
+impl<IO: AsyncWrite + Unpin> Watched<IO> {
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        if result.is_ok() && buf.filled().len() > before {
+            self.activity.received();
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_pending(cx))?;
+        if let Some(status) = response_status(buf) {
+            // 1xx heads precede the answer they belong to.
+            let hypers_own = status >= 200 && !self.activity.take_owed_answer();
+            if hypers_own && status >= 400 {
+                // Taken whole; written out by the next write or flush.
+                self.pending = with_reason(buf, status);
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The status code of a response head at the start of `bytes`.
+fn response_status(bytes: &[u8]) -> Option<u16> {
+    let rest = bytes.strip_prefix(b"HTTP/1.")?;
+    let code = rest.get(2..5)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+/// hyper's own answer `head` (no body), rewritten with a plain-text reason.
+fn with_reason(head: &[u8], status: u16) -> Vec<u8> {
+    let reason = match status {
+        400 => "bad request: not a valid HTTP/1.1 request",
+        414 => "URI too long: at most 65534 bytes",
+        431 => "request header fields too large: at most 100 fields and about 400 KiB",
+        _ => "the request was refused by the HTTP layer",
+    };
+    let status_line = head
+        .split(|b| *b == b'\r')
+        .next()
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .unwrap_or_default();
+    format!(
+        "{status_line}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reason}\n",
+        reason.len() + 1
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypers_own_answers_get_a_reason() {
+        let head =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        assert_eq!(response_status(head), Some(431));
+        let answer = String::from_utf8(with_reason(head, 431)).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(body.starts_with("request header fields too large"));
+        assert_eq!(body.lines().count(), 1);
+        assert_eq!(response_status(b"HTTP/1.0 200 OK\r\n"), Some(200));
+        assert_eq!(response_status(b"hello"), None);
+    }
+}
