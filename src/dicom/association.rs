@@ -7,6 +7,16 @@
 //! probe's deadline rather than by a per-PDU timeout. dicom-ul's own client folds connect and
 //! handshake errors together, which would blur the probe's failure stage.
 //!
+//! **Deadlines.** Every operation here returns [`ErrorKind::Timeout`] by the deadline, whatever
+//! the peer sends or withholds. A peer that withholds bytes is cut off by `timeout_at` around
+//! each read and write. A peer that keeps the socket busy (empty P-DATA PDUs, an endless fast
+//! C-FIND answer) is not: a read of data already there completes on its first poll, so
+//! `timeout_at` never looks at its timer; and when tokio's cooperative budget runs out, it runs
+//! out on a read that succeeded, so the next timer (this module's, or the probe's backstop) is
+//! polled without budget and stays pending while the task yields and reads on. So the clock is
+//! checked before every PDU read and every write, and every PDU read spends a unit of the
+//! budget, so that a busy association still yields to the other probes on its thread.
+//!
 //! An association is released with [`Association::release`]; dropped any other way it sends
 //! A-ABORT (best effort, without waiting) and closes the socket.
 
@@ -167,6 +177,7 @@ impl Association {
         let stream = match &options.tls {
             None => Stream::Plain(stream),
             Some(tls) => {
+                past(deadline, Step::Tls)?;
                 let handshake_start = Instant::now();
                 let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
                 let handshake =
@@ -404,6 +415,7 @@ impl Association {
     /// one message), or the first of a new one.
     async fn next_pdv(&mut self) -> Result<PDataValue, Error> {
         loop {
+            self.check_deadline(Step::Exchange)?;
             if let Some(value) = self.pending.pop_front() {
                 return Ok(value);
             }
@@ -465,6 +477,7 @@ impl Association {
     }
 
     async fn write_all(&mut self, step: Step, bytes: &[u8]) -> Result<(), Error> {
+        self.check_deadline(step)?;
         timeout_at(self.deadline, self.stream.write_all(bytes))
             .await
             .map_err(|_| Error::new(step, ErrorKind::Timeout))?
@@ -473,7 +486,13 @@ impl Association {
 
     /// Reads one whole PDU. The length in its header is checked before anything is buffered,
     /// so a peer announcing gigabytes cannot make us allocate them.
+    ///
+    /// A peer that keeps sending (empty P-DATA PDUs, an endless answer) never makes a read
+    /// wait, so the deadline is checked here, before each PDU, and each PDU spends tokio's
+    /// cooperative budget so that the task yields to others now and then.
     async fn receive_pdu(&mut self, step: Step) -> Result<Pdu, Error> {
+        tokio::task::consume_budget().await;
+        self.check_deadline(step)?;
         let mut header = [0u8; 6];
         self.read_exact(step, &mut header).await?;
         let pdu_type = header[0];
@@ -510,6 +529,11 @@ impl Association {
             Ok(None) => Err(Error::protocol(step, "truncated PDU")),
             Err(e) => Err(Error::protocol(step, format!("malformed PDU: {e}"))),
         }
+    }
+
+    /// `Timeout` once the deadline has passed.
+    fn check_deadline(&self, step: Step) -> Result<(), Error> {
+        past(self.deadline, step)
     }
 
     async fn read_exact(&mut self, step: Step, buf: &mut [u8]) -> Result<(), Error> {
@@ -554,11 +578,22 @@ impl Drop for Association {
     }
 }
 
+/// `Timeout` in `step` once `deadline` has passed. `timeout_at` alone does not do this: it
+/// looks at its timer only when the operation it wraps has to wait.
+fn past(deadline: Instant, step: Step) -> Result<(), Error> {
+    if Instant::now() >= deadline {
+        Err(Error::new(step, ErrorKind::Timeout))
+    } else {
+        Ok(())
+    }
+}
+
 /// Tries each address in turn. Each attempt gets an equal share of the time left, so a
 /// black-holed first address (often an IPv6 one) does not use up the whole deadline.
 async fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, Error> {
     let mut last = Error::new(Step::Connect, ErrorKind::NoAddress);
     for (i, addr) in addrs.iter().enumerate() {
+        past(deadline, Step::Connect)?;
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / (addrs.len() - i) as u32;
         match timeout_at(Instant::now() + share, TcpStream::connect(addr)).await {
