@@ -10,11 +10,14 @@ use dicom_ul::pdu::{
     AbortRQSource, AssociationAC, AssociationRJResult as Result_,
     AssociationRJServiceProviderASCEReason as Asce,
     AssociationRJServiceProviderPresentationReason as Presentation,
-    AssociationRJServiceUserReason as User, AssociationRJSource as Source, Pdu,
-    PresentationContextResult, PresentationContextResultReason,
+    AssociationRJServiceUserReason as User, AssociationRJSource as Source, PDataValue,
+    PDataValueType, Pdu, PresentationContextResult, PresentationContextResultReason,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use support::exporter::{Answer, Exporter};
-use support::scripted::{encode_pdu, Conn, ScriptedPeer};
+use support::scripted::{encode_pdu, response_command, Conn, ScriptedPeer};
+use tokio::io::AsyncWriteExt;
 
 const CONFIG: &str = "
 modules:
@@ -353,4 +356,86 @@ async fn element_length_larger_than_the_message() {
         "{}",
         answer.body
     );
+}
+
+/// A C-ECHO-RSP answers on the presentation context of its request, or it answers nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn echo_response_on_another_presentation_context() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        let Some((pc, rq, _)) = conn.read_message().await else {
+            return;
+        };
+        let Some(id) = rq
+            .get(dicom_dictionary_std::tags::MESSAGE_ID)
+            .and_then(|e| e.to_int::<u16>().ok())
+        else {
+            return;
+        };
+        let rsp = response_command(0x8030, id, "1.2.840.10008.1.1", 0x0000, false);
+        conn.send_message(pc + 2, &rsp, None).await;
+        conn.release().await;
+    })
+    .await;
+    let answer = probe(&peer).await;
+    answer.assert_failed("echo", "protocol_error");
+    assert_eq!(answer.metric("probe_dicom_status"), -1.0);
+}
+
+/// A C-ECHO-RSP carries no data set: one that announces one is refused when its command
+/// arrives, whether the data set is a few bytes or 40 MiB. Of the 40 MiB, the peer gets no
+/// further than what the sockets' buffers hold before the connection is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn data_set_on_an_echo_response_is_refused_before_it_is_read() {
+    for size in [10, 40 << 20] {
+        let written = Arc::new(AtomicUsize::new(0));
+        let counter = written.clone();
+        let peer = ScriptedPeer::start(move |mut conn: Conn| {
+            let written = counter.clone();
+            async move {
+                conn.accept().await;
+                let Some((pc, rq, _)) = conn.read_message().await else {
+                    return;
+                };
+                let Some(id) = rq
+                    .get(dicom_dictionary_std::tags::MESSAGE_ID)
+                    .and_then(|e| e.to_int::<u16>().ok())
+                else {
+                    return;
+                };
+                let rsp = response_command(0x8030, id, "1.2.840.10008.1.1", 0x0000, true);
+                conn.send_message(pc, &rsp, None).await;
+                // (0010,4000) LT, implicit VR, as long as the data set is to be.
+                let mut data = vec![0x10, 0x00, 0x00, 0x40];
+                data.extend_from_slice(&((size - 8) as u32).to_le_bytes());
+                data.resize(size, b'A');
+                let chunks: Vec<&[u8]> = data.chunks(16_000).collect();
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let pdu = encode_pdu(&Pdu::PData {
+                        data: vec![PDataValue {
+                            presentation_context_id: pc,
+                            value_type: PDataValueType::Data,
+                            is_last: i + 1 == chunks.len(),
+                            data: chunk.to_vec(),
+                        }],
+                    });
+                    if conn.stream.write_all(&pdu).await.is_err() {
+                        return;
+                    }
+                    written.fetch_add(chunk.len(), Ordering::Relaxed);
+                }
+                conn.release().await;
+            }
+        })
+        .await;
+        let answer = probe(&peer).await;
+        answer.assert_failed("echo", "protocol_error");
+        assert_eq!(answer.metric("probe_dicom_status"), -1.0);
+        drop(peer);
+        let written = written.load(Ordering::Relaxed);
+        assert!(
+            written < 16 << 20,
+            "{size}-byte data set: the exporter took {written} bytes of it"
+        );
+    }
 }

@@ -17,6 +17,14 @@
 //! checked before every PDU read and every write, and every PDU read spends a unit of the
 //! budget, so that a busy association still yields to the other probes on its thread.
 //!
+//! **Memory.** What a peer can make one association hold is bounded, and refused before it is
+//! buffered: one PDU of at most the `max_pdu_length` we announced (16 KiB by default, at most
+//! 1 MiB), held twice while it is decoded; one command set of at most [`MAX_COMMAND_BYTES`]
+//! (16 KiB); and one data set of at most what the caller of [`Association::receive_message`]
+//! accepts: none on a C-ECHO-RSP, [`MAX_IDENTIFIER_BYTES`] (64 KiB) for a C-FIND match, which
+//! the caller then parses. With the defaults that is about 200 KiB per association (2.2 MiB
+//! with the largest `max_pdu_length`), whatever the peer announces or sends.
+//!
 //! An association is released with [`Association::release`]; dropped any other way it sends
 //! A-ABORT (best effort, without waiting) and closes the socket.
 
@@ -48,8 +56,12 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("PACS_EXP_", env!("CARGO_P
 const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 /// Largest non-P-DATA PDU accepted; association PDUs are a few hundred bytes in practice.
 const MAX_CONTROL_PDU: u32 = 64 * 1024;
-/// Largest DIMSE message (command plus data set) accepted before the peer is called hostile.
-const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Largest command set accepted. Command sets are a few hundred bytes in practice; an
+/// ErrorComment or an offending element list fits many times over.
+pub(crate) const MAX_COMMAND_BYTES: usize = 16 * 1024;
+/// Largest C-FIND identifier (one match) accepted. A study or worklist match is a few KiB;
+/// a peer that sends more is refused before more is buffered.
+pub(crate) const MAX_IDENTIFIER_BYTES: usize = 64 * 1024;
 /// How long an A-ABORT over TLS may take in the background.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// A-ABORT, service user, no reason.
@@ -352,43 +364,74 @@ impl Association {
         self.write_all(Step::Exchange, &pdus).await
     }
 
-    /// Receives one DIMSE message, assembling PDVs by type: a PDU may carry the command and
-    /// the data set together, or either may be split across many PDUs.
-    pub async fn receive_message(&mut self) -> Result<Message, Error> {
+    /// Receives one DIMSE message on `presentation_context_id` (the context of the request it
+    /// answers), assembling PDVs by type: a PDU may carry the command and the data set
+    /// together, or either may be split across many PDUs.
+    ///
+    /// `max_data_set` is the largest data set the caller accepts, in bytes: 0 for a message
+    /// that carries none (a C-ECHO-RSP), [`MAX_IDENTIFIER_BYTES`] for a C-FIND match. A command
+    /// that announces a data set where none is accepted, and a data set or command set that
+    /// would grow past its cap, are protocol errors the moment they arrive, before anything
+    /// more is buffered.
+    pub async fn receive_message(
+        &mut self,
+        presentation_context_id: u8,
+        max_data_set: usize,
+    ) -> Result<Message, Error> {
         let mut command_bytes = Vec::new();
         let mut data = Vec::new();
         let mut command: Option<Command> = None;
-        let mut context_id = None;
         loop {
             let value = self.next_pdv().await?;
-            let id = value.presentation_context_id;
-            if *context_id.get_or_insert(id) != id {
+            if value.presentation_context_id != presentation_context_id {
                 return Err(Error::protocol(
                     Step::Exchange,
-                    "PDVs of one message on different presentation contexts",
+                    format!(
+                        "a response on presentation context {} to a request on {presentation_context_id}",
+                        value.presentation_context_id
+                    ),
                 ));
             }
             match (value.value_type, command.take()) {
                 (PDataValueType::Command, None) => {
-                    command_bytes.extend_from_slice(&value.data);
+                    if !append_capped(&mut command_bytes, &value.data, MAX_COMMAND_BYTES) {
+                        return Err(Error::protocol(
+                            Step::Exchange,
+                            format!("command set larger than {MAX_COMMAND_BYTES} bytes"),
+                        ));
+                    }
                     if value.is_last {
                         let parsed = Command::parse(&command_bytes)
                             .map_err(|e| Error::protocol(Step::Exchange, e))?;
                         if !parsed.has_data_set() {
                             return Ok(Message {
-                                presentation_context_id: id,
+                                presentation_context_id,
                                 command: parsed,
                                 data: None,
                             });
+                        }
+                        if max_data_set == 0 {
+                            return Err(Error::protocol(
+                                Step::Exchange,
+                                format!(
+                                    "a data set follows a response that carries none (command field {:?})",
+                                    parsed.command_field()
+                                ),
+                            ));
                         }
                         command = Some(parsed);
                     }
                 }
                 (PDataValueType::Data, Some(parsed)) => {
-                    data.extend_from_slice(&value.data);
+                    if !append_capped(&mut data, &value.data, max_data_set) {
+                        return Err(Error::protocol(
+                            Step::Exchange,
+                            format!("data set larger than {max_data_set} bytes"),
+                        ));
+                    }
                     if value.is_last {
                         return Ok(Message {
-                            presentation_context_id: id,
+                            presentation_context_id,
                             command: parsed,
                             data: Some(data),
                         });
@@ -401,12 +444,6 @@ impl Association {
                         format!("unexpected {value_type:?} PDV in message"),
                     ))
                 }
-            }
-            if command_bytes.len() + data.len() > MAX_MESSAGE_BYTES {
-                return Err(Error::protocol(
-                    Step::Exchange,
-                    format!("message larger than {MAX_MESSAGE_BYTES} bytes"),
-                ));
             }
         }
     }
@@ -578,6 +615,21 @@ impl Drop for Association {
     }
 }
 
+/// Appends `bytes` to `buffer` unless it would then hold more than `cap` bytes; says whether
+/// it did. The buffer's capacity never grows past `cap` (a plain `extend` may double it).
+fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8], cap: usize) -> bool {
+    let len = buffer.len() + bytes.len();
+    if len > cap {
+        return false;
+    }
+    if len > buffer.capacity() {
+        let capacity = (buffer.capacity() * 2).clamp(len, cap);
+        buffer.reserve_exact(capacity - buffer.len());
+    }
+    buffer.extend_from_slice(bytes);
+    true
+}
+
 /// `Timeout` in `step` once `deadline` has passed. `timeout_at` alone does not do this: it
 /// looks at its timer only when the operation it wraps has to wait.
 fn past(deadline: Instant, step: Step) -> Result<(), Error> {
@@ -636,5 +688,24 @@ fn io_error(step: Step, e: std::io::Error) -> Error {
             Error::new(step, ErrorKind::Closed)
         }
         _ => Error::new(step, ErrorKind::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_buffers_never_grow_past_their_cap() {
+        let mut buffer = Vec::new();
+        for _ in 0..9 {
+            assert!(append_capped(&mut buffer, &[7; 7_000], 64 * 1024));
+        }
+        assert!(!append_capped(&mut buffer, &[7; 7_000], 64 * 1024));
+        assert_eq!(buffer.len(), 63_000);
+        assert!(buffer.capacity() <= 64 * 1024, "{}", buffer.capacity());
+        assert!(append_capped(&mut buffer, &[7; 1_000], 64 * 1024));
+        assert!(!append_capped(&mut Vec::new(), &[1], 0));
+        assert!(append_capped(&mut Vec::new(), &[], 0));
     }
 }
