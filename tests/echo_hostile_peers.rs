@@ -12,6 +12,7 @@ use dicom_ul::pdu::{
     AssociationRJServiceProviderPresentationReason as Presentation,
     AssociationRJServiceUserReason as User, AssociationRJSource as Source, PDataValue,
     PDataValueType, Pdu, PresentationContextResult, PresentationContextResultReason,
+    UserVariableItem,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -355,6 +356,102 @@ async fn element_length_larger_than_the_message() {
         answer.metric("probe_duration_seconds") < 0.5,
         "{}",
         answer.body
+    );
+}
+
+/// Accepts with `user_variables` in place of the scripted peer's own, then answers a C-ECHO
+/// and a release.
+async fn identifying_as(user_variables: Vec<UserVariableItem>) -> ScriptedPeer {
+    ScriptedPeer::start(move |mut conn: Conn| {
+        let user_variables = user_variables.clone();
+        async move {
+            let Some(rq) = conn.read_request().await else {
+                return;
+            };
+            let Pdu::AssociationAC(ac) = Conn::accept_pdu(&rq) else {
+                return;
+            };
+            conn.write_pdu(&Pdu::AssociationAC(AssociationAC {
+                user_variables,
+                ..ac
+            }))
+            .await;
+            conn.echo_response(0x0000).await;
+            conn.release().await;
+        }
+    })
+    .await
+}
+
+/// The peer's implementation class UID and version name become label values: what the
+/// standard does not allow there fails the association, and the log shows it escaped and cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_identity_outside_the_standard_is_a_protocol_error() {
+    let uid = |s: &str| UserVariableItem::ImplementationClassUID(s.to_string());
+    let name = |s: &str| UserVariableItem::ImplementationVersionName(s.to_string());
+    let huge = "1.".repeat(30_000) + "1";
+    let cases = [
+        (uid("1.2.3\u{1b}[2J"), "implementation class UID"),
+        (uid(&huge), "implementation class UID"),
+        (uid("1.2.3.ABC"), "implementation class UID"),
+        (name("BELL\u{7}"), "implementation version name"),
+        (name("A_NAME_OF_17_CHAR"), "implementation version name"),
+        (name("line\nbreak"), "implementation version name"),
+    ];
+    for (item, field) in cases {
+        let mut items = vec![UserVariableItem::MaxLength(16384)];
+        if !matches!(item, UserVariableItem::ImplementationClassUID(_)) {
+            items.push(uid("1.2.3.4"));
+        }
+        items.push(item.clone());
+        let peer = identifying_as(items).await;
+        let answer = probe(&peer).await;
+        answer.assert_failed("associate", "protocol_error");
+        assert_eq!(
+            answer.metric(
+                "probe_dicom_peer_info{implementation_class_uid=\"\",implementation_version_name=\"\"}"
+            ),
+            1.0,
+            "{item:?}: {}",
+            answer.body
+        );
+
+        let debug = Exporter::new(CONFIG)
+            .get(
+                &format!(
+                    "/probe?module=echo&target={}&debug=true",
+                    peer.target("SCRIPTED").replace('@', "%40")
+                ),
+                &[("X-Prometheus-Scrape-Timeout-Seconds", "1.5")],
+            )
+            .await
+            .body;
+        assert!(debug.contains(field), "{item:?}: {debug}");
+        assert!(
+            !debug.chars().any(|c| c.is_control() && c != '\n'),
+            "{item:?}: control characters in the log:\n{debug}"
+        );
+        assert!(
+            !debug.contains(&"1.".repeat(100)),
+            "the whole UID is in the log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_version_name_leaves_its_label_empty() {
+    let peer = identifying_as(vec![
+        UserVariableItem::MaxLength(16384),
+        UserVariableItem::ImplementationClassUID("1.2.826.0.1.3680043.2.1143".to_string()),
+    ])
+    .await;
+    let answer = probe(&peer).await;
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(
+        answer.metric(
+            "probe_dicom_peer_info{implementation_class_uid=\"1.2.826.0.1.3680043.2.1143\",implementation_version_name=\"\"}"
+        ),
+        1.0
     );
 }
 

@@ -25,6 +25,11 @@
 //! the caller then parses. With the defaults that is about 200 KiB per association (2.2 MiB
 //! with the largest `max_pdu_length`), whatever the peer announces or sends.
 //!
+//! **Peer identity.** The implementation class UID and version name of the A-ASSOCIATE-AC
+//! become label values, so they are checked when the AC is read: a UID of 1–64 digits and dots
+//! (PS3.5 9.1), a name of 1–16 printable ISO 646 characters (PS3.7 D.3.3.2); anything else
+//! fails the association as a protocol error. A missing item leaves its label empty.
+//!
 //! An association is released with [`Association::release`]; dropped any other way it sends
 //! A-ABORT (best effort, without waiting) and closes the socket.
 
@@ -62,6 +67,8 @@ pub(crate) const MAX_COMMAND_BYTES: usize = 16 * 1024;
 /// Largest C-FIND identifier (one match) accepted. A study or worklist match is a few KiB;
 /// a peer that sends more is refused before more is buffered.
 pub(crate) const MAX_IDENTIFIER_BYTES: usize = 64 * 1024;
+/// How much of a peer-supplied value an error message shows.
+const SHOWN_CHARS: usize = 80;
 /// How long an A-ABORT over TLS may take in the background.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// A-ABORT, service user, no reason.
@@ -269,18 +276,8 @@ impl Association {
                 ))
             }
         };
-        for item in &accept.user_variables {
-            match item {
-                UserVariableItem::MaxLength(n) => self.peer.max_pdu_length = *n,
-                UserVariableItem::ImplementationClassUID(uid) => {
-                    self.peer.implementation_class_uid = uid.trim_end_matches('\0').to_string()
-                }
-                UserVariableItem::ImplementationVersionName(name) => {
-                    self.peer.implementation_version_name = name.trim().to_string()
-                }
-                _ => {}
-            }
-        }
+        self.peer = peer_info(&accept.user_variables)
+            .map_err(|detail| Error::protocol(Step::Associate, detail))?;
         // 0 means "no limit"; keep our writes reasonable anyway. A P-DATA PDU needs room for
         // its 6-byte PDV header and at least one byte.
         self.peer_max_pdu = match self.peer.max_pdu_length {
@@ -640,6 +637,63 @@ fn past(deadline: Instant, step: Step) -> Result<(), Error> {
     }
 }
 
+/// What the peer says about itself in the user information of its A-ASSOCIATE-AC. The
+/// implementation class UID and version name become label values, so a value that is not what
+/// PS3.7 D.3.3.2 allows is refused; the error shows it escaped and cut short.
+fn peer_info(items: &[UserVariableItem]) -> Result<PeerInfo, String> {
+    let mut peer = PeerInfo::default();
+    for item in items {
+        match item {
+            UserVariableItem::MaxLength(n) => peer.max_pdu_length = *n,
+            UserVariableItem::ImplementationClassUID(uid) => {
+                peer.implementation_class_uid = implementation_class_uid(uid)?
+            }
+            UserVariableItem::ImplementationVersionName(name) => {
+                peer.implementation_version_name = implementation_version_name(name)?
+            }
+            _ => {}
+        }
+    }
+    Ok(peer)
+}
+
+/// A UID (PS3.5 9.1): 1 to 64 characters, digits and dots, padded with NUL to even length
+/// (some peers pad with a space).
+fn implementation_class_uid(value: &str) -> Result<String, String> {
+    let uid = value.trim_end_matches(['\0', ' ']);
+    if (1..=64).contains(&uid.len()) && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        Ok(uid.to_string())
+    } else {
+        Err(format!(
+            "the implementation class UID in the A-ASSOCIATE-AC is not a UID of 1 to 64 digits and dots: {}",
+            shown(value)
+        ))
+    }
+}
+
+/// 1 to 16 characters of ISO 646's basic G0 set (printable ASCII, no control characters);
+/// padding is trimmed. An empty value is taken as no name.
+fn implementation_version_name(value: &str) -> Result<String, String> {
+    let name = value.trim_end_matches(['\0', ' ']);
+    if name.len() <= 16 && name.bytes().all(|b| (0x20..=0x7E).contains(&b)) {
+        Ok(name.trim_start_matches(' ').to_string())
+    } else {
+        Err(format!(
+            "the implementation version name in the A-ASSOCIATE-AC is not 1 to 16 printable characters: {}",
+            shown(value)
+        ))
+    }
+}
+
+/// A value a peer sent, as an error message may show it: quoted, every character outside
+/// printable ASCII escaped, cut after [`SHOWN_CHARS`] characters, with its length in bytes.
+pub(crate) fn shown(value: &str) -> String {
+    let mut escaped = value.escape_default();
+    let head: String = escaped.by_ref().take(SHOWN_CHARS).collect();
+    let cut = if escaped.next().is_some() { "…" } else { "" };
+    format!("\"{head}\"{cut} ({} bytes)", value.len())
+}
+
 /// Tries each address in turn. Each attempt gets an equal share of the time left, so a
 /// black-holed first address (often an IPv6 one) does not use up the whole deadline.
 async fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, Error> {
@@ -695,6 +749,76 @@ fn io_error(step: Step, e: std::io::Error) -> Error {
 mod tests {
     use super::*;
 
+    fn items(uid: &str, name: Option<&str>) -> Vec<UserVariableItem> {
+        let mut items = vec![
+            UserVariableItem::MaxLength(16384),
+            UserVariableItem::ImplementationClassUID(uid.to_string()),
+        ];
+        items.extend(name.map(|n| UserVariableItem::ImplementationVersionName(n.to_string())));
+        items
+    }
+
+    #[test]
+    fn peer_identity_within_the_standard_is_kept_without_padding() {
+        let peer = peer_info(&items(
+            "1.2.276.0.7230010.3.0.3.6.7\0",
+            Some("OFFIS_DCMTK_367 "),
+        ))
+        .unwrap();
+        assert_eq!(peer.implementation_class_uid, "1.2.276.0.7230010.3.0.3.6.7");
+        assert_eq!(peer.implementation_version_name, "OFFIS_DCMTK_367");
+        assert_eq!(peer.max_pdu_length, 16384);
+        let longest = "1.".repeat(31) + "12";
+        assert_eq!(
+            peer_info(&items(&longest, Some("0123456789ABCDEF")))
+                .unwrap()
+                .implementation_class_uid,
+            longest
+        );
+    }
+
+    #[test]
+    fn a_missing_version_name_is_an_empty_label() {
+        for name in [None, Some(""), Some("  ")] {
+            let peer = peer_info(&items("1.2.3", name)).unwrap();
+            assert_eq!(peer.implementation_version_name, "", "{name:?}");
+        }
+        assert_eq!(peer_info(&[]).unwrap(), PeerInfo::default());
+    }
+
+    #[test]
+    fn identities_outside_the_standard_are_refused_naming_the_field() {
+        let long_uid = "1.".repeat(32) + "1";
+        for uid in [
+            "",
+            "\0",
+            "1.2.3a",
+            "1.2.3\n",
+            "1.2 .3",
+            long_uid.as_str(),
+            "１.２",
+        ] {
+            let error = peer_info(&items(uid, Some("OK"))).unwrap_err();
+            assert!(
+                error.contains("implementation class UID"),
+                "{uid:?}: {error}"
+            );
+        }
+        for name in [
+            "SEVENTEEN_LETTERS",
+            "BAD\u{7}BELL",
+            "tab\there",
+            "ümlaut",
+            "a\nb",
+        ] {
+            let error = peer_info(&items("1.2.3", Some(name))).unwrap_err();
+            assert!(
+                error.contains("implementation version name"),
+                "{name:?}: {error}"
+            );
+        }
+    }
+
     #[test]
     fn capped_buffers_never_grow_past_their_cap() {
         let mut buffer = Vec::new();
@@ -707,5 +831,18 @@ mod tests {
         assert!(append_capped(&mut buffer, &[7; 1_000], 64 * 1024));
         assert!(!append_capped(&mut Vec::new(), &[1], 0));
         assert!(append_capped(&mut Vec::new(), &[], 0));
+    }
+
+    #[test]
+    fn shown_values_are_escaped_and_cut() {
+        assert_eq!(shown("1.2\u{1b}[31m"), r#""1.2\u{1b}[31m" (8 bytes)"#);
+        let long = "9".repeat(60_000);
+        let text = shown(&long);
+        assert!(
+            text.starts_with(&format!("\"{}\"…", "9".repeat(SHOWN_CHARS))),
+            "{text}"
+        );
+        assert!(text.ends_with("(60000 bytes)"), "{text}");
+        assert!(text.len() < 120);
     }
 }
