@@ -10,11 +10,15 @@ use dicom_ul::pdu::{
     AbortRQSource, AssociationAC, AssociationRJResult as Result_,
     AssociationRJServiceProviderASCEReason as Asce,
     AssociationRJServiceProviderPresentationReason as Presentation,
-    AssociationRJServiceUserReason as User, AssociationRJSource as Source, Pdu,
-    PresentationContextResult, PresentationContextResultReason,
+    AssociationRJServiceUserReason as User, AssociationRJSource as Source, PDataValue,
+    PDataValueType, Pdu, PresentationContextResult, PresentationContextResultReason,
+    UserVariableItem,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use support::exporter::{Answer, Exporter};
-use support::scripted::{encode_pdu, Conn, ScriptedPeer};
+use support::scripted::{encode_pdu, response_command, Conn, ScriptedPeer};
+use tokio::io::AsyncWriteExt;
 
 const CONFIG: &str = "
 modules:
@@ -353,4 +357,182 @@ async fn element_length_larger_than_the_message() {
         "{}",
         answer.body
     );
+}
+
+/// Accepts with `user_variables` in place of the scripted peer's own, then answers a C-ECHO
+/// and a release.
+async fn identifying_as(user_variables: Vec<UserVariableItem>) -> ScriptedPeer {
+    ScriptedPeer::start(move |mut conn: Conn| {
+        let user_variables = user_variables.clone();
+        async move {
+            let Some(rq) = conn.read_request().await else {
+                return;
+            };
+            let Pdu::AssociationAC(ac) = Conn::accept_pdu(&rq) else {
+                return;
+            };
+            conn.write_pdu(&Pdu::AssociationAC(AssociationAC {
+                user_variables,
+                ..ac
+            }))
+            .await;
+            conn.echo_response(0x0000).await;
+            conn.release().await;
+        }
+    })
+    .await
+}
+
+/// The peer's implementation class UID and version name become label values: what the
+/// standard does not allow there fails the association, and the log shows it escaped and cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_identity_outside_the_standard_is_a_protocol_error() {
+    let uid = |s: &str| UserVariableItem::ImplementationClassUID(s.to_string());
+    let name = |s: &str| UserVariableItem::ImplementationVersionName(s.to_string());
+    let huge = "1.".repeat(30_000) + "1";
+    let cases = [
+        (uid("1.2.3\u{1b}[2J"), "implementation class UID"),
+        (uid(&huge), "implementation class UID"),
+        (uid("1.2.3.ABC"), "implementation class UID"),
+        (name("BELL\u{7}"), "implementation version name"),
+        (name("A_NAME_OF_17_CHAR"), "implementation version name"),
+        (name("line\nbreak"), "implementation version name"),
+    ];
+    for (item, field) in cases {
+        let mut items = vec![UserVariableItem::MaxLength(16384)];
+        if !matches!(item, UserVariableItem::ImplementationClassUID(_)) {
+            items.push(uid("1.2.3.4"));
+        }
+        items.push(item.clone());
+        let peer = identifying_as(items).await;
+        let answer = probe(&peer).await;
+        answer.assert_failed("associate", "protocol_error");
+        assert_eq!(
+            answer.metric(
+                "probe_dicom_peer_info{implementation_class_uid=\"\",implementation_version_name=\"\"}"
+            ),
+            1.0,
+            "{item:?}: {}",
+            answer.body
+        );
+
+        let debug = Exporter::new(CONFIG)
+            .get(
+                &format!(
+                    "/probe?module=echo&target={}&debug=true",
+                    peer.target("SCRIPTED").replace('@', "%40")
+                ),
+                &[("X-Prometheus-Scrape-Timeout-Seconds", "1.5")],
+            )
+            .await
+            .body;
+        assert!(debug.contains(field), "{item:?}: {debug}");
+        assert!(
+            !debug.chars().any(|c| c.is_control() && c != '\n'),
+            "{item:?}: control characters in the log:\n{debug}"
+        );
+        assert!(
+            !debug.contains(&"1.".repeat(100)),
+            "the whole UID is in the log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_version_name_leaves_its_label_empty() {
+    let peer = identifying_as(vec![
+        UserVariableItem::MaxLength(16384),
+        UserVariableItem::ImplementationClassUID("1.2.826.0.1.3680043.2.1143".to_string()),
+    ])
+    .await;
+    let answer = probe(&peer).await;
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(
+        answer.metric(
+            "probe_dicom_peer_info{implementation_class_uid=\"1.2.826.0.1.3680043.2.1143\",implementation_version_name=\"\"}"
+        ),
+        1.0
+    );
+}
+
+/// A C-ECHO-RSP answers on the presentation context of its request, or it answers nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn echo_response_on_another_presentation_context() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        conn.accept().await;
+        let Some((pc, rq, _)) = conn.read_message().await else {
+            return;
+        };
+        let Some(id) = rq
+            .get(dicom_dictionary_std::tags::MESSAGE_ID)
+            .and_then(|e| e.to_int::<u16>().ok())
+        else {
+            return;
+        };
+        let rsp = response_command(0x8030, id, "1.2.840.10008.1.1", 0x0000, false);
+        conn.send_message(pc + 2, &rsp, None).await;
+        conn.release().await;
+    })
+    .await;
+    let answer = probe(&peer).await;
+    answer.assert_failed("echo", "protocol_error");
+    assert_eq!(answer.metric("probe_dicom_status"), -1.0);
+}
+
+/// A C-ECHO-RSP carries no data set: one that announces one is refused when its command
+/// arrives, whether the data set is a few bytes or 40 MiB. Of the 40 MiB, the peer gets no
+/// further than what the sockets' buffers hold before the connection is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn data_set_on_an_echo_response_is_refused_before_it_is_read() {
+    for size in [10, 40 << 20] {
+        let written = Arc::new(AtomicUsize::new(0));
+        let counter = written.clone();
+        let peer = ScriptedPeer::start(move |mut conn: Conn| {
+            let written = counter.clone();
+            async move {
+                conn.accept().await;
+                let Some((pc, rq, _)) = conn.read_message().await else {
+                    return;
+                };
+                let Some(id) = rq
+                    .get(dicom_dictionary_std::tags::MESSAGE_ID)
+                    .and_then(|e| e.to_int::<u16>().ok())
+                else {
+                    return;
+                };
+                let rsp = response_command(0x8030, id, "1.2.840.10008.1.1", 0x0000, true);
+                conn.send_message(pc, &rsp, None).await;
+                // (0010,4000) LT, implicit VR, as long as the data set is to be.
+                let mut data = vec![0x10, 0x00, 0x00, 0x40];
+                data.extend_from_slice(&((size - 8) as u32).to_le_bytes());
+                data.resize(size, b'A');
+                let chunks: Vec<&[u8]> = data.chunks(16_000).collect();
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let pdu = encode_pdu(&Pdu::PData {
+                        data: vec![PDataValue {
+                            presentation_context_id: pc,
+                            value_type: PDataValueType::Data,
+                            is_last: i + 1 == chunks.len(),
+                            data: chunk.to_vec(),
+                        }],
+                    });
+                    if conn.stream.write_all(&pdu).await.is_err() {
+                        return;
+                    }
+                    written.fetch_add(chunk.len(), Ordering::Relaxed);
+                }
+                conn.release().await;
+            }
+        })
+        .await;
+        let answer = probe(&peer).await;
+        answer.assert_failed("echo", "protocol_error");
+        assert_eq!(answer.metric("probe_dicom_status"), -1.0);
+        drop(peer);
+        let written = written.load(Ordering::Relaxed);
+        assert!(
+            written < 16 << 20,
+            "{size}-byte data set: the exporter took {written} bytes of it"
+        );
+    }
 }

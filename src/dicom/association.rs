@@ -7,6 +7,29 @@
 //! probe's deadline rather than by a per-PDU timeout. dicom-ul's own client folds connect and
 //! handshake errors together, which would blur the probe's failure stage.
 //!
+//! **Deadlines.** Every operation here returns [`ErrorKind::Timeout`] by the deadline, whatever
+//! the peer sends or withholds. A peer that withholds bytes is cut off by `timeout_at` around
+//! each read and write. A peer that keeps the socket busy (empty P-DATA PDUs, an endless fast
+//! C-FIND answer) is not: a read of data already there completes on its first poll, so
+//! `timeout_at` never looks at its timer; and when tokio's cooperative budget runs out, it runs
+//! out on a read that succeeded, so the next timer (this module's, or the probe's backstop) is
+//! polled without budget and stays pending while the task yields and reads on. So the clock is
+//! checked before every PDU read and every write, and every PDU read spends a unit of the
+//! budget, so that a busy association still yields to the other probes on its thread.
+//!
+//! **Memory.** What a peer can make one association hold is bounded, and refused before it is
+//! buffered: one PDU of at most the `max_pdu_length` we announced (16 KiB by default, at most
+//! 1 MiB), held twice while it is decoded; one command set of at most [`MAX_COMMAND_BYTES`]
+//! (16 KiB); and one data set of at most what the caller of [`Association::receive_message`]
+//! accepts: none on a C-ECHO-RSP, [`MAX_IDENTIFIER_BYTES`] (64 KiB) for a C-FIND match, which
+//! the caller then parses. With the defaults that is about 200 KiB per association (2.2 MiB
+//! with the largest `max_pdu_length`), whatever the peer announces or sends.
+//!
+//! **Peer identity.** The implementation class UID and version name of the A-ASSOCIATE-AC
+//! become label values, so they are checked when the AC is read: a UID of 1–64 digits and dots
+//! (PS3.5 9.1), a name of 1–16 printable ISO 646 characters (PS3.7 D.3.3.2); anything else
+//! fails the association as a protocol error. A missing item leaves its label empty.
+//!
 //! An association is released with [`Association::release`]; dropped any other way it sends
 //! A-ABORT (best effort, without waiting) and closes the socket.
 
@@ -38,8 +61,14 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("PACS_EXP_", env!("CARGO_P
 const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 /// Largest non-P-DATA PDU accepted; association PDUs are a few hundred bytes in practice.
 const MAX_CONTROL_PDU: u32 = 64 * 1024;
-/// Largest DIMSE message (command plus data set) accepted before the peer is called hostile.
-const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Largest command set accepted. Command sets are a few hundred bytes in practice; an
+/// ErrorComment or an offending element list fits many times over.
+pub(crate) const MAX_COMMAND_BYTES: usize = 16 * 1024;
+/// Largest C-FIND identifier (one match) accepted. A study or worklist match is a few KiB;
+/// a peer that sends more is refused before more is buffered.
+pub(crate) const MAX_IDENTIFIER_BYTES: usize = 64 * 1024;
+/// How much of a peer-supplied value an error message shows.
+const SHOWN_CHARS: usize = 80;
 /// How long an A-ABORT over TLS may take in the background.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// A-ABORT, service user, no reason.
@@ -167,6 +196,7 @@ impl Association {
         let stream = match &options.tls {
             None => Stream::Plain(stream),
             Some(tls) => {
+                past(deadline, Step::Tls)?;
                 let handshake_start = Instant::now();
                 let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
                 let handshake =
@@ -246,18 +276,8 @@ impl Association {
                 ))
             }
         };
-        for item in &accept.user_variables {
-            match item {
-                UserVariableItem::MaxLength(n) => self.peer.max_pdu_length = *n,
-                UserVariableItem::ImplementationClassUID(uid) => {
-                    self.peer.implementation_class_uid = uid.trim_end_matches('\0').to_string()
-                }
-                UserVariableItem::ImplementationVersionName(name) => {
-                    self.peer.implementation_version_name = name.trim().to_string()
-                }
-                _ => {}
-            }
-        }
+        self.peer = peer_info(&accept.user_variables)
+            .map_err(|detail| Error::protocol(Step::Associate, detail))?;
         // 0 means "no limit"; keep our writes reasonable anyway. A P-DATA PDU needs room for
         // its 6-byte PDV header and at least one byte.
         self.peer_max_pdu = match self.peer.max_pdu_length {
@@ -341,43 +361,74 @@ impl Association {
         self.write_all(Step::Exchange, &pdus).await
     }
 
-    /// Receives one DIMSE message, assembling PDVs by type: a PDU may carry the command and
-    /// the data set together, or either may be split across many PDUs.
-    pub async fn receive_message(&mut self) -> Result<Message, Error> {
+    /// Receives one DIMSE message on `presentation_context_id` (the context of the request it
+    /// answers), assembling PDVs by type: a PDU may carry the command and the data set
+    /// together, or either may be split across many PDUs.
+    ///
+    /// `max_data_set` is the largest data set the caller accepts, in bytes: 0 for a message
+    /// that carries none (a C-ECHO-RSP), [`MAX_IDENTIFIER_BYTES`] for a C-FIND match. A command
+    /// that announces a data set where none is accepted, and a data set or command set that
+    /// would grow past its cap, are protocol errors the moment they arrive, before anything
+    /// more is buffered.
+    pub async fn receive_message(
+        &mut self,
+        presentation_context_id: u8,
+        max_data_set: usize,
+    ) -> Result<Message, Error> {
         let mut command_bytes = Vec::new();
         let mut data = Vec::new();
         let mut command: Option<Command> = None;
-        let mut context_id = None;
         loop {
             let value = self.next_pdv().await?;
-            let id = value.presentation_context_id;
-            if *context_id.get_or_insert(id) != id {
+            if value.presentation_context_id != presentation_context_id {
                 return Err(Error::protocol(
                     Step::Exchange,
-                    "PDVs of one message on different presentation contexts",
+                    format!(
+                        "a response on presentation context {} to a request on {presentation_context_id}",
+                        value.presentation_context_id
+                    ),
                 ));
             }
             match (value.value_type, command.take()) {
                 (PDataValueType::Command, None) => {
-                    command_bytes.extend_from_slice(&value.data);
+                    if !append_capped(&mut command_bytes, &value.data, MAX_COMMAND_BYTES) {
+                        return Err(Error::protocol(
+                            Step::Exchange,
+                            format!("command set larger than {MAX_COMMAND_BYTES} bytes"),
+                        ));
+                    }
                     if value.is_last {
                         let parsed = Command::parse(&command_bytes)
                             .map_err(|e| Error::protocol(Step::Exchange, e))?;
                         if !parsed.has_data_set() {
                             return Ok(Message {
-                                presentation_context_id: id,
+                                presentation_context_id,
                                 command: parsed,
                                 data: None,
                             });
+                        }
+                        if max_data_set == 0 {
+                            return Err(Error::protocol(
+                                Step::Exchange,
+                                format!(
+                                    "a data set follows a response that carries none (command field {:?})",
+                                    parsed.command_field()
+                                ),
+                            ));
                         }
                         command = Some(parsed);
                     }
                 }
                 (PDataValueType::Data, Some(parsed)) => {
-                    data.extend_from_slice(&value.data);
+                    if !append_capped(&mut data, &value.data, max_data_set) {
+                        return Err(Error::protocol(
+                            Step::Exchange,
+                            format!("data set larger than {max_data_set} bytes"),
+                        ));
+                    }
                     if value.is_last {
                         return Ok(Message {
-                            presentation_context_id: id,
+                            presentation_context_id,
                             command: parsed,
                             data: Some(data),
                         });
@@ -391,12 +442,6 @@ impl Association {
                     ))
                 }
             }
-            if command_bytes.len() + data.len() > MAX_MESSAGE_BYTES {
-                return Err(Error::protocol(
-                    Step::Exchange,
-                    format!("message larger than {MAX_MESSAGE_BYTES} bytes"),
-                ));
-            }
         }
     }
 
@@ -404,6 +449,7 @@ impl Association {
     /// one message), or the first of a new one.
     async fn next_pdv(&mut self) -> Result<PDataValue, Error> {
         loop {
+            self.check_deadline(Step::Exchange)?;
             if let Some(value) = self.pending.pop_front() {
                 return Ok(value);
             }
@@ -465,6 +511,7 @@ impl Association {
     }
 
     async fn write_all(&mut self, step: Step, bytes: &[u8]) -> Result<(), Error> {
+        self.check_deadline(step)?;
         timeout_at(self.deadline, self.stream.write_all(bytes))
             .await
             .map_err(|_| Error::new(step, ErrorKind::Timeout))?
@@ -473,7 +520,13 @@ impl Association {
 
     /// Reads one whole PDU. The length in its header is checked before anything is buffered,
     /// so a peer announcing gigabytes cannot make us allocate them.
+    ///
+    /// A peer that keeps sending (empty P-DATA PDUs, an endless answer) never makes a read
+    /// wait, so the deadline is checked here, before each PDU, and each PDU spends tokio's
+    /// cooperative budget so that the task yields to others now and then.
     async fn receive_pdu(&mut self, step: Step) -> Result<Pdu, Error> {
+        tokio::task::consume_budget().await;
+        self.check_deadline(step)?;
         let mut header = [0u8; 6];
         self.read_exact(step, &mut header).await?;
         let pdu_type = header[0];
@@ -510,6 +563,11 @@ impl Association {
             Ok(None) => Err(Error::protocol(step, "truncated PDU")),
             Err(e) => Err(Error::protocol(step, format!("malformed PDU: {e}"))),
         }
+    }
+
+    /// `Timeout` once the deadline has passed.
+    fn check_deadline(&self, step: Step) -> Result<(), Error> {
+        past(self.deadline, step)
     }
 
     async fn read_exact(&mut self, step: Step, buf: &mut [u8]) -> Result<(), Error> {
@@ -554,11 +612,94 @@ impl Drop for Association {
     }
 }
 
+/// Appends `bytes` to `buffer` unless it would then hold more than `cap` bytes; says whether
+/// it did. The buffer's capacity never grows past `cap` (a plain `extend` may double it).
+fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8], cap: usize) -> bool {
+    let len = buffer.len() + bytes.len();
+    if len > cap {
+        return false;
+    }
+    if len > buffer.capacity() {
+        let capacity = (buffer.capacity() * 2).clamp(len, cap);
+        buffer.reserve_exact(capacity - buffer.len());
+    }
+    buffer.extend_from_slice(bytes);
+    true
+}
+
+/// `Timeout` in `step` once `deadline` has passed. `timeout_at` alone does not do this: it
+/// looks at its timer only when the operation it wraps has to wait.
+fn past(deadline: Instant, step: Step) -> Result<(), Error> {
+    if Instant::now() >= deadline {
+        Err(Error::new(step, ErrorKind::Timeout))
+    } else {
+        Ok(())
+    }
+}
+
+/// What the peer says about itself in the user information of its A-ASSOCIATE-AC. The
+/// implementation class UID and version name become label values, so a value that is not what
+/// PS3.7 D.3.3.2 allows is refused; the error shows it escaped and cut short.
+fn peer_info(items: &[UserVariableItem]) -> Result<PeerInfo, String> {
+    let mut peer = PeerInfo::default();
+    for item in items {
+        match item {
+            UserVariableItem::MaxLength(n) => peer.max_pdu_length = *n,
+            UserVariableItem::ImplementationClassUID(uid) => {
+                peer.implementation_class_uid = implementation_class_uid(uid)?
+            }
+            UserVariableItem::ImplementationVersionName(name) => {
+                peer.implementation_version_name = implementation_version_name(name)?
+            }
+            _ => {}
+        }
+    }
+    Ok(peer)
+}
+
+/// A UID (PS3.5 9.1): 1 to 64 characters, digits and dots, padded with NUL to even length
+/// (some peers pad with a space).
+fn implementation_class_uid(value: &str) -> Result<String, String> {
+    let uid = value.trim_end_matches(['\0', ' ']);
+    if (1..=64).contains(&uid.len()) && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        Ok(uid.to_string())
+    } else {
+        Err(format!(
+            "the implementation class UID in the A-ASSOCIATE-AC is not a UID of 1 to 64 digits and dots: {}",
+            shown(value)
+        ))
+    }
+}
+
+/// 1 to 16 characters of ISO 646's basic G0 set (printable ASCII, no control characters);
+/// padding is trimmed. An empty value is taken as no name.
+fn implementation_version_name(value: &str) -> Result<String, String> {
+    let name = value.trim_end_matches(['\0', ' ']);
+    if name.len() <= 16 && name.bytes().all(|b| (0x20..=0x7E).contains(&b)) {
+        Ok(name.trim_start_matches(' ').to_string())
+    } else {
+        Err(format!(
+            "the implementation version name in the A-ASSOCIATE-AC is not 1 to 16 printable characters: {}",
+            shown(value)
+        ))
+    }
+}
+
+/// A value a peer sent, as an error message may show it: quoted, every character outside
+/// printable ASCII escaped, cut after [`SHOWN_CHARS`] characters, with its length in bytes.
+pub(crate) fn shown(value: &str) -> String {
+    let mut escaped = value.escape_default();
+    let head: String = escaped.by_ref().take(SHOWN_CHARS).collect();
+    let cut = if escaped.next().is_some() { "…" } else { "" };
+    format!("\"{head}\"{cut} ({} bytes)", value.len())
+}
+
 /// Tries each address in turn. Each attempt gets an equal share of the time left, so a
 /// black-holed first address (often an IPv6 one) does not use up the whole deadline.
 async fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, Error> {
     let mut last = Error::new(Step::Connect, ErrorKind::NoAddress);
     for (i, addr) in addrs.iter().enumerate() {
+        past(deadline, Step::Connect)?;
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / (addrs.len() - i) as u32;
         match timeout_at(Instant::now() + share, TcpStream::connect(addr)).await {
@@ -601,5 +742,107 @@ fn io_error(step: Step, e: std::io::Error) -> Error {
             Error::new(step, ErrorKind::Closed)
         }
         _ => Error::new(step, ErrorKind::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(uid: &str, name: Option<&str>) -> Vec<UserVariableItem> {
+        let mut items = vec![
+            UserVariableItem::MaxLength(16384),
+            UserVariableItem::ImplementationClassUID(uid.to_string()),
+        ];
+        items.extend(name.map(|n| UserVariableItem::ImplementationVersionName(n.to_string())));
+        items
+    }
+
+    #[test]
+    fn peer_identity_within_the_standard_is_kept_without_padding() {
+        let peer = peer_info(&items(
+            "1.2.276.0.7230010.3.0.3.6.7\0",
+            Some("OFFIS_DCMTK_367 "),
+        ))
+        .unwrap();
+        assert_eq!(peer.implementation_class_uid, "1.2.276.0.7230010.3.0.3.6.7");
+        assert_eq!(peer.implementation_version_name, "OFFIS_DCMTK_367");
+        assert_eq!(peer.max_pdu_length, 16384);
+        let longest = "1.".repeat(31) + "12";
+        assert_eq!(
+            peer_info(&items(&longest, Some("0123456789ABCDEF")))
+                .unwrap()
+                .implementation_class_uid,
+            longest
+        );
+    }
+
+    #[test]
+    fn a_missing_version_name_is_an_empty_label() {
+        for name in [None, Some(""), Some("  ")] {
+            let peer = peer_info(&items("1.2.3", name)).unwrap();
+            assert_eq!(peer.implementation_version_name, "", "{name:?}");
+        }
+        assert_eq!(peer_info(&[]).unwrap(), PeerInfo::default());
+    }
+
+    #[test]
+    fn identities_outside_the_standard_are_refused_naming_the_field() {
+        let long_uid = "1.".repeat(32) + "1";
+        for uid in [
+            "",
+            "\0",
+            "1.2.3a",
+            "1.2.3\n",
+            "1.2 .3",
+            long_uid.as_str(),
+            "１.２",
+        ] {
+            let error = peer_info(&items(uid, Some("OK"))).unwrap_err();
+            assert!(
+                error.contains("implementation class UID"),
+                "{uid:?}: {error}"
+            );
+        }
+        for name in [
+            "SEVENTEEN_LETTERS",
+            "BAD\u{7}BELL",
+            "tab\there",
+            "ümlaut",
+            "a\nb",
+        ] {
+            let error = peer_info(&items("1.2.3", Some(name))).unwrap_err();
+            assert!(
+                error.contains("implementation version name"),
+                "{name:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn capped_buffers_never_grow_past_their_cap() {
+        let mut buffer = Vec::new();
+        for _ in 0..9 {
+            assert!(append_capped(&mut buffer, &[7; 7_000], 64 * 1024));
+        }
+        assert!(!append_capped(&mut buffer, &[7; 7_000], 64 * 1024));
+        assert_eq!(buffer.len(), 63_000);
+        assert!(buffer.capacity() <= 64 * 1024, "{}", buffer.capacity());
+        assert!(append_capped(&mut buffer, &[7; 1_000], 64 * 1024));
+        assert!(!append_capped(&mut Vec::new(), &[1], 0));
+        assert!(append_capped(&mut Vec::new(), &[], 0));
+    }
+
+    #[test]
+    fn shown_values_are_escaped_and_cut() {
+        assert_eq!(shown("1.2\u{1b}[31m"), r#""1.2\u{1b}[31m" (8 bytes)"#);
+        let long = "9".repeat(60_000);
+        let text = shown(&long);
+        assert!(
+            text.starts_with(&format!("\"{}\"…", "9".repeat(SHOWN_CHARS))),
+            "{text}"
+        );
+        assert!(text.ends_with("(60000 bytes)"), "{text}");
+        assert!(text.len() < 120);
     }
 }

@@ -16,6 +16,7 @@ use dicom_transfer_syntax_registry::entries::{
     EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
 };
 
+use super::association::MAX_IDENTIFIER_BYTES;
 use super::guard::RawElement;
 use super::message::{command_field, encode_command, status_is_failure};
 use super::query::{self, QueryKeys};
@@ -128,7 +129,9 @@ pub async fn find(
 
     let mut matches = 0;
     loop {
-        let message = association.receive_message().await?;
+        let message = association
+            .receive_message(context.id, MAX_IDENTIFIER_BYTES)
+            .await?;
         let command = &message.command;
         let status = command
             .response_status(command_field::C_FIND_RSP, "C-FIND-RSP", message_id)

@@ -397,7 +397,8 @@ pub async fn run(
     let outcome = tokio::select! {
         biased;
         outcome = probe => outcome,
-        () = tokio::time::sleep_until(deadline) => Err(Failure {
+        // Unconstrained: a prober that spent the task's coop budget must not starve its timer.
+        () = tokio::task::unconstrained(tokio::time::sleep_until(deadline)) => Err(Failure {
             peer: progress.peer(),
             ..Failure::new(progress.stage(), Reason::Timeout, "the probe's deadline passed")
         }),
