@@ -28,34 +28,104 @@ pub const DEFAULT_CALLED_AET: &str = "ANY-SCP";
 /// The largest PDU we tell peers we accept, unless the module says otherwise.
 pub const DEFAULT_MAX_PDU_LENGTH: u32 = 16_384;
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// A validated config: every module a closed [`Prober`] with its own options.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Config {
     /// CIDRs or host names (optionally with `:port`) a probe may reach; empty means any.
-    #[serde(default)]
     pub allowed_targets: Vec<String>,
-    #[serde(default)]
     pub modules: BTreeMap<String, Module>,
     /// `allowed_targets`, parsed.
     #[serde(skip)]
     pub allow: AllowList,
 }
 
+/// modules.yml as written, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    allowed_targets: Vec<String>,
+    #[serde(default)]
+    modules: BTreeMap<String, ModuleFile>,
+}
+
+/// A validated module. Serialized back in the file's shape (`prober:` and its block).
+#[derive(Clone, Debug, Serialize)]
+#[serde(into = "ModuleFile")]
+pub struct Module {
+    pub prober: Prober,
+    /// Upper bound of a probe's run time; the scrape timeout may shorten it.
+    pub timeout: PromDuration,
+    pub dicom: DicomOptions,
+}
+
+/// Which check a module runs, with that check's own options: after validation a prober never
+/// re-checks what the loader guaranteed.
+#[derive(Clone, Debug)]
+pub enum Prober {
+    Echo,
+    Find(FindOptions),
+    SendCheck(Box<SendCheckOptions>),
+}
+
+impl Prober {
+    pub fn kind(&self) -> ProberKind {
+        match self {
+            Prober::Echo => ProberKind::Echo,
+            Prober::Find(_) => ProberKind::Find,
+            Prober::SendCheck(_) => ProberKind::SendCheck,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+}
+
+/// A module as written in modules.yml.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Module {
-    pub prober: ProberKind,
-    /// Upper bound of a probe's run time; the scrape timeout may shorten it.
+struct ModuleFile {
+    prober: ProberKind,
     #[serde(default = "default_timeout")]
-    pub timeout: PromDuration,
+    timeout: PromDuration,
     #[serde(default)]
-    pub dicom: DicomOptions,
-    /// Settings of the `find` prober.
+    dicom: DicomOptions,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub find: Option<FindOptions>,
-    /// Settings of the `send_check` prober.
+    find: Option<FindOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub send_check: Option<SendCheckOptions>,
+    send_check: Option<SendCheckOptions>,
+}
+
+impl From<Module> for ModuleFile {
+    fn from(module: Module) -> ModuleFile {
+        let (find, send_check) = match module.prober {
+            Prober::Echo => (None, None),
+            Prober::Find(find) => (Some(find), None),
+            Prober::SendCheck(check) => (None, Some(*check)),
+        };
+        ModuleFile {
+            prober: match (&find, &send_check) {
+                (Some(_), _) => ProberKind::Find,
+                (_, Some(_)) => ProberKind::SendCheck,
+                _ => ProberKind::Echo,
+            },
+            timeout: module.timeout,
+            dicom: module.dicom,
+            find,
+            send_check,
+        }
+    }
+}
+
+impl Module {
+    /// The send_check options, for a send_check module.
+    pub fn send_check(&self) -> Option<&SendCheckOptions> {
+        match &self.prober {
+            Prober::SendCheck(check) => Some(check),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -457,9 +527,9 @@ impl Config {
         }
         // serde_path_to_error names the key even where the YAML library's own path stops at
         // the enclosing mapping (errors raised by our own types: durations, AE titles).
-        let config: Config = serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(
-            text,
-        ))
+        let file: ConfigFile = serde_path_to_error::deserialize(
+            yaml_serde::Deserializer::from_str(text),
+        )
         .map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
@@ -476,51 +546,27 @@ impl Config {
                 format!("{path}: {inner}")
             }
         })?;
-        let mut config = config;
-        config.allow = AllowList::parse(&config.allowed_targets)
-            .map_err(|e| format!("allowed_targets: {e}"))?;
-        if config.modules.is_empty() {
+        let allow =
+            AllowList::parse(&file.allowed_targets).map_err(|e| format!("allowed_targets: {e}"))?;
+        if file.modules.is_empty() {
             return Err(NO_MODULES.into());
         }
-        config.validate()?;
-        config.load_tls(base)?;
-        Ok(config)
-    }
-
-    /// Builds every module's TLS client config, so unreadable files fail the load.
-    fn load_tls(&mut self, base: &Path) -> Result<(), String> {
-        for (name, module) in &mut self.modules {
-            if let Some(tls) = &mut module.dicom.tls {
-                tls.build(base)
-                    .map_err(|e| format!("modules.{name}.dicom.tls.{e}"))?;
-            }
-            if let Some(tls) = module
-                .send_check
-                .as_mut()
-                .and_then(|c| c.destination_dicom.tls.as_mut())
-            {
-                tls.build(base)
-                    .map_err(|e| format!("modules.{name}.send_check.destination_dicom.tls.{e}"))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        for (name, module) in &self.modules {
+        let mut modules = BTreeMap::new();
+        for (name, module) in file.modules {
             if name.is_empty() {
                 return Err("modules: a module has an empty name".into());
             }
-            if module.timeout.0.is_zero() {
-                return Err(format!("modules.{name}.timeout: must be greater than 0"));
-            }
-            check_pdu(
-                &format!("modules.{name}.dicom"),
-                module.dicom.max_pdu_length,
-            )?;
-            module.validate_prober_block(name)?;
+            let mut module = module.validated(&name)?;
+            module
+                .load_tls(base)
+                .map_err(|e| format!("modules.{name}.{e}"))?;
+            modules.insert(name, module);
         }
-        Ok(())
+        Ok(Config {
+            allowed_targets: file.allowed_targets,
+            modules,
+            allow,
+        })
     }
 
     /// The config as YAML, for `/config` and `debug=true`.
@@ -536,7 +582,7 @@ impl Config {
         let process_in_utc = chrono::Local::now().offset().local_minus_utc() == 0;
         self.modules
             .iter()
-            .filter(|(_, m)| m.send_check.as_ref().is_some_and(|c| c.timezone.is_none()))
+            .filter(|(_, m)| m.send_check().is_some_and(|c| c.timezone.is_none()))
             .filter(|_| process_in_utc)
             .map(|(name, _)| {
                 format!(
@@ -571,13 +617,19 @@ fn check_pdu(path: &str, pdu: u32) -> Result<(), String> {
     }
 }
 
-impl Module {
-    /// Each prober has its own block; a block for another prober is a mistake worth naming.
-    fn validate_prober_block(&self, name: &str) -> Result<(), String> {
+impl ModuleFile {
+    /// Checks the module and closes it into a [`Module`]: each prober has its own block, and a
+    /// block for another prober is a mistake worth naming.
+    fn validated(self, name: &str) -> Result<Module, String> {
         let path = format!("modules.{name}");
-        match (self.prober, &self.find, &self.send_check) {
-            (ProberKind::Find, _, None) | (ProberKind::Echo, None, None) => {}
-            (ProberKind::SendCheck, None, Some(_)) => {}
+        if self.timeout.0.is_zero() {
+            return Err(format!("{path}.timeout: must be greater than 0"));
+        }
+        check_pdu(&format!("{path}.dicom"), self.dicom.max_pdu_length)?;
+        let prober = match (self.prober, self.find, self.send_check) {
+            (ProberKind::Echo, None, None) => Prober::Echo,
+            (ProberKind::Find, find, None) => Prober::Find(find.unwrap_or_default()),
+            (ProberKind::SendCheck, None, Some(check)) => Prober::SendCheck(Box::new(check)),
             (ProberKind::SendCheck, _, None) => {
                 return Err(format!(
                     "{path}.send_check: required by prober send_check (it names the destination)"
@@ -595,8 +647,8 @@ impl Module {
                     prober.name()
                 ))
             }
-        }
-        if let Some(find) = &self.find {
+        };
+        if let Prober::Find(find) = &prober {
             query::validate(&find.query).map_err(|e| format!("{path}.find.query: {e}"))?;
             reserved_keys(&find.query, &["QueryRetrieveLevel"], "set by find.level")
                 .map_err(|e| format!("{path}.find.query.{e}"))?;
@@ -604,7 +656,7 @@ impl Module {
                 return Err(format!("{path}.find.level: a worklist query has no level"));
             }
         }
-        if let Some(check) = &self.send_check {
+        if let Prober::SendCheck(check) = &prober {
             query::validate(&check.query).map_err(|e| format!("{path}.send_check.query: {e}"))?;
             reserved_keys(
                 &check.query,
@@ -644,6 +696,27 @@ impl Module {
             labels.dedup();
             if labels.len() != check.labels.len() {
                 return Err(format!("{path}.send_check.labels: a label is listed twice"));
+            }
+        }
+        Ok(Module {
+            prober,
+            timeout: self.timeout,
+            dicom: self.dicom,
+        })
+    }
+}
+
+impl Module {
+    /// Builds the module's TLS client configs, so unreadable files fail the load; the error
+    /// names the key below the module.
+    fn load_tls(&mut self, base: &Path) -> Result<(), String> {
+        if let Some(tls) = &mut self.dicom.tls {
+            tls.build(base).map_err(|e| format!("dicom.tls.{e}"))?;
+        }
+        if let Prober::SendCheck(check) = &mut self.prober {
+            if let Some(tls) = &mut check.destination_dicom.tls {
+                tls.build(base)
+                    .map_err(|e| format!("send_check.destination_dicom.tls.{e}"))?;
             }
         }
         Ok(())
@@ -877,7 +950,11 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("modules.yml");
         let config = Config::load(&path).expect("shipped modules.yml loads");
         let echo = &config.modules["echo"];
-        assert_eq!(echo.prober, ProberKind::Echo);
+        assert_eq!(echo.prober.kind(), ProberKind::Echo);
+        let Prober::SendCheck(check) = &config.modules["send_check"].prober else {
+            panic!("the shipped send_check module is a send_check");
+        };
+        assert_eq!(check.max_confirmations, 200);
 
         let config = Config::parse("modules:\n  m:\n    prober: echo\n").unwrap();
         let m = &config.modules["m"];
@@ -885,5 +962,22 @@ mod tests {
         assert_eq!(m.dicom.calling_aet.as_str(), DEFAULT_CALLING_AET);
         assert_eq!(m.dicom.called_aet.as_str(), DEFAULT_CALLED_AET);
         assert_eq!(m.dicom.max_pdu_length, DEFAULT_MAX_PDU_LENGTH);
+    }
+
+    /// `/config` shows a module in the file's shape, and that text loads back the same.
+    #[test]
+    fn a_config_renders_back_to_the_same_modules() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("modules.yml");
+        let config = Config::load(&path).expect("shipped modules.yml loads");
+        let yaml = config.to_yaml();
+        let again = Config::parse(&yaml).expect("rendered config loads");
+        assert_eq!(again.to_yaml(), yaml);
+        for (name, module) in &config.modules {
+            assert_eq!(
+                again.modules[name].prober.kind(),
+                module.prober.kind(),
+                "{name}"
+            );
+        }
     }
 }

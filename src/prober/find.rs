@@ -14,7 +14,7 @@ use crate::dicom::find::{find, Identifier};
 /// The most matches one probe reads before it calls the answer too large.
 const MAX_MATCHES: usize = 100_000;
 
-pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
+pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<(), Failure> {
     let metrics = AssociationMetrics::register(ctx);
     let duration = gauge(
         ctx.registry,
@@ -27,12 +27,11 @@ pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
         "Matches the C-FIND returned.",
     );
 
-    let options = ctx.module.find.clone().unwrap_or_default();
     let model = options.model.information_model();
     let mut association = metrics.associate(ctx, &[model.sop_class()]).await?;
 
     ctx.enter(Stage::Find);
-    let identifier = identifier(&options);
+    let identifier = identifier(options);
     let start = Instant::now();
     let answer = find(
         &mut association,

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use chrono::NaiveDateTime;
 
 use crate::allow::AllowList;
-use crate::config::{Module, ProberKind, TimeZone};
+use crate::config::{Module, Prober, ProberKind, TimeZone};
 use crate::dicom;
 use crate::target::Target;
 
@@ -368,9 +368,10 @@ pub async fn run(
 ) -> ProbeResult {
     let start = Instant::now();
     let registry = progress.registry.clone();
-    progress
-        .names_peers
-        .store(module.prober == ProberKind::SendCheck, Ordering::Relaxed);
+    progress.names_peers.store(
+        module.prober.kind() == ProberKind::SendCheck,
+        Ordering::Relaxed,
+    );
     let ctx = ProbeContext {
         target,
         module,
@@ -386,10 +387,10 @@ pub async fn run(
         timeout.as_secs_f64()
     ));
     let probe = async {
-        match module.prober {
-            ProberKind::Echo => echo::probe(&ctx).await,
-            ProberKind::Find => find::probe(&ctx).await,
-            ProberKind::SendCheck => send_check::probe(&ctx).await,
+        match &module.prober {
+            Prober::Echo => echo::probe(&ctx).await,
+            Prober::Find(options) => find::probe(&ctx, options).await,
+            Prober::SendCheck(options) => send_check::probe(&ctx, options).await,
         }
     };
     // The probers keep the deadline themselves (and abort cleanly); this is the backstop.

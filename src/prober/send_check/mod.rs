@@ -32,7 +32,7 @@ use self::destination::Survey;
 use self::metrics::Metrics;
 use self::side::{Endpoint, Side};
 use super::peer::incomplete_failure;
-use super::{Failure, Peer, ProbeContext, Reason, Stage};
+use super::{Failure, Peer, ProbeContext};
 use crate::config::{SendCheckOptions, StudyLabel};
 use crate::dicom::charset::label_value;
 use crate::dicom::study::{StudyMatch, StudyQuery, StudySelection};
@@ -40,14 +40,7 @@ use crate::dicom::study::{StudyMatch, StudyQuery, StudySelection};
 /// Longest value of an opt-in label (patient name, IDs…), in characters.
 const MAX_LABEL_CHARS: usize = 128;
 
-pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
-    let Some(options) = ctx.module.send_check.as_ref() else {
-        return Err(Failure::new(
-            Stage::FindSource,
-            Reason::ProtocolError,
-            "module has no send_check block",
-        ));
-    };
+pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result<(), Failure> {
     let metrics = Metrics::register(ctx, &options.labels);
     let window = Window {
         now: Utc::now(),
