@@ -41,6 +41,52 @@ fn config_check_exits_0_or_1_with_the_reason() {
     assert!(shipped.status.success(), "{shipped:?}");
 }
 
+/// A send_check module without `timezone` in a UTC process reads every StudyDate/StudyTime as
+/// UTC: `--config.check` and start-up warn about it; a module with a zone, or a process with a
+/// zone of its own, does not.
+#[test]
+fn send_check_without_a_time_zone_warns_when_the_process_runs_in_utc() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let module = |zone: &str| {
+        format!(
+            "modules:\n  check:\n    prober: send_check\n    send_check:\n      destination: ARCHIVE@127.0.0.1:11112\n{zone}"
+        )
+    };
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let unset = write("unset.yml", module(""));
+    let set = write("set.yml", module("      timezone: Europe/Moscow\n"));
+    let check = |path: &std::path::Path, tz: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
+            .arg("--config.check")
+            .arg("--config.file")
+            .arg(path)
+            .env("TZ", tz)
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let warned = check(&unset, "UTC");
+    assert!(
+        warned.contains("warning: modules.check.send_check.timezone is not set")
+            && warned.contains("TZ"),
+        "{warned}"
+    );
+    assert_eq!(check(&set, "UTC"), "");
+    assert_eq!(check(&unset, "Asia/Tokyo"), "");
+
+    // Start-up logs the same warning, before it serves (this machine's zone is the test's).
+    if chrono::Local::now().offset().local_minus_utc() == 0 {
+        let exporter = Binary::start(&module(""), &[]);
+        let log = exporter.log();
+        assert!(log.contains("send_check.timezone is not set"), "{log}");
+    }
+}
+
 #[test]
 fn sighup_reloads_and_a_broken_file_keeps_the_old_config() {
     let exporter = Binary::start(ECHO, &[]);
