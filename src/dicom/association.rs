@@ -58,15 +58,15 @@ pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.3296898682120473130990890352017
 /// Our implementation version name (at most 16 characters).
 pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("PACS_EXP_", env!("CARGO_PKG_VERSION"));
 
-const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+const APPLICATION_CONTEXT: &str = dicom_dictionary_std::uids::DICOM_APPLICATION_CONTEXT;
 /// Largest non-P-DATA PDU accepted; association PDUs are a few hundred bytes in practice.
-const MAX_CONTROL_PDU: u32 = 64 * 1024;
+pub const MAX_CONTROL_PDU: u32 = 64 * 1024;
 /// Largest command set accepted. Command sets are a few hundred bytes in practice; an
 /// ErrorComment or an offending element list fits many times over.
-pub(crate) const MAX_COMMAND_BYTES: usize = 16 * 1024;
+pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
 /// Largest C-FIND identifier (one match) accepted. A study or worklist match is a few KiB;
 /// a peer that sends more is refused before more is buffered.
-pub(crate) const MAX_IDENTIFIER_BYTES: usize = 64 * 1024;
+pub const MAX_IDENTIFIER_BYTES: usize = 64 * 1024;
 /// How much of a peer-supplied value an error message shows.
 const SHOWN_CHARS: usize = 80;
 /// How long an A-ABORT over TLS may take in the background.
@@ -375,72 +375,11 @@ impl Association {
         presentation_context_id: u8,
         max_data_set: usize,
     ) -> Result<Message, Error> {
-        let mut command_bytes = Vec::new();
-        let mut data = Vec::new();
-        let mut command: Option<Command> = None;
+        let mut assembly = MessageAssembly::new(presentation_context_id, max_data_set);
         loop {
             let value = self.next_pdv().await?;
-            if value.presentation_context_id != presentation_context_id {
-                return Err(Error::protocol(
-                    Step::Exchange,
-                    format!(
-                        "a response on presentation context {} to a request on {presentation_context_id}",
-                        value.presentation_context_id
-                    ),
-                ));
-            }
-            match (value.value_type, command.take()) {
-                (PDataValueType::Command, None) => {
-                    if !append_capped(&mut command_bytes, &value.data, MAX_COMMAND_BYTES) {
-                        return Err(Error::protocol(
-                            Step::Exchange,
-                            format!("command set larger than {MAX_COMMAND_BYTES} bytes"),
-                        ));
-                    }
-                    if value.is_last {
-                        let parsed = Command::parse(&command_bytes)
-                            .map_err(|e| Error::protocol(Step::Exchange, e))?;
-                        if !parsed.has_data_set() {
-                            return Ok(Message {
-                                presentation_context_id,
-                                command: parsed,
-                                data: None,
-                            });
-                        }
-                        if max_data_set == 0 {
-                            return Err(Error::protocol(
-                                Step::Exchange,
-                                format!(
-                                    "a data set follows a response that carries none (command field {:?})",
-                                    parsed.command_field()
-                                ),
-                            ));
-                        }
-                        command = Some(parsed);
-                    }
-                }
-                (PDataValueType::Data, Some(parsed)) => {
-                    if !append_capped(&mut data, &value.data, max_data_set) {
-                        return Err(Error::protocol(
-                            Step::Exchange,
-                            format!("data set larger than {max_data_set} bytes"),
-                        ));
-                    }
-                    if value.is_last {
-                        return Ok(Message {
-                            presentation_context_id,
-                            command: parsed,
-                            data: Some(data),
-                        });
-                    }
-                    command = Some(parsed);
-                }
-                (value_type, _) => {
-                    return Err(Error::protocol(
-                        Step::Exchange,
-                        format!("unexpected {value_type:?} PDV in message"),
-                    ))
-                }
+            if let Some(message) = assembly.push(value)? {
+                return Ok(message);
             }
         }
     }
@@ -453,18 +392,8 @@ impl Association {
             if let Some(value) = self.pending.pop_front() {
                 return Ok(value);
             }
-            match self.receive_pdu(Step::Exchange).await? {
-                Pdu::PData { data } => self.pending.extend(data),
-                Pdu::AbortRQ { source } => {
-                    return Err(Error::new(Step::Exchange, ErrorKind::Aborted(source)))
-                }
-                other => {
-                    return Err(Error::protocol(
-                        Step::Exchange,
-                        format!("expected P-DATA, got {}", other.short_description()),
-                    ))
-                }
-            }
+            let pdu = self.receive_pdu(Step::Exchange).await?;
+            self.pending.extend(pdata_values(pdu)?);
         }
     }
 
@@ -529,40 +458,11 @@ impl Association {
         self.check_deadline(step)?;
         let mut header = [0u8; 6];
         self.read_exact(step, &mut header).await?;
-        let pdu_type = header[0];
-        let length = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
-        let limit = match pdu_type {
-            // Some peers count the PDU header in the maximum; a few bytes of slack cost nothing.
-            0x04 => self.local_max_pdu + 6,
-            0x01..=0x07 => MAX_CONTROL_PDU,
-            // TLS records: alert or handshake.
-            0x15 | 0x16 => {
-                return Err(Error::protocol(
-                    step,
-                    "the peer answered with TLS: it needs dicom.tls in the module",
-                ))
-            }
-            _ => {
-                return Err(Error::protocol(
-                    step,
-                    format!("unknown PDU type {pdu_type:#04x}"),
-                ))
-            }
-        };
-        if length > limit {
-            return Err(Error::protocol(
-                step,
-                format!("PDU of type {pdu_type:#04x} announces {length} bytes, more than the {limit} allowed"),
-            ));
-        }
-        let mut pdu = vec![0u8; 6 + length as usize];
+        let length = pdu_length(step, &header, self.local_max_pdu)?;
+        let mut pdu = vec![0u8; 6 + length];
         pdu[..6].copy_from_slice(&header);
         self.read_exact(step, &mut pdu[6..]).await?;
-        match dicom_ul::read_pdu(&pdu[..], MAXIMUM_PDU_SIZE, false) {
-            Ok(Some(pdu)) => Ok(pdu),
-            Ok(None) => Err(Error::protocol(step, "truncated PDU")),
-            Err(e) => Err(Error::protocol(step, format!("malformed PDU: {e}"))),
-        }
+        decode_pdu(step, &pdu)
     }
 
     /// `Timeout` once the deadline has passed.
@@ -609,6 +509,154 @@ impl Drop for Association {
             }
             Stream::Closed => {}
         }
+    }
+}
+
+/// The length a PDU header announces, checked before anything more is read or buffered: a
+/// P-DATA PDU may be as long as the `local_max_pdu` we announced, any other PDU at most
+/// [`MAX_CONTROL_PDU`]; a type that is no PDU (a TLS record, noise) is refused at once.
+pub fn pdu_length(step: Step, header: &[u8; 6], local_max_pdu: u32) -> Result<usize, Error> {
+    let pdu_type = header[0];
+    let length = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
+    let limit = match pdu_type {
+        // Some peers count the PDU header in the maximum; a few bytes of slack cost nothing.
+        0x04 => local_max_pdu.saturating_add(6),
+        0x01..=0x07 => MAX_CONTROL_PDU,
+        // TLS records: alert or handshake.
+        0x15 | 0x16 => {
+            return Err(Error::protocol(
+                step,
+                "the peer answered with TLS: it needs dicom.tls in the module",
+            ))
+        }
+        _ => {
+            return Err(Error::protocol(
+                step,
+                format!("unknown PDU type {pdu_type:#04x}"),
+            ))
+        }
+    };
+    if length > limit {
+        return Err(Error::protocol(
+            step,
+            format!("PDU of type {pdu_type:#04x} announces {length} bytes, more than the {limit} allowed"),
+        ));
+    }
+    Ok(length as usize)
+}
+
+/// Decodes one whole PDU, its 6-byte header included, once [`pdu_length`] has allowed it.
+pub fn decode_pdu(step: Step, bytes: &[u8]) -> Result<Pdu, Error> {
+    match dicom_ul::read_pdu(bytes, MAXIMUM_PDU_SIZE, false) {
+        Ok(Some(pdu)) => Ok(pdu),
+        Ok(None) => Err(Error::protocol(step, "truncated PDU")),
+        Err(e) => Err(Error::protocol(step, format!("malformed PDU: {e}"))),
+    }
+}
+
+/// The PDVs of a PDU received while a DIMSE message is awaited: those of a P-DATA PDU; an
+/// A-ABORT or any other PDU ends the exchange.
+pub fn pdata_values(pdu: Pdu) -> Result<Vec<PDataValue>, Error> {
+    match pdu {
+        Pdu::PData { data } => Ok(data),
+        Pdu::AbortRQ { source } => Err(Error::new(Step::Exchange, ErrorKind::Aborted(source))),
+        other => Err(Error::protocol(
+            Step::Exchange,
+            format!("expected P-DATA, got {}", other.short_description()),
+        )),
+    }
+}
+
+/// One DIMSE message being assembled from its PDVs, in the order they arrive, with the caps of
+/// [`Association::receive_message`]: a command set of at most [`MAX_COMMAND_BYTES`], a data set
+/// of at most `max_data_set` bytes, and every PDV on the presentation context asked for.
+pub struct MessageAssembly {
+    presentation_context_id: u8,
+    max_data_set: usize,
+    command_bytes: Vec<u8>,
+    data: Vec<u8>,
+    /// The command set once its last fragment is in, while its data set is read.
+    command: Option<Command>,
+}
+
+impl MessageAssembly {
+    pub fn new(presentation_context_id: u8, max_data_set: usize) -> MessageAssembly {
+        MessageAssembly {
+            presentation_context_id,
+            max_data_set,
+            command_bytes: Vec::new(),
+            data: Vec::new(),
+            command: None,
+        }
+    }
+
+    /// Takes the next PDV: the message once it is complete, `None` while more is needed. After
+    /// a message or an error the assembly is finished with.
+    pub fn push(&mut self, value: PDataValue) -> Result<Option<Message>, Error> {
+        let presentation_context_id = self.presentation_context_id;
+        if value.presentation_context_id != presentation_context_id {
+            return Err(Error::protocol(
+                Step::Exchange,
+                format!(
+                    "a response on presentation context {} to a request on {presentation_context_id}",
+                    value.presentation_context_id
+                ),
+            ));
+        }
+        match (value.value_type, self.command.take()) {
+            (PDataValueType::Command, None) => {
+                if !append_capped(&mut self.command_bytes, &value.data, MAX_COMMAND_BYTES) {
+                    return Err(Error::protocol(
+                        Step::Exchange,
+                        format!("command set larger than {MAX_COMMAND_BYTES} bytes"),
+                    ));
+                }
+                if value.is_last {
+                    let parsed = Command::parse(&self.command_bytes)
+                        .map_err(|e| Error::protocol(Step::Exchange, e))?;
+                    if !parsed.has_data_set() {
+                        return Ok(Some(Message {
+                            presentation_context_id,
+                            command: parsed,
+                            data: None,
+                        }));
+                    }
+                    if self.max_data_set == 0 {
+                        return Err(Error::protocol(
+                            Step::Exchange,
+                            format!(
+                                "a data set follows a response that carries none (command field {:?})",
+                                parsed.command_field()
+                            ),
+                        ));
+                    }
+                    self.command = Some(parsed);
+                }
+            }
+            (PDataValueType::Data, Some(parsed)) => {
+                if !append_capped(&mut self.data, &value.data, self.max_data_set) {
+                    return Err(Error::protocol(
+                        Step::Exchange,
+                        format!("data set larger than {} bytes", self.max_data_set),
+                    ));
+                }
+                if value.is_last {
+                    return Ok(Some(Message {
+                        presentation_context_id,
+                        command: parsed,
+                        data: Some(std::mem::take(&mut self.data)),
+                    }));
+                }
+                self.command = Some(parsed);
+            }
+            (value_type, _) => {
+                return Err(Error::protocol(
+                    Step::Exchange,
+                    format!("unexpected {value_type:?} PDV in message"),
+                ))
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -21,11 +21,11 @@ use dicom_ul::pdu::{AbortRQSource, AssociationRJ};
 pub use association::{Association, AssociationOptions, PeerInfo, Timings, TlsOptions};
 
 /// Abstract syntax of the Verification SOP class (C-ECHO).
-pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+pub const VERIFICATION: &str = dicom_dictionary_std::uids::VERIFICATION;
 /// Implicit VR Little Endian: every SCP must accept it.
-pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+pub const IMPLICIT_VR_LE: &str = dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN;
 /// Explicit VR Little Endian.
-pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+pub const EXPLICIT_VR_LE: &str = dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN;
 
 /// The step of a DICOM exchange an error happened in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
