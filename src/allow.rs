@@ -33,6 +33,16 @@ pub struct AllowList {
     rules: Vec<Rule>,
 }
 
+/// A target allowed_targets does not allow.
+#[derive(Debug, thiserror::Error)]
+#[error("target {target} is not in allowed_targets{}", if *.resolved { " (it resolves to addresses outside it)" } else { "" })]
+pub struct NotAllowed {
+    pub target: String,
+    /// Whether it is a name that resolves outside the list (rather than an address or a name
+    /// outside it).
+    pub resolved: bool,
+}
+
 impl AllowList {
     /// Parses the config's entries; the error names the bad entry.
     pub fn parse(entries: &[String]) -> Result<AllowList, String> {
@@ -73,7 +83,7 @@ impl AllowList {
     /// Whether a request for `target` may run; resolves names that are not listed themselves,
     /// within `deadline`. A name that does not resolve (or not in time) is let through: the
     /// probe then reports `dns`, and it can connect only to allowed addresses anyway.
-    pub async fn check(&self, target: &Target, deadline: Instant) -> Result<(), String> {
+    pub async fn check(&self, target: &Target, deadline: Instant) -> Result<(), NotAllowed> {
         if self.is_empty() {
             return Ok(());
         }
@@ -82,7 +92,10 @@ impl AllowList {
                 if self.allows_address(&SocketAddr::new(*ip, target.port)) {
                     Ok(())
                 } else {
-                    Err(format!("target {target} is not in allowed_targets"))
+                    Err(NotAllowed {
+                        target: target.to_string(),
+                        resolved: false,
+                    })
                 }
             }
             Host::Name(name) => {
@@ -97,9 +110,10 @@ impl AllowList {
                 if addrs.iter().all(|a| self.allows_address(a)) {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "target {target} is not in allowed_targets (it resolves to addresses outside it)"
-                    ))
+                    Err(NotAllowed {
+                        target: target.to_string(),
+                        resolved: true,
+                    })
                 }
             }
         }

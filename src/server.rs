@@ -439,57 +439,101 @@ pub fn probe_timeout(
     Ok(budget.min(module_timeout))
 }
 
+/// Why a `/probe` request cannot run. The HTTP status of each is chosen in [`RequestError::status`].
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    Params(String),
+    #[error("unknown module {0:?}")]
+    UnknownModule(String),
+    #[error("invalid target {text:?}: {error}")]
+    Target {
+        text: String,
+        error: crate::target::TargetError,
+    },
+    #[error("{0}")]
+    Timeout(String),
+    #[error(transparent)]
+    NotAllowed(#[from] crate::allow::NotAllowed),
+}
+
+impl RequestError {
+    fn status(&self) -> StatusCode {
+        match self {
+            RequestError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// A `/probe` request that may run: what to probe, how, and by when.
+struct ProbeRequest {
+    params: ProbeParams,
+    job: ProbeJob,
+    /// The module as configured, for `debug=true`.
+    module_yaml: String,
+}
+
+/// `/probe` reads as parse → schedule → render.
 async fn probe(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = match ProbeParams::parse(query.as_deref().unwrap_or("")) {
-        Ok(params) => params,
-        Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
-    };
-    let (generation, config) = state.current_config();
-    let Some(module) = config.modules.get(&params.module) else {
-        state.metrics.module_unknown.inc();
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!("unknown module {:?}", params.module),
-        );
-    };
-    let target = match Target::parse(&params.target) {
-        Ok(target) => target,
-        Err(e) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                format!("invalid target {:?}: {e}", params.target),
-            )
+    let request = match ProbeRequest::parse(&state, &headers, query.as_deref()).await {
+        Ok(request) => request,
+        Err(error) => {
+            if let RequestError::UnknownModule(_) = error {
+                state.metrics.module_unknown.inc();
+            }
+            if let RequestError::NotAllowed(reason) = &error {
+                tracing::info!("{reason}");
+            }
+            return plain(error.status(), error.to_string());
         }
     };
-    let header = match headers.get(SCRAPE_TIMEOUT_HEADER).map(HeaderValue::to_str) {
-        None => None,
-        Some(Ok(value)) => Some(value),
-        Some(Err(_)) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                format!("invalid {SCRAPE_TIMEOUT_HEADER} header"),
-            )
-        }
-    };
-    let timeout = match probe_timeout(header, state.options.timeout_offset, module.timeout.0) {
-        Ok(timeout) => timeout,
-        Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
-    };
-    let deadline = Instant::now() + timeout;
-    // Checked before anything is sent to the target: a refused target sees no packet.
-    if let Err(reason) = config.allow.check(&target, deadline).await {
-        tracing::info!(module = %params.module, target = %params.target, "{reason}");
-        return plain(StatusCode::FORBIDDEN, reason);
-    }
-    let module_yaml = module.to_yaml();
+    let outcome = state.scheduler.run(request.job).await;
+    render(
+        &state,
+        &request.params,
+        &request.module_yaml,
+        &headers,
+        outcome,
+    )
+}
 
-    let outcome = state
-        .scheduler
-        .run(ProbeJob {
+impl ProbeRequest {
+    async fn parse(
+        state: &AppState,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<ProbeRequest, RequestError> {
+        let params = ProbeParams::parse(query.unwrap_or("")).map_err(RequestError::Params)?;
+        let (generation, config) = state.current_config();
+        let module = config
+            .modules
+            .get(&params.module)
+            .ok_or_else(|| RequestError::UnknownModule(params.module.clone()))?;
+        let target = Target::parse(&params.target).map_err(|error| RequestError::Target {
+            text: params.target.clone(),
+            error,
+        })?;
+        let header = match headers.get(SCRAPE_TIMEOUT_HEADER).map(HeaderValue::to_str) {
+            None => None,
+            Some(Ok(value)) => Some(value),
+            Some(Err(_)) => {
+                return Err(RequestError::Timeout(format!(
+                    "invalid {SCRAPE_TIMEOUT_HEADER} header"
+                )))
+            }
+        };
+        let timeout = probe_timeout(header, state.options.timeout_offset, module.timeout.0)
+            .map_err(RequestError::Timeout)?;
+        let deadline = Instant::now() + timeout;
+        // Checked before anything is sent to the target: a refused target sees no packet.
+        config.allow.check(&target, deadline).await?;
+        let module_yaml = module.to_yaml();
+        let job = ProbeJob {
             config: config.clone(),
             generation,
             module: params.module.clone(),
@@ -497,16 +541,35 @@ async fn probe(
             target_text: params.target.clone(),
             deadline,
             timeout,
+        };
+        Ok(ProbeRequest {
+            params,
+            job,
+            module_yaml,
         })
-        .await;
+    }
+}
+
+/// The answer to a probe request: its metrics (or log, with `debug=true`), or why the exporter
+/// could not run it.
+fn render(
+    state: &AppState,
+    params: &ProbeParams,
+    module_yaml: &str,
+    headers: &HeaderMap,
+    outcome: Outcome,
+) -> Response {
+    let count = |result: &str| {
+        state
+            .metrics
+            .probe_requests
+            .with_label_values(&[&params.module, result])
+            .inc();
+    };
     let outcome = match outcome {
         Outcome::Ran(outcome) => outcome,
         Outcome::Rejected { cause, reason } => {
-            state
-                .metrics
-                .probe_requests
-                .with_label_values(&[&params.module, "busy"])
-                .inc();
+            count("busy");
             state
                 .metrics
                 .scheduler
@@ -517,24 +580,15 @@ async fn probe(
             return plain(StatusCode::SERVICE_UNAVAILABLE, reason);
         }
         Outcome::Crashed(reason) => {
-            state
-                .metrics
-                .probe_requests
-                .with_label_values(&[&params.module, "error"])
-                .inc();
+            count("error");
             return plain(StatusCode::INTERNAL_SERVER_ERROR, reason);
         }
     };
-    let result = if outcome.success {
+    count(if outcome.success {
         "success"
     } else {
         "failure"
-    };
-    state
-        .metrics
-        .probe_requests
-        .with_label_values(&[&params.module, result])
-        .inc();
+    });
 
     if params.debug {
         let body = format!(
