@@ -10,12 +10,11 @@ mod support;
 
 use std::time::Duration;
 
-use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use support::exporter::{Answer, Exporter};
 use support::scripted::{
-    encode_dataset, encode_pdu, response_command, study_match, Conn, ScriptedPeer, STUDY_ROOT_FIND,
+    encode_command, encode_dataset, encode_pdu, response_command, study_match, Conn, ScriptedPeer,
+    STUDY_ROOT_FIND,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
@@ -80,18 +79,6 @@ fn empty_pdv_pdus(pc: u8) -> Vec<u8> {
     pdu.repeat(64 * 1024 / pdu.len())
 }
 
-/// A command set in Implicit VR Little Endian, with its group length.
-fn command_set(command: &InMemDicomObject) -> Vec<u8> {
-    let mut body = Vec::new();
-    command
-        .write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .expect("encodable command");
-    let mut out = vec![0, 0, 0, 0, 4, 0, 0, 0];
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
 /// One P-DATA-TF PDU with one final PDV.
 fn pdv_pdu(pc: u8, value_type: PDataValueType, data: Vec<u8>) -> Vec<u8> {
     encode_pdu(&Pdu::PData {
@@ -150,7 +137,7 @@ async fn slow_drip_of_the_echo_response() {
             .and_then(|e| e.to_int::<u16>().ok())
             .unwrap_or(1);
         let rsp = response_command(0x8030, id, "1.2.840.10008.1.1", 0, false);
-        let pdu = pdv_pdu(pc, PDataValueType::Command, command_set(&rsp));
+        let pdu = pdv_pdu(pc, PDataValueType::Command, encode_command(&rsp));
         // About 100 bytes, one every 50 ms: complete only after the deadline.
         conn.drip(&pdu, Duration::from_millis(50)).await;
     })
@@ -170,7 +157,7 @@ async fn endless_fast_find_answer() {
         // Many pending responses in one write, again and again.
         let mut burst = Vec::new();
         for _ in 0..64 {
-            burst.extend(pdv_pdu(pc, PDataValueType::Command, command_set(&rsp)));
+            burst.extend(pdv_pdu(pc, PDataValueType::Command, encode_command(&rsp)));
             burst.extend(pdv_pdu(pc, PDataValueType::Data, data.clone()));
         }
         flood(&mut conn, &burst).await;

@@ -89,6 +89,18 @@ impl Exporter {
 }
 
 impl Answer {
+    /// Asserts the answer came before Prometheus would have given up (`scrape_timeout`
+    /// seconds), and passes it on.
+    pub fn within(self, scrape_timeout: f64) -> Answer {
+        assert!(
+            self.elapsed < std::time::Duration::from_secs_f64(scrape_timeout),
+            "answered after the scrape timeout: {:?}\n{}",
+            self.elapsed,
+            self.body
+        );
+        self
+    }
+
     /// The value of one series, written as it appears in the exposition
     /// (`probe_success`, `probe_failure_info{reason="refused",stage="connect"}`).
     pub fn value(&self, series: &str) -> Option<f64> {

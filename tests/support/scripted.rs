@@ -535,7 +535,8 @@ pub fn response_command(
     ])
 }
 
-fn encode_command(command: &InMemDicomObject) -> Vec<u8> {
+/// A command set in Implicit VR Little Endian, with its group length.
+pub fn encode_command(command: &InMemDicomObject) -> Vec<u8> {
     let mut body = Vec::new();
     command
         .write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
