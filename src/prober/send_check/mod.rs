@@ -185,7 +185,9 @@ fn report(
         .list_truncated
         .set(if truncated { 1.0 } else { 0.0 });
     for (study, state) in verdict.unsent.iter().take(options.max_listed_studies) {
-        let mut values = vec![study.uid().to_string(), state.as_str().to_string()];
+        // A UID is at most 64 characters of digits and dots; a peer's is still cleaned.
+        let uid = label_value(study.uid(), MAX_LABEL_CHARS);
+        let mut values = vec![uid, state.as_str().to_string()];
         values.extend(options.labels.iter().map(|l| label(study, *l)));
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
         metrics.unsent.with_label_values(&values).set(1.0);
@@ -202,7 +204,7 @@ fn report(
             .map(|l| format!("{}={:?}", l.name(), label(study, *l)))
             .collect();
         ctx.log.debug(format!(
-            "{} study {} ({} source instances) {}",
+            "{} study {:?} ({} source instances) {}",
             state.as_str(),
             study.uid(),
             study
