@@ -533,3 +533,29 @@ async fn matches_read_are_counted_when_max_matches_stops_the_answer() {
     answer.assert_failed_on("source", "find_source", "too_many_matches");
     assert_eq!(answer.metric("pacs_find_matches{peer=\"source\"}"), 5.0);
 }
+
+/// A source's StudyInstanceUID becomes a label: control characters and excess length from a
+/// peer never reach the exposition.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_uid_becomes_a_clean_bounded_label() {
+    let hostile = format!("1.2.3\u{1}\u{7f}.{}", "9".repeat(300));
+    let source = Archive::new(vec![held(&hostile, 60, 1)]).start().await;
+    let destination = Archive::new(vec![]).start().await;
+    let answer = probe(&source, &destination, "auto", "").await;
+    assert_eq!(
+        answer.metric("pacs_studies_missing"),
+        1.0,
+        "{}",
+        answer.body
+    );
+    let labels = answer.series("pacs_study_unsent");
+    assert_eq!(labels.len(), 1, "{}", answer.body);
+    let uid = &labels[0]["study_instance_uid"];
+    assert!(uid.starts_with("1.2.3"), "{uid:?}");
+    assert!(!uid.chars().any(char::is_control), "{uid:?}");
+    assert!(
+        uid.chars().count() <= 128,
+        "{} characters",
+        uid.chars().count()
+    );
+}
