@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit tests, and the integration tests against
 # real peers (Orthanc, DCMTK, Prometheus, Alertmanager's amtool, headless Chromium,
-# systemd-analyze). Installs missing peers from Debian's packages when run as root; otherwise
-# says exactly what to install. A missing peer is never skipped: the tests that need it fail.
+# systemd-analyze, pynetdicom's qrscp). Installs missing peers from Debian's packages when run as
+# root; otherwise says exactly what to install. The Python peers go into a virtual environment at
+# target/python-peers, with pinned versions from PyPI (scripts/python-peers.sh; python3's venv
+# module is enough, no Debian package is needed for it on the machines we test on). A missing
+# peer is never skipped: the tests that need it fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +47,7 @@ if ((${#missing[@]})); then
   fi
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
+bash scripts/python-peers.sh
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -8,11 +8,15 @@
 //!   REST API. Load it quickly with [`Orthanc::upload`] (HTTP `POST /instances`).
 //! - [`Dcmqrscp`]: DCMTK's `dcmqrscp` (Debian `dcmtk`, 3.6.7), an independent Query/Retrieve SCP.
 //!   Load it with [`Dcmqrscp::store_dir`] (runs `storescu`) or [`Dcmqrscp::start_loaded`].
+//! - [`Qrscp`]: pynetdicom's bundled `qrscp` application (PyPI `pynetdicom` 3.0.4), a third
+//!   implementation with habits of its own, from the virtual environment that
+//!   `scripts/python-peers.sh` makes. Load it with [`Qrscp::store_dir`] (runs `storescu`).
 //!
 //! Every peer gets its own temporary directory (configuration, database, log) and is killed with
 //! SIGKILL when its handle is dropped — including while a test is panicking, in which case the tail
 //! of the peer's log is printed to stderr first (cargo shows it with the failing test's output).
-//! Missing binaries make the test fail loudly (see [`require_binary`]); nothing is ever skipped.
+//! Missing binaries make the test fail loudly (see [`require_binary`], and
+//! [`require_python_peers`] for qrscp's Python environment); nothing is ever skipped.
 //!
 //! Peers run with the environment of the test process minus `TCP_NODELAY`, i.e. with Nagle's
 //! algorithm on, as users run them. Ask for `TCP_NODELAY=1` explicitly
@@ -42,6 +46,8 @@ use tempfile::TempDir;
 const ORTHANC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dcmqrscp may take to listen on its port.
 const DCMQRSCP_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long qrscp may take to listen on its port (Python's imports alone take 1–4 s here).
+const QRSCP_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between two readiness probes.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Timeout for each HTTP exchange with Orthanc's REST API (uploads included).
@@ -447,30 +453,12 @@ impl Dcmqrscp {
     /// loader, not a peer under test). Against a stock server expect ~45 ms per file.
     /// Note that dcmqrscp keeps at most 500 studies and replaces an instance stored twice.
     pub fn store_dir(&self, dicom_dir: &Path) {
-        let storescu = require_binary("storescu", "dcmtk");
-        let output = Command::new(&storescu)
-            .args(["-aec", &self.aet, "+sd", "+r", "127.0.0.1"])
-            .arg(self.port.to_string())
-            .arg(dicom_dir)
-            .env("TCP_NODELAY", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", storescu.display()));
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reported_error = stdout
-            .lines()
-            .chain(stderr.lines())
-            .any(|line| line.starts_with("E:") || line.starts_with("F:"));
-        assert!(
-            output.status.success() && !reported_error,
-            "storescu of {} to dcmqrscp {} on port {} failed ({}):\n--- stdout ---\n{stdout}\
-                 \n--- stderr ---\n{stderr}\n--- dcmqrscp log ---\n{}",
-            dicom_dir.display(),
-            self.aet,
+        store_with_storescu(
+            "dcmqrscp",
+            &self.aet,
             self.port,
-            output.status,
-            self.log()
+            dicom_dir,
+            &self.dir.path().join("dcmqrscp.log"),
         );
     }
 
@@ -499,6 +487,153 @@ impl Drop for Dcmqrscp {
             &what,
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pynetdicom's qrscp
+// ---------------------------------------------------------------------------------------------
+
+/// A running `qrscp`, the Query/Retrieve SCP bundled with pynetdicom (`python -m pynetdicom
+/// qrscp`, on SQLAlchemy + SQLite), from the virtual environment `scripts/python-peers.sh`
+/// makes at `target/python-peers`. Its SQLite database, instance directory and log are in a
+/// temporary directory; it listens on 127.0.0.1 only and is killed (SIGKILL) on drop.
+///
+/// What it does (pynetdicom 3.0.4), unlike Orthanc and dcmqrscp: it accepts any called AE
+/// title; it answers a STUDY-level C-FIND with one match per *instance* of each matching
+/// study, and without NumberOfStudyRelatedInstances; it drops ModalitiesInStudy (and every
+/// other optional key) from the query; and it fails a multi-valued StudyInstanceUID (UID list
+/// matching) with status 0xC320, its database rejecting the list as a parameter.
+pub struct Qrscp {
+    /// Its own AE title (any called AE title is accepted).
+    pub aet: String,
+    /// DICOM port on 127.0.0.1.
+    pub port: u16,
+    /// Time from spawning the process to its listening on `port` (seconds: Python imports
+    /// pydicom, pynetdicom and SQLAlchemy first).
+    pub startup: Duration,
+    dir: TempDir,
+    child: Child,
+}
+
+impl Qrscp {
+    /// Starts qrscp with an empty database on a fresh port and waits until it listens; panics
+    /// with its log if it does not, or with the install command if the environment is missing.
+    pub fn start(aet: &str) -> Qrscp {
+        let python = require_python_peers();
+        let dir = tempfile::Builder::new()
+            .prefix("qrscp-")
+            .tempdir()
+            .expect("cannot create a temporary directory for qrscp");
+        let (child, startup, port) = spawn_qrscp(&python, aet, dir.path());
+        Qrscp {
+            aet: aet.to_owned(),
+            port,
+            startup,
+            dir,
+            child,
+        }
+    }
+
+    /// [`Qrscp::start`], then [`Qrscp::store_dir`] of `dicom_dir`.
+    pub fn start_loaded(aet: &str, dicom_dir: &Path) -> Qrscp {
+        let qrscp = Qrscp::start(aet);
+        qrscp.store_dir(dicom_dir);
+        qrscp
+    }
+
+    /// Sends every file under `dicom_dir` (recursively) with
+    /// `storescu -aec <aet> +sd +r 127.0.0.1 <port> <dicom_dir>`, as [`Dcmqrscp::store_dir`]
+    /// does, panicking with storescu's output and qrscp's log if it fails or reports an error.
+    pub fn store_dir(&self, dicom_dir: &Path) {
+        store_with_storescu(
+            "qrscp",
+            &self.aet,
+            self.port,
+            dicom_dir,
+            &self.dir.path().join("qrscp.log"),
+        );
+    }
+
+    /// Everything qrscp has logged so far (level info: associations, each C-FIND identifier,
+    /// each stored instance, errors with their tracebacks).
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("qrscp.log"))
+    }
+}
+
+impl Drop for Qrscp {
+    fn drop(&mut self) {
+        let what = format!("qrscp {} (port {})", self.aet, self.port);
+        stop_child(&mut self.child, &self.dir.path().join("qrscp.log"), &what);
+    }
+}
+
+/// Starts qrscp with its database, instance directory and log in `dir`, on a free port, retrying
+/// once on a fresh port if that one was taken. Returns the child, its startup time and the port.
+fn spawn_qrscp(python: &Path, aet: &str, dir: &Path) -> (Child, Duration, u16) {
+    let attempt = |port: u16| -> Result<(Child, Duration), StartFailure> {
+        let log_path = dir.join("qrscp.log");
+        let mut command = Command::new(python);
+        command
+            .args(["-m", "pynetdicom", "qrscp", "-ll", "info", "-aet", aet])
+            .args(["--bind-address", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--database-location")
+            .arg(dir.join("instances.sqlite"))
+            .arg("--instance-location")
+            .arg(dir.join("instances"))
+            .current_dir(dir)
+            .env_remove("TCP_NODELAY")
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let started = Instant::now();
+        let mut child = spawn_logged(&mut command, &log_path);
+        let pid = child.id();
+        match wait_ready(&mut child, QRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
+            Ok(()) => Ok((child, started.elapsed())),
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(StartFailure::new(
+                    &format!("qrscp (AET {aet}, port {port}) did not become ready: {why}"),
+                    &log_path,
+                ))
+            }
+        }
+    };
+    let first_port = free_port();
+    match attempt(first_port) {
+        Ok((child, startup)) => (child, startup, first_port),
+        // Another process took the port between free_port() and qrscp's bind.
+        Err(failure) if failure.port_in_use => {
+            let port = free_port();
+            match attempt(port) {
+                Ok((child, startup)) => (child, startup, port),
+                Err(again) => panic!(
+                    "{}\n(second attempt after: {})",
+                    again.message, failure.message
+                ),
+            }
+        }
+        Err(failure) => panic!("{}", failure.message),
+    }
+}
+
+/// The Python of the test peers' virtual environment, `target/python-peers` in the repository.
+///
+/// Panics with the command that makes it if it is missing or was not completed: tests that
+/// need these peers must fail, never silently skip.
+pub fn require_python_peers() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-peers");
+    let python = venv.join("bin/python");
+    // The install script writes its list of pins last, once everything is in place.
+    if !venv.join("pinned.txt").is_file() || !python.is_file() {
+        panic!(
+            "the Python test peers (pynetdicom's qrscp) are not installed in {}: run \
+             `bash scripts/python-peers.sh` in the repository (scripts/test.sh runs it)",
+            venv.display()
+        );
+    }
+    python
 }
 
 /// DCMTK's `wlmscpfs`: a Modality Worklist SCP serving `.wl` files, which are written from
@@ -634,6 +769,37 @@ impl Drop for StorescpTls {
             &what,
         );
     }
+}
+
+/// Sends every file under `dicom_dir` (recursively) with
+/// `storescu -aec <aet> +sd +r 127.0.0.1 <port> <dicom_dir>`, panicking with storescu's output
+/// and the log of the receiving `peer` (a program name; it logs to `peer_log`) if it fails or
+/// reports an error. storescu itself runs with `TCP_NODELAY=1` (it is only the loader, not a peer under
+/// test).
+fn store_with_storescu(peer: &str, aet: &str, port: u16, dicom_dir: &Path, peer_log: &Path) {
+    let storescu = require_binary("storescu", "dcmtk");
+    let output = Command::new(&storescu)
+        .args(["-aec", aet, "+sd", "+r", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg(dicom_dir)
+        .env("TCP_NODELAY", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", storescu.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reported_error = stdout
+        .lines()
+        .chain(stderr.lines())
+        .any(|line| line.starts_with("E:") || line.starts_with("F:"));
+    assert!(
+        output.status.success() && !reported_error,
+        "storescu of {} to {peer} {aet} on port {port} failed ({}):\n--- stdout ---\n{stdout}\
+             \n--- stderr ---\n{stderr}\n--- {peer} log ---\n{}",
+        dicom_dir.display(),
+        output.status,
+        read_log(peer_log)
+    );
 }
 
 /// Starts a DCMTK server (Nagle on, as users run it) with its output in `log_path` and waits

@@ -1,0 +1,312 @@
+//! The transfer check against a third implementation, pynetdicom's bundled `qrscp`, which
+//! differs from Orthanc and dcmqrscp exactly where `destination_query: auto` must not be
+//! fooled: it fails a multi-valued StudyInstanceUID with status 0xC320, answers a STUDY-level
+//! query with one match per *instance* and without NumberOfStudyRelatedInstances, and ignores
+//! ModalitiesInStudy. The expected answer is computed from what was loaded, study by study.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::{Duration, NaiveDateTime};
+use support::exporter::{Answer, Exporter};
+use support::peers::{Orthanc, Qrscp};
+use support::studies::{generate, Study};
+
+/// Minutes before now of each generated study, cycling: two are younger than the 10-minute
+/// grace period, two are older than the 24-hour lookback, the rest are to be checked.
+const AGES_MINUTES: [i64; 12] = [60, 2, 95, 130, 200, 1500, 330, 620, 7, 1000, 1380, 1900];
+
+/// Generated studies and what the destination holds of them.
+struct Scenario {
+    /// Each study with its age in minutes.
+    studies: Vec<(Study, i64)>,
+    /// Instances of each study on the destination, in the order of `studies` (0: missing).
+    on_destination: Vec<usize>,
+    now: NaiveDateTime,
+}
+
+impl Scenario {
+    /// `n` studies aged per [`AGES_MINUTES`]; on the destination every fifth is missing and
+    /// every fifth-plus-one with several instances holds one instance fewer.
+    fn new(n: usize, seed: u64) -> Scenario {
+        let now = chrono::Local::now().naive_local();
+        let when: Vec<(String, String)> = AGES_MINUTES
+            .iter()
+            .map(|m| {
+                let t = now - Duration::minutes(*m);
+                (
+                    t.format("%Y%m%d").to_string(),
+                    t.format("%H%M%S").to_string(),
+                )
+            })
+            .collect();
+        let studies: Vec<(Study, i64)> = generate(n, seed, &when)
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (s, AGES_MINUTES[i % AGES_MINUTES.len()]))
+            .collect();
+        let on_destination = studies
+            .iter()
+            .enumerate()
+            .map(|(i, (study, _))| match i % 5 {
+                0 => 0,
+                1 if study.instance_count > 1 => study.instance_count - 1,
+                _ => study.instance_count,
+            })
+            .collect();
+        Scenario {
+            studies,
+            on_destination,
+            now,
+        }
+    }
+
+    /// Every study with the instances the source holds (all) or the destination holds.
+    fn held(&self, destination: bool) -> impl Iterator<Item = (&Study, usize)> {
+        self.studies
+            .iter()
+            .zip(&self.on_destination)
+            .map(move |((study, _), held)| {
+                (
+                    study,
+                    if destination {
+                        *held
+                    } else {
+                        study.instance_count
+                    },
+                )
+            })
+            .filter(|(_, count)| *count > 0)
+    }
+
+    /// Uploads one side's instances to an Orthanc.
+    fn upload(&self, orthanc: &Orthanc, destination: bool) {
+        for (study, count) in self.held(destination) {
+            for instance in study.first_instances(count) {
+                orthanc.upload(&instance);
+            }
+        }
+    }
+
+    /// Writes one side's instances into `dir`, for `storescu`.
+    fn write_files(&self, dir: &Path, destination: bool) {
+        for (study, count) in self.held(destination) {
+            study.write_files(dir, count);
+        }
+    }
+
+    fn checked(&self) -> impl Iterator<Item = (&Study, usize)> {
+        self.studies
+            .iter()
+            .zip(&self.on_destination)
+            .filter(|((_, age), _)| (10..1440).contains(age))
+            .map(|((study, _), held)| (study, *held))
+    }
+
+    fn pending(&self) -> usize {
+        self.studies.iter().filter(|(_, age)| *age < 10).count()
+    }
+
+    /// Checked studies the destination lacks.
+    fn missing(&self) -> Vec<&Study> {
+        self.checked()
+            .filter(|(_, held)| *held == 0)
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// Checked studies the destination holds short.
+    fn partial(&self) -> Vec<&Study> {
+        self.checked()
+            .filter(|(s, held)| (1..s.instance_count).contains(held))
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// Instances one side holds of the studies whose StudyDate the probe's date range covers
+    /// (the window's first and last day): what qrscp answers that query with, one match each.
+    fn instances_in_date_range(&self, destination: bool) -> usize {
+        let first = (self.now - Duration::hours(24))
+            .format("%Y%m%d")
+            .to_string();
+        let last = self.now.format("%Y%m%d").to_string();
+        self.held(destination)
+            .filter(|(s, _)| (first.as_str()..=last.as_str()).contains(&s.study_date.as_str()))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// The verdict when one side reports no instance counts: exactly the missing studies, none
+    /// incomplete (a partial study cannot be told from a whole one), and the missing instances
+    /// counted from the source's counts where it reports them.
+    fn assert_verdict(&self, answer: &Answer, source_counts: bool, what: &str) {
+        assert_eq!(
+            answer.metric("probe_success"),
+            1.0,
+            "{what}: {}",
+            answer.body
+        );
+        let missing = self.missing();
+        assert!(
+            !missing.is_empty() && !self.partial().is_empty(),
+            "{what}: the scenario must have missing and partial studies"
+        );
+        let expected: BTreeSet<(String, String)> = missing
+            .iter()
+            .map(|s| (s.study_instance_uid.clone(), "missing".to_string()))
+            .collect();
+        let reported: BTreeSet<(String, String)> = answer
+            .series("pacs_study_unsent")
+            .into_iter()
+            .map(|l| (l["study_instance_uid"].clone(), l["state"].clone()))
+            .collect();
+        assert_eq!(reported, expected, "{what}: unsent studies");
+        let instances: usize = if source_counts {
+            missing.iter().map(|s| s.instance_count).sum()
+        } else {
+            0
+        };
+        for (series, value) in [
+            ("pacs_studies_checked", self.checked().count()),
+            ("pacs_studies_pending", self.pending()),
+            ("pacs_studies_missing", missing.len()),
+            ("pacs_studies_incomplete", 0),
+            ("pacs_instances_missing", instances),
+            ("pacs_peer_up{peer=\"source\"}", 1),
+            ("pacs_peer_up{peer=\"destination\"}", 1),
+            ("pacs_study_list_truncated", 0),
+        ] {
+            assert_eq!(answer.metric(series), value as f64, "{what}: {series}");
+        }
+    }
+}
+
+/// Queries of `kind` the probe sent to `peer`.
+fn queries(answer: &Answer, peer: &str, kind: &str) -> f64 {
+    answer.metric(&format!(
+        "pacs_find_queries{{kind=\"{kind}\",peer=\"{peer}\"}}"
+    ))
+}
+
+/// Matches the probe read from `peer`.
+fn matches(answer: &Answer, peer: &str) -> f64 {
+    answer.metric(&format!("pacs_find_matches{{peer=\"{peer}\"}}"))
+}
+
+/// An exporter whose module `check` sends from its target to `destination` (`AET@host:port`).
+fn exporter(destination: &str) -> Exporter {
+    Exporter::new(&format!(
+        "
+modules:
+  check:
+    prober: send_check
+    timeout: 20s
+    send_check:
+      destination: {destination}
+      lookback: 24h
+      grace: 10m
+      destination_query: auto
+"
+    ))
+}
+
+async fn probe(exporter: &Exporter, source: &str) -> Answer {
+    exporter.probe("check", source, Some(30.0)).await
+}
+
+/// An Orthanc source and a qrscp destination loaded from `scenario`.
+fn orthanc_to_qrscp(scenario: &Scenario) -> (Orthanc, Qrscp) {
+    let source = Orthanc::start("SOURCE");
+    scenario.upload(&source, false);
+    let files = tempfile::tempdir().expect("temp dir");
+    scenario.write_files(files.path(), true);
+    let destination = Qrscp::start_loaded("QRSCP", files.path());
+    (source, destination)
+}
+
+/// The list query fails with 0xC320, so `auto` goes one by one for the studies its date range
+/// did not show (the missing ones: qrscp lists every study it holds in the window, once per
+/// instance), and calls no partial study incomplete, since qrscp reports no counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn qrscp_destination_auto_finds_exactly_the_missing_studies() {
+    let scenario = Scenario::new(30, 31);
+    let (source, destination) = orthanc_to_qrscp(&scenario);
+    let answer = probe(
+        &exporter(&format!("QRSCP@127.0.0.1:{}", destination.port)),
+        &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
+    )
+    .await;
+    scenario.assert_verdict(&answer, true, "qrscp destination");
+
+    let missing = scenario.missing().len() as f64;
+    assert_eq!(queries(&answer, "destination", "date_range"), 1.0);
+    assert_eq!(queries(&answer, "destination", "uid_list"), 1.0);
+    assert_eq!(queries(&answer, "destination", "uid"), missing);
+    // One match per instance held in the date range; the list and single-UID queries of
+    // missing studies return none.
+    assert_eq!(
+        matches(&answer, "destination"),
+        scenario.instances_in_date_range(true) as f64
+    );
+    assert!(
+        destination
+            .log()
+            .contains("Error binding parameter 1: type 'MultiValue' is not supported"),
+        "qrscp failed the UID list for another reason:\n{}",
+        destination.log()
+    );
+}
+
+/// The exporter remembers, per destination, that its list matching is broken: the next probe
+/// goes one by one at once, and comes to the same verdict.
+#[tokio::test(flavor = "multi_thread")]
+async fn qrscp_broken_list_matching_is_remembered() {
+    let scenario = Scenario::new(20, 37);
+    let (source, destination) = orthanc_to_qrscp(&scenario);
+    let exporter = exporter(&format!("QRSCP@127.0.0.1:{}", destination.port));
+    let source = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
+    let missing = scenario.missing().len() as f64;
+
+    let first = probe(&exporter, &source).await;
+    scenario.assert_verdict(&first, true, "first probe");
+    assert_eq!(queries(&first, "destination", "uid_list"), 1.0);
+    assert_eq!(queries(&first, "destination", "uid"), missing);
+
+    let second = probe(&exporter, &source).await;
+    scenario.assert_verdict(&second, true, "second probe");
+    assert_eq!(queries(&second, "destination", "date_range"), 1.0);
+    assert_eq!(queries(&second, "destination", "uid_list"), 0.0);
+    assert_eq!(queries(&second, "destination", "uid"), missing);
+}
+
+/// qrscp as the source lists each study once per instance: every study is judged once, and
+/// with no source counts a partial study is not called incomplete nor are instances counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn qrscp_source_counts_each_study_once() {
+    let scenario = Scenario::new(30, 41);
+    let files = tempfile::tempdir().expect("temp dir");
+    scenario.write_files(files.path(), false);
+    let source = Qrscp::start_loaded("QRSCP", files.path());
+    let destination = Orthanc::start("ARCHIVE");
+    scenario.upload(&destination, true);
+
+    let answer = probe(
+        &exporter(&format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port)),
+        &format!("QRSCP@127.0.0.1:{}", source.port),
+    )
+    .await;
+    scenario.assert_verdict(&answer, false, "qrscp source");
+    let in_range = scenario.instances_in_date_range(false);
+    assert_eq!(queries(&answer, "source", "date_range"), 1.0);
+    assert_eq!(matches(&answer, "source"), in_range as f64);
+    assert!(
+        in_range > scenario.checked().count() + scenario.pending(),
+        "some studies must have several instances"
+    );
+    // Orthanc's list matching works: the studies its date range did not show are asked for
+    // in one list query.
+    assert_eq!(queries(&answer, "destination", "uid_list"), 1.0);
+    assert_eq!(queries(&answer, "destination", "uid"), 0.0);
+}
