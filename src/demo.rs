@@ -322,15 +322,26 @@ fn response(field: u16, message_id: u16, sop_class: &str, status: u16, has_data:
     crate::dicom::message::encode_response(field, message_id, sop_class, status, has_data)
 }
 
+/// Where the demo source PACS listens when the port is free, so that the commands a newcomer
+/// copied keep working run after run.
+pub const SOURCE_PORT: u16 = 11112;
+/// Where the demo destination PACS listens when the port is free.
+pub const DESTINATION_PORT: u16 = 11113;
+
 /// The two demo PACS, running, and a config whose modules probe them.
 pub struct Demo {
     pub config: crate::config::Config,
+    /// The config's text, for a file that reloads read again.
+    pub yaml: String,
     pub source: String,
     pub destination: String,
+    /// What did not go as planned, e.g. a port that was taken, one line each.
+    pub notes: Vec<String>,
 }
 
-/// Starts a source and a destination demo PACS on free loopback ports. The destination lacks
-/// three of the source's studies and holds one with fewer instances.
+/// Starts a source and a destination demo PACS on loopback, on [`SOURCE_PORT`] and
+/// [`DESTINATION_PORT`] when they are free and on free ports otherwise (with a note). The
+/// destination lacks three of the source's studies and holds one with fewer instances.
 pub async fn start() -> std::io::Result<Demo> {
     let now = chrono::Local::now().naive_local();
     let studies = sample_studies(24, now);
@@ -346,18 +357,30 @@ pub async fn start() -> std::io::Result<Demo> {
     {
         partial.instances -= 1;
     }
-    let source = spawn(DemoPacs {
-        aet: "DEMO_SOURCE".into(),
-        studies,
-    })
+    let mut notes = Vec::new();
+    let source = spawn(
+        DemoPacs {
+            aet: "DEMO_SOURCE".into(),
+            studies,
+        },
+        SOURCE_PORT,
+        &mut notes,
+    )
     .await?;
-    let destination = spawn(DemoPacs {
-        aet: "DEMO_DEST".into(),
-        studies: kept,
-    })
+    let destination = spawn(
+        DemoPacs {
+            aet: "DEMO_DEST".into(),
+            studies: kept,
+        },
+        DESTINATION_PORT,
+        &mut notes,
+    )
     .await?;
     let yaml = format!(
-        "modules:
+        "# pacs_exporter --demo: modules probing the two demo PACS
+# (source {source}, destination {destination}).
+# Edit this file, then reload: kill -HUP <pid>, or POST /-/reload.
+modules:
   echo:
     prober: echo
     timeout: 5s
@@ -380,13 +403,27 @@ pub async fn start() -> std::io::Result<Demo> {
         .map_err(|e| std::io::Error::other(format!("demo config: {e}")))?;
     Ok(Demo {
         config,
+        yaml,
         source,
         destination,
+        notes,
     })
 }
 
-async fn spawn(pacs: DemoPacs) -> std::io::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// Serves `pacs` on 127.0.0.1:`port`, or on a free port (with a note) when that one is taken.
+async fn spawn(pacs: DemoPacs, port: u16, notes: &mut Vec<String>) -> std::io::Result<String> {
+    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            notes.push(format!(
+                "port {port} is not free ({e}): {} listens on port {} instead",
+                pacs.aet,
+                listener.local_addr()?.port()
+            ));
+            listener
+        }
+    };
     let target = format!("{}@{}", pacs.aet, listener.local_addr()?);
     tokio::spawn(serve(listener, Arc::new(pacs)));
     Ok(target)

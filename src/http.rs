@@ -51,11 +51,118 @@ impl Default for HttpOptions {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, closes the
-/// connections that are not handling a request, and waits for the rest at most as long as
-/// `shutdown` said (the longest deadline a request in flight may have).
+/// The listening sockets for one `--web.listen-address`:
+/// - `:PORT`: every interface, IPv4 and IPv6: one dual-stack socket (`[::]:PORT` with
+///   `IPV6_V6ONLY` off), or an IPv6-only and an IPv4 socket where the system refuses dual-stack;
+///   IPv4 only, with a log line, on a host without IPv6;
+/// - `IP:PORT` (`127.0.0.1:9000`, `[::1]:9000`, `0.0.0.0:9000`): that address only;
+/// - `name:PORT` (`localhost:9000`): every address the name resolves to.
+///
+/// Port 0 picks a free port (for `name:0`, each address its own). Call it within a tokio
+/// runtime. Errors name the address; one taken by another process has kind `AddrInUse`.
+pub fn listen(address: &str) -> io::Result<Vec<TcpListener>> {
+    let at = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {address}: {e}"));
+    let std_listeners = if let Some(port) = address.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid listen address {address:?}: expected :PORT or HOST:PORT"),
+            )
+        })?;
+        every_interface(port).map_err(at)?
+    } else if let Ok(socket) = address.parse::<SocketAddr>() {
+        vec![bind_socket(socket, socket.is_ipv6().then_some(true)).map_err(at)?]
+    } else {
+        use std::net::ToSocketAddrs;
+        let mut resolved: Vec<SocketAddr> = address
+            .to_socket_addrs()
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "invalid listen address {address:?}: expected :PORT or HOST:PORT ({e})"
+                    ),
+                )
+            })?
+            .collect();
+        resolved.sort();
+        resolved.dedup();
+        resolved
+            .into_iter()
+            .map(|socket| bind_socket(socket, socket.is_ipv6().then_some(true)))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(at)?
+    };
+    std_listeners
+        .into_iter()
+        .map(TcpListener::from_std)
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(at)
+}
+
+/// `[::]:port` dual-stack where it can be, else its IPv6 and IPv4 halves, else IPv4 alone.
+fn every_interface(port: u16) -> io::Result<Vec<std::net::TcpListener>> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+    match bind_socket(v6, Some(false)) {
+        Ok(dual) => Ok(vec![dual]),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(e),
+        Err(dual_error) => match bind_socket(v6, Some(true)) {
+            Ok(v6_only) => {
+                // Same port for IPv4, also when port 0 picked one.
+                let port = v6_only.local_addr()?.port();
+                let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+                tracing::debug!(error = %dual_error, "no dual-stack socket; one socket per IP version");
+                Ok(vec![v6_only, bind_socket(v4, None)?])
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "IPv6 is not available on this host; listening on IPv4 only"
+                );
+                Ok(vec![bind_socket(v4, None)?])
+            }
+        },
+    }
+}
+
+/// A listening, non-blocking TCP socket on `address`; `only_v6` sets `IPV6_V6ONLY`.
+fn bind_socket(address: SocketAddr, only_v6: Option<bool>) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if let Some(only_v6) = only_v6 {
+        socket.set_only_v6(only_v6)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; see [`serve_all`].
 pub async fn serve(
     listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    options: HttpOptions,
+    shutdown: impl Future<Output = Duration> + Send + 'static,
+) -> io::Result<()> {
+    serve_all(vec![listener], router, tls, options, shutdown).await
+}
+
+/// Serves `router` on every one of `listeners` (one bound on connections for all of them)
+/// until `shutdown` resolves; then stops accepting, closes the connections that are not
+/// handling a request, and waits for the rest at most as long as `shutdown` said (the longest
+/// deadline a request in flight may have).
+pub async fn serve_all(
+    listeners: Vec<TcpListener>,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     options: HttpOptions,
@@ -76,7 +183,7 @@ pub async fn serve(
         };
         let (stream, peer) = tokio::select! {
             drain = &mut shutdown => break drain,
-            accepted = listener.accept() => match accepted {
+            accepted = accept_any(&listeners) => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, most likely: wait for some to be released.
@@ -102,7 +209,7 @@ pub async fn serve(
             drop((slot, open));
         });
     };
-    drop(listener);
+    drop(listeners);
     let _ = stop.send(true);
     drop(open);
     if tokio::time::timeout(drain, all_closed.recv())
@@ -115,6 +222,19 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// The next connection on any of `listeners`.
+async fn accept_any(listeners: &[TcpListener]) -> io::Result<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for listener in listeners {
+            if let Poll::Ready(accepted) = listener.poll_accept(cx) {
+                return Poll::Ready(accepted);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 struct Connection {

@@ -1,7 +1,6 @@
 //! Flags, logging, signals; then serve. No probe logic lives here.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +22,11 @@ struct Flags {
     /// Validate the config file, then exit (0 valid, 1 invalid).
     #[arg(long = "config.check")]
     config_check: bool,
-    /// Address to listen on; ":9000" means every interface.
-    #[arg(long = "web.listen-address", default_value = ":9000")]
-    listen_address: String,
+    /// Address to listen on, repeatable: ":9000" (the default) means every interface, IPv4
+    /// and IPv6; "127.0.0.1:9000" or "[::1]:9000" one address. With --demo the default is
+    /// 127.0.0.1:9000.
+    #[arg(long = "web.listen-address", value_name = "ADDRESS")]
+    listen_address: Vec<String>,
     /// Seconds to subtract from Prometheus' scrape timeout to leave room for the answer.
     #[arg(long = "timeout-offset", default_value_t = 0.5, value_parser = parse_offset)]
     timeout_offset: f64,
@@ -41,7 +42,8 @@ struct Flags {
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     log_level: String,
-    /// Start two built-in demo PACS on loopback and serve modules that probe them.
+    /// Start two built-in demo PACS on loopback and serve modules that probe them; the
+    /// exporter listens on 127.0.0.1:9000 unless --web.listen-address says otherwise.
     #[arg(long)]
     demo: bool,
     /// Output format of log messages.
@@ -108,7 +110,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    run(serve(flags, config, true))
+    let path = flags.config_file.clone();
+    run(async move {
+        let listeners = listen(&flags, ":9000")?;
+        serve(flags, config, path, listeners, None).await
+    })
 }
 
 /// Runs the server on the multi-thread runtime (dicom-ul's writers need it).
@@ -126,62 +132,143 @@ fn run(server: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCod
     match runtime.block_on(server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "exiting");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Opens every `--web.listen-address` (`default` when none is given); errors name the address.
+fn listen(flags: &Flags, default: &str) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    let defaults = [default.to_string()];
+    let addresses = match flags.listen_address.as_slice() {
+        [] => &defaults[..],
+        given => given,
+    };
+    let mut listeners = Vec::new();
+    for address in addresses {
+        listeners.extend(pacs_exporter::http::listen(address)?);
+    }
+    Ok(listeners)
+}
+
+/// `--demo`: the HTTP port and the demo PACS' ports are taken first; only then is anything
+/// printed. The demo's modules are written to a file in the temporary directory, which SIGHUP
+/// and `POST /-/reload` read again like any config file; it is removed at exit.
 async fn serve_demo(flags: Flags) -> anyhow::Result<()> {
+    let listeners = match listen(&flags, "127.0.0.1:9000") {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            let hint = match e.downcast_ref::<std::io::Error>().map(|e| e.kind()) {
+                Some(std::io::ErrorKind::AddrInUse) => {
+                    "; choose another port, e.g. --web.listen-address=127.0.0.1:9001"
+                }
+                _ => "",
+            };
+            anyhow::bail!("pacs_exporter --demo: {e}{hint}");
+        }
+    };
     let demo = pacs_exporter::demo::start()
         .await
         .context("cannot start the demo PACS")?;
-    let address = listen_address(&flags.listen_address)?;
-    let base = format!("http://localhost:{}", address.port());
+    let path = write_demo_config(&demo.yaml)?;
+    let base = listeners[0]
+        .local_addr()
+        .map(|address| {
+            let host = match address.ip() {
+                ip if ip.is_unspecified() => "localhost".to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            format!("http://{host}:{}", address.port())
+        })
+        .context("no listening address")?;
     let url = |module: &str, target: &str| {
         format!(
             "curl '{base}/probe?module={module}&target={}'",
             target.replace('@', "%40")
         )
     };
+    let notes: String = demo
+        .notes
+        .iter()
+        .map(|note| format!("  note:        {note}\n"))
+        .collect();
     println!(
-        "pacs_exporter demo: two demo PACS on loopback.\n  source:      {src}\n  destination: {dst} (3 studies missing, 1 incomplete)\n\nTry:\n  {echo}\n  {find}\n  {check}\n  {debug}&debug=true'\n  curl '{base}/metrics'\n",
+        "pacs_exporter demo: two demo PACS on loopback.\n  source:      {src}\n  destination: {dst} (3 studies missing, 1 incomplete)\n{notes}  modules:     {file} (edit, then: curl -X POST {base}/-/reload)\n\nOpen {base}/ or try:\n  {echo}\n  {find}\n  {check}\n  {debug}&debug=true'\n  curl '{base}/metrics'\n",
         src = demo.source,
         dst = demo.destination,
+        file = path.display(),
         echo = url("echo", &demo.source),
         find = url("find", &demo.source),
         check = url("send_check", &demo.source),
         debug = url("send_check", &demo.source).trim_end_matches('\''),
     );
-    serve(flags, demo.config, false).await
+    let served = serve(
+        flags,
+        demo.config,
+        path.clone(),
+        listeners,
+        Some(demo.source),
+    )
+    .await;
+    let _ = std::fs::remove_file(&path);
+    served
 }
 
-/// Serves `config`; `from_file` says whether reloads read the config file again.
-async fn serve(flags: Flags, config: Config, from_file: bool) -> anyhow::Result<()> {
+/// Writes the demo's modules to a new file of this process in the temporary directory.
+fn write_demo_config(yaml: &str) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("pacs_exporter-demo-{}.yml", std::process::id()));
+    let create = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    };
+    // A file left by an earlier process with the same id is replaced, never written through.
+    let mut file = match create(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::remove_file(&path)
+            .and_then(|()| create(&path))
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        other => other.with_context(|| format!("cannot write {}", path.display()))?,
+    };
+    file.write_all(yaml.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Serves `config`, read from `path` (which reloads read again), on `listeners`.
+async fn serve(
+    flags: Flags,
+    config: Config,
+    path: PathBuf,
+    listeners: Vec<tokio::net::TcpListener>,
+    example_target: Option<String>,
+) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(
         config,
         ServerOptions {
-            config_path: from_file.then(|| flags.config_file.clone()),
+            config_path: Some(path),
             timeout_offset: Duration::from_secs_f64(flags.timeout_offset),
             history_limit: flags.history_limit,
             max_concurrent: flags.max_concurrent,
+            example_target,
         },
     ));
     let web = match &flags.web_config_file {
         Some(path) => WebConfig::load(path).map_err(anyhow::Error::msg)?,
         None => WebConfig::default(),
     };
-    let address = listen_address(&flags.listen_address)?;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(
-        address = %listener.local_addr()?,
-        version = env!("CARGO_PKG_VERSION"),
-        tls = web.tls().is_some(),
-        basic_auth = web.basic_auth().is_some(),
-        "listening"
-    );
+    for listener in &listeners {
+        tracing::info!(
+            address = %listener.local_addr()?,
+            version = env!("CARGO_PKG_VERSION"),
+            tls = web.tls().is_some(),
+            basic_auth = web.basic_auth().is_some(),
+            "listening"
+        );
+    }
 
     let options = HttpOptions {
         header_read_timeout: flags.header_read_timeout,
@@ -190,7 +277,8 @@ async fn serve(flags: Flags, config: Config, from_file: bool) -> anyhow::Result<
     };
     tokio::spawn(reload_on_sighup(state.clone()));
     let shutdown = shutdown_signal(state.clone());
-    pacs_exporter::web::serve(listener, router(state), &web, options, shutdown)
+    let router = pacs_exporter::web::protect(router(state), &web);
+    pacs_exporter::http::serve_all(listeners, router, web.tls(), options, shutdown)
         .await
         .context("server failed")?;
     tracing::info!("stopped");
@@ -217,16 +305,6 @@ fn connection_bound(wanted: usize) -> usize {
         }
         _ => wanted,
     }
-}
-
-/// `:9000` listens on every interface, `host:port` on one.
-fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
-    let text = match text.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => text.to_string(),
-    };
-    text.parse()
-        .with_context(|| format!("invalid --web.listen-address {text:?}: expected host:port"))
 }
 
 async fn reload_on_sighup(state: Arc<AppState>) {

@@ -46,6 +46,9 @@ pub struct ServerOptions {
     pub history_limit: usize,
     /// Probes running at once; 0 for no bound.
     pub max_concurrent: usize,
+    /// The PACS the landing page's example links probe (`AET@host:port`), e.g. the demo's
+    /// source; `None`: each module's `called_aet` at a placeholder host.
+    pub example_target: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +58,7 @@ impl Default for ServerOptions {
             timeout_offset: Duration::from_millis(500),
             history_limit: 100,
             max_concurrent: 0,
+            example_target: None,
         }
     }
 }

@@ -182,3 +182,133 @@ async fn debug_shows_log_metrics_and_module() {
         answer.body
     );
 }
+
+/// The real binary with `args`, its log in a file; killed on drop.
+struct Listening {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Listening {
+    fn start(args: &[&str]) -> Listening {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("modules.yml");
+        std::fs::write(&config, CONFIG).expect("write config");
+        let log = dir.path().join("log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
+            .arg("--config.file")
+            .arg(&config)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start pacs_exporter");
+        Listening {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The addresses of the `count` "listening" log lines, once they are all written.
+    fn addresses(&mut self, count: usize) -> Vec<std::net::SocketAddr> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            let addresses: Vec<std::net::SocketAddr> = log
+                .lines()
+                .filter(|line| line.contains("listening"))
+                .filter_map(|line| {
+                    let rest = line.split("address=").nth(1)?;
+                    rest.split_whitespace().next()?.parse().ok()
+                })
+                .collect();
+            if addresses.len() >= count {
+                return addresses;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("pacs_exporter exited ({status}):\n{log}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {count} listening lines:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET /-/healthy` at `address`: the status line.
+fn healthy(address: std::net::SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))
+            .map_err(|e| format!("connect to {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET /-/healthy HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("read from {address}: {e}"))?;
+    Ok(answer.lines().next().unwrap_or_default().to_string())
+}
+
+/// Loopback IPv6 is there on the machines the tests run on; say so clearly if not.
+fn require_ipv6_loopback() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        panic!(
+            "cannot bind [::1]: {e}. These tests need IPv6 on loopback: check `ip -6 addr show lo` \
+             and sysctl net.ipv6.conf.lo.disable_ipv6=0"
+        );
+    }
+}
+
+#[test]
+fn port_only_listen_address_answers_on_ipv4_and_ipv6() {
+    require_ipv6_loopback();
+    let mut exporter = Listening::start(&["--web.listen-address", ":0"]);
+    let addresses = exporter.addresses(1);
+    let port = addresses[0].port();
+    assert!(
+        addresses.iter().all(|a| a.ip().is_unspecified()),
+        "{addresses:?}\n{}",
+        exporter.log()
+    );
+    for ip in ["127.0.0.1", "::1"] {
+        let address = std::net::SocketAddr::new(ip.parse().expect("an IP"), port);
+        let status = healthy(address).unwrap_or_else(|e| panic!("{e}\n{}", exporter.log()));
+        assert!(status.contains(" 200 "), "{address}: {status}");
+    }
+}
+
+#[test]
+fn listen_address_may_be_repeated() {
+    require_ipv6_loopback();
+    let mut exporter = Listening::start(&[
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.listen-address=[::1]:0",
+    ]);
+    let addresses = exporter.addresses(2);
+    assert_eq!(addresses.len(), 2, "{}", exporter.log());
+    assert!(addresses[0].ip().is_ipv4() && addresses[1].ip().is_ipv6());
+    for address in addresses {
+        let status = healthy(address).unwrap_or_else(|e| panic!("{e}\n{}", exporter.log()));
+        assert!(status.contains(" 200 "), "{address}: {status}");
+    }
+}
