@@ -369,6 +369,7 @@ impl Scheduler {
         };
 
         let log = shared.log.render();
+        let exposition = encode(&result.registry);
         self.history().add(ProbeRecord {
             id: 0,
             started_at,
@@ -377,10 +378,16 @@ impl Scheduler {
             duration: result.duration,
             failure: result.failure,
             log: log.clone(),
+            // A transfer check that did not run found nothing: its gauges are zeros.
+            summary: if result.success {
+                crate::history::summary(&exposition)
+            } else {
+                None
+            },
         });
         Outcome::Ran(Arc::new(ProbeOutcome {
             success: result.success,
-            exposition: encode(&result.registry),
+            exposition,
             log,
         }))
     }

@@ -700,19 +700,40 @@ fn format_time(time: SystemTime) -> String {
 
 async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
     let config = state.config();
+    let example_target = state.options.example_target.as_deref();
     let modules: String = config
         .modules
         .iter()
         .map(|(name, module)| {
-            let name = html_escape(name);
+            // A PACS that exists (the demo's), or the module's called AE title at a placeholder.
+            let target = match example_target {
+                Some(target) => target.to_string(),
+                None => format!("{}@{EXAMPLE_HOST}:104", module.dicom.called_aet.as_str()),
+            };
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("module", name)
+                .append_pair("target", &target)
+                .append_pair("debug", "true")
+                .finish();
             format!(
                 "<tr><td>{name}</td><td>{prober}</td><td>{timeout}</td>\
-                 <td><a href=\"probe?module={name}&amp;target=ANY-SCP%40127.0.0.1%3A104&amp;debug=true\">debug probe of ANY-SCP@127.0.0.1:104</a></td></tr>\n",
+                 <td><a href=\"probe?{query}\">debug probe of {target}</a></td></tr>\n",
+                name = html_escape(name),
                 prober = module.prober.name(),
                 timeout = module.timeout,
+                query = html_escape(&query),
+                target = html_escape(&target),
             )
         })
         .collect();
+    let placeholder = if example_target.is_none() {
+        format!(
+            "<p id=\"placeholder\">The example links probe <code>{EXAMPLE_HOST}</code>, a placeholder: \
+             replace it with your PACS' host name or address, and the AE title and port with its own.</p>\n"
+        )
+    } else {
+        String::new()
+    };
     let probes: String = state
         .scheduler
         .history()
@@ -720,6 +741,7 @@ async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
         .iter()
         .map(|r| {
             let (result, class) = if r.success() { ("success", "ok") } else { ("failure", "failed") };
+            let found = r.summary.as_deref().unwrap_or_default();
             let reason = r
                 .failure
                 .as_ref()
@@ -727,10 +749,11 @@ async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
                 .unwrap_or_default();
             format!(
                 "<tr class=\"{class}\"><td>{time}</td><td>{module}</td><td>{target}</td><td>{result}</td>\
-                 <td>{duration:.3}s</td><td>{reason}</td><td><a href=\"logs?id={id}\">logs</a></td></tr>\n",
+                 <td>{found}</td><td>{duration:.3}s</td><td>{reason}</td><td><a href=\"logs?id={id}\">logs</a></td></tr>\n",
                 time = format_time(r.started_at),
                 module = html_escape(&r.module),
                 target = html_escape(&r.target),
+                found = html_escape(found),
                 duration = r.duration.as_secs_f64(),
                 reason = html_escape(&reason),
                 id = r.id,
@@ -751,15 +774,18 @@ tr.failed td {{ background: #fde8e8; }}
 <h2>Modules</h2>
 <table id=\"modules\"><tr><th>Module</th><th>Prober</th><th>Timeout</th><th>Example</th></tr>
 {modules}</table>
-<p>Probe a PACS: <code>/probe?target=AET@host:port&amp;module=NAME</code></p>
+{placeholder}<p>Probe a PACS: <code>/probe?target=AET@host:port&amp;module=NAME</code></p>
 <h2>Recent probes</h2>
-<table id=\"probes\"><tr><th>Time</th><th>Module</th><th>Target</th><th>Result</th><th>Duration</th><th>Failure</th><th>Log</th></tr>
+<table id=\"probes\"><tr><th>Time</th><th>Module</th><th>Target</th><th>Result</th><th>Found</th><th>Duration</th><th>Failure</th><th>Log</th></tr>
 {probes}</table>
 </body></html>
 ",
         version = env!("CARGO_PKG_VERSION"),
     ))
 }
+
+/// The host of the landing page's example links when there is no real PACS to name.
+const EXAMPLE_HOST: &str = "pacs.example";
 
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")

@@ -95,6 +95,12 @@ fn landing_page_shows_recent_probes_and_their_logs() {
     assert!(dom.contains(env!("CARGO_PKG_VERSION")));
     let modules = table(&dom, "modules");
     assert_eq!(modules[0][..3], ["echo", "echo", "5s"], "{modules:?}");
+    // No real PACS to name: the module's called AE title at a placeholder host, said so.
+    assert_eq!(modules[0][3], "debug probe of ANY-SCP@pacs.example:104");
+    assert!(
+        dom.contains("<code>pacs.example</code>, a placeholder: replace it"),
+        "{dom}"
+    );
 
     let probes = table(&dom, "probes");
     assert_eq!(probes.len(), 2, "{probes:?}");
@@ -105,14 +111,16 @@ fn landing_page_shows_recent_probes_and_their_logs() {
         ["echo", "DEAD@127.0.0.1:1", "failure"],
         "{failed:?}"
     );
-    assert_eq!(failed[5], "connect / refused");
-    assert_eq!(failed[6], "logs");
+    assert_eq!(failed[4], "", "{failed:?}");
+    assert_eq!(failed[6], "connect / refused");
+    assert_eq!(failed[7], "logs");
     assert_eq!(
         succeeded[1..4],
         ["echo", good.as_str(), "success"],
         "{succeeded:?}"
     );
-    assert_eq!(succeeded[5], "");
+    assert_eq!(succeeded[4], "", "an echo finds nothing beyond its verdict");
+    assert_eq!(succeeded[6], "");
 
     // Follow the failed probe's logs link as the browser resolves it.
     let row = dom
@@ -128,4 +136,39 @@ fn landing_page_shows_recent_probes_and_their_logs() {
     assert!(log.contains("DEAD@127.0.0.1:1"), "{log}");
     assert!(log.contains("failed"), "{log}");
     assert!(log.contains("stage=connect reason=refused"), "{log}");
+}
+
+#[test]
+fn demo_landing_page_probes_the_demo_pacs_and_shows_what_a_transfer_check_found() {
+    let exporter = Binary::start("", &["--demo"]);
+    let profile = tempfile::tempdir().expect("profile dir");
+    let dom = render(&exporter.url("/"), profile.path());
+    assert!(!dom.contains("placeholder"), "{dom}");
+
+    // Every example link probes the demo source, and the probe succeeds.
+    let links: Vec<String> = dom
+        .split("href=\"probe?")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|query| format!("/probe?{}", query.replace("&amp;", "&")))
+        .collect();
+    assert_eq!(links.len(), 3, "{dom}");
+    for link in &links {
+        assert!(link.contains("target=DEMO_SOURCE%40127.0.0.1%3A"), "{link}");
+        let (status, body) = exporter.get(link);
+        assert_eq!(status, 200, "{link}: {body}");
+        assert!(body.contains("\nprobe_success 1\n"), "{link}: {body}");
+    }
+
+    let dom = render(&exporter.url("/"), profile.path());
+    let probes = table(&dom, "probes");
+    let found: Vec<(&str, &str)> = probes
+        .iter()
+        .map(|row| (row[1].as_str(), row[4].as_str()))
+        .collect();
+    assert!(
+        found.contains(&("send_check", "checked 23, missing 3, incomplete 1")),
+        "{probes:?}"
+    );
+    assert!(found.contains(&("echo", "")), "{probes:?}");
 }
