@@ -12,10 +12,32 @@ use pacs_exporter::http::HttpOptions;
 use pacs_exporter::server::{router, AppState, ServerOptions};
 use pacs_exporter::web::WebConfig;
 
+/// `--version` as Prometheus' exporters print it; the build facts come from build.rs.
+const VERSION: &str = concat!(
+    "pacs_exporter, version ",
+    env!("CARGO_PKG_VERSION"),
+    " (branch: ",
+    env!("PACS_EXPORTER_BRANCH"),
+    ", revision: ",
+    env!("PACS_EXPORTER_REVISION"),
+    ")\n  build user:       ",
+    env!("PACS_EXPORTER_BUILD_USER"),
+    "\n  build date:       ",
+    env!("PACS_EXPORTER_BUILD_DATE"),
+    "\n  rust version:     ",
+    env!("PACS_EXPORTER_RUST_VERSION"),
+    "\n  platform:         ",
+    env!("PACS_EXPORTER_PLATFORM"),
+    "\n",
+);
+
 /// Prometheus exporter for PACS (DICOM) servers.
 #[derive(Parser, Debug)]
-#[command(name = "pacs_exporter", version, about)]
+#[command(name = "pacs_exporter", about, disable_version_flag = true)]
 struct Flags {
+    /// Print version and build information, then exit.
+    #[arg(long)]
+    version: bool,
     /// Path to the modules file.
     #[arg(long = "config.file", default_value = "modules.yml")]
     config_file: PathBuf,
@@ -78,6 +100,10 @@ fn parse_offset(text: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    if flags.version {
+        print!("{VERSION}");
+        return ExitCode::SUCCESS;
+    }
     init_logging(&flags.log_level, &flags.log_format);
 
     if flags.demo {

@@ -162,15 +162,20 @@ impl ExporterMetrics {
         let build_info = prometheus::IntGaugeVec::new(
             Opts::new(
                 "pacs_exporter_build_info",
-                "Version and revision of the running exporter.",
+                "A metric with a constant '1' value labeled by version, revision, branch, \
+                 rustversion and platform from which pacs_exporter was built.",
             ),
-            &["version", "revision"],
+            &["version", "revision", "branch", "rustversion", "platform"],
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
+        // Set by build.rs.
         build_info
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
-                option_env!("PACS_EXPORTER_REVISION").unwrap_or("unknown"),
+                env!("PACS_EXPORTER_REVISION"),
+                env!("PACS_EXPORTER_BRANCH"),
+                env!("PACS_EXPORTER_RUST_VERSION").trim_start_matches("rustc "),
+                env!("PACS_EXPORTER_PLATFORM"),
             ])
             .set(1);
         let int_gauge = |name: &str, help: &str| {

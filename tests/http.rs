@@ -111,11 +111,7 @@ async fn exporter_metrics_count_probes_and_never_carry_probe_results() {
         1.0
     );
     assert!(metrics.metric("pacs_exporter_config_last_reload_success_timestamp_seconds") > 1.7e9);
-    assert!(
-        metrics.body.contains("pacs_exporter_build_info{revision="),
-        "{}",
-        metrics.body
-    );
+    assert_build_info(&metrics.body);
     assert!(
         metrics.value("process_resident_memory_bytes").is_some(),
         "{}",
@@ -311,4 +307,55 @@ fn listen_address_may_be_repeated() {
         let status = healthy(address).unwrap_or_else(|e| panic!("{e}\n{}", exporter.log()));
         assert!(status.contains(" 200 "), "{address}: {status}");
     }
+}
+
+/// `pacs_exporter_build_info` names the checked-out commit, its branch, the crate's version,
+/// the compiler and the platform (build.rs takes them from git when built in a checkout).
+fn assert_build_info(body: &str) {
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run git");
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("pacs_exporter_build_info{"))
+        .unwrap_or_else(|| panic!("no pacs_exporter_build_info in\n{body}"));
+    let labels: std::collections::BTreeMap<&str, &str> = line
+        .trim_start_matches("pacs_exporter_build_info{")
+        .trim_end_matches("} 1")
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name, value.trim_matches('"')))
+        .collect();
+    assert!(line.ends_with("} 1"), "{line}");
+    assert_eq!(
+        labels.keys().copied().collect::<Vec<_>>(),
+        ["branch", "platform", "revision", "rustversion", "version"],
+        "{line}"
+    );
+    let head = git(&["rev-parse", "HEAD"]).expect("tests run in a git checkout");
+    assert_eq!(labels["revision"], head, "{line}");
+    let branch = git(&["symbolic-ref", "-q", "--short", "HEAD"]);
+    assert_eq!(
+        labels["branch"],
+        branch.as_deref().unwrap_or("unknown"),
+        "{line}"
+    );
+    assert_eq!(labels["version"], env!("CARGO_PKG_VERSION"), "{line}");
+    assert!(
+        labels["platform"].starts_with(&format!("{}/", std::env::consts::OS)),
+        "{line}"
+    );
+    let rust = labels["rustversion"];
+    assert!(
+        rust.split('.').count() >= 3 && rust.starts_with(|c: char| c.is_ascii_digit()),
+        "{line}"
+    );
 }
