@@ -284,6 +284,7 @@ fn rule_files_pass_promtool_check() {
             "rules",
             "deploy/prometheus/alerts.yml",
             "deploy/prometheus/migration-rules.yml",
+            "deploy/prometheus/legacy-alerts.yml",
         ],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -302,6 +303,7 @@ fn rule_unit_tests_pass() {
             "rules",
             "deploy/prometheus/alerts_test.yml",
             "deploy/prometheus/migration-rules_test.yml",
+            "deploy/prometheus/legacy-alerts_test.yml",
         ],
     );
 }
@@ -387,7 +389,14 @@ fn migration_rules_recreate_the_old_names() {
         .iter()
         .map(|rule| string(&rule["record"], "record").to_string())
         .collect();
-    assert_eq!(records, ["count_not_sended_study", "stydy_send_error"]);
+    assert_eq!(
+        records,
+        [
+            "count_not_sended_study",
+            "stydy_send_error",
+            "pacs_server_up"
+        ]
+    );
     let tests = read(&deploy("prometheus/migration-rules_test.yml"));
     for record in &records {
         assert!(
