@@ -378,30 +378,155 @@ async fn shutdown_signal(state: Arc<pacs_exporter::server::AppState>) -> Duratio
     longest + Duration::from_millis(500)
 }
 
-/// Logs go to stderr as logfmt or JSON. The code location (tracing's own `target`) is left
-/// out, so that `target=` in a line is always the probe's target.
+/// Logs go to stderr as logfmt or JSON, one line per event, with the keys Prometheus' own logs
+/// use: `time` (RFC 3339, UTC, milliseconds), `level`, `msg`, then the event's fields. The code
+/// location (tracing's own `target`) is left out, so that `target=` in a line is always the
+/// probe's target.
 fn init_logging(level: &str, format: &str) {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::new(format!("warn,pacs_exporter={level}"));
-    let registry = tracing_subscriber::registry().with(filter);
-    if format == "json" {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_target(false)
-                    .with_writer(std::io::stderr),
-            )
-            .init();
-    } else {
-        registry
-            .with(
-                tracing_logfmt::builder()
-                    .with_target(false)
-                    .layer()
-                    .with_writer(std::io::stderr),
-            )
-            .init();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .event_format(LogFormat {
+                    json: format == "json",
+                })
+                .with_writer(std::io::stderr),
+        )
+        .init();
+}
+
+/// One log line: `time=… level=… msg=… key=value…` (logfmt) or the same keys as a JSON object.
+struct LogFormat {
+    json: bool,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LogFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = LogFields::default();
+        event.record(&mut fields);
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        let mut pairs = vec![
+            ("time", time, false),
+            ("level", level, false),
+            ("msg", fields.msg, false),
+        ];
+        pairs.extend(fields.pairs);
+        let line: Vec<String> = pairs
+            .iter()
+            .map(|(key, value, number)| match self.json {
+                true if *number => format!("{}:{value}", json_string(key)),
+                true => format!("{}:{}", json_string(key), json_string(value)),
+                false => format!("{key}={}", logfmt_value(value)),
+            })
+            .collect();
+        match self.json {
+            true => writeln!(writer, "{{{}}}", line.join(",")),
+            false => writeln!(writer, "{}", line.join(" ")),
+        }
     }
+}
+
+/// An event's message and its other fields, as text; numbers and booleans marked (JSON
+/// writes them bare).
+#[derive(Default)]
+struct LogFields {
+    msg: String,
+    pairs: Vec<(&'static str, String, bool)>,
+}
+
+impl LogFields {
+    fn push(&mut self, field: &tracing::field::Field, value: String, bare: bool) {
+        match field.name() {
+            "message" => self.msg = value,
+            name => self.pairs.push((name, value, bare)),
+        }
+    }
+}
+
+impl tracing::field::Visit for LogFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.push(field, value.to_string(), false);
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.push(field, value.to_string(), true);
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.push(field, value.to_string(), true);
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.push(field, value.to_string(), true);
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        // JSON has no NaN or infinities.
+        self.push(field, value.to_string(), value.is_finite());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.push(field, format!("{value:?}"), false);
+    }
+}
+
+/// A logfmt value: bare when it can be, else quoted, with quotes, backslashes and control
+/// characters escaped.
+fn logfmt_value(value: &str) -> String {
+    let bare = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=' && c != '\\');
+    if bare {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON string literal.
+fn json_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -221,8 +221,12 @@ impl Listening {
                 .lines()
                 .filter(|line| line.contains("listening"))
                 .filter_map(|line| {
-                    let rest = line.split("address=").nth(1)?;
-                    rest.split_whitespace().next()?.parse().ok()
+                    // logfmt or JSON.
+                    let rest = line
+                        .split("address=")
+                        .nth(1)
+                        .or_else(|| line.split("\"address\":\"").nth(1))?;
+                    rest.split([' ', '"']).next()?.parse().ok()
                 })
                 .collect();
             if addresses.len() >= count {
@@ -358,4 +362,86 @@ fn assert_build_info(body: &str) {
         rust.split('.').count() >= 3 && rust.starts_with(|c: char| c.is_ascii_digit()),
         "{line}"
     );
+}
+
+/// Sends `GET path` to the exporter at `port` on 127.0.0.1; the status line.
+fn get_status(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn process_log_keys_and_probe_levels_are_prometheus_like() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let live = format!("LIVE%40{}", listener.local_addr().expect("address"));
+    let pacs = pacs_exporter::demo::DemoPacs {
+        aet: "LIVE".into(),
+        studies: Vec::new(),
+    };
+    tokio::spawn(pacs_exporter::demo::serve(
+        listener,
+        std::sync::Arc::new(pacs),
+    ));
+
+    for format in ["logfmt", "json"] {
+        let mut exporter = Listening::start(&[
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.level=info",
+            &format!("--log.format={format}"),
+        ]);
+        let port = exporter.addresses(1)[0].port();
+        let live = live.clone();
+        tokio::task::spawn_blocking(move || {
+            assert!(
+                get_status(port, &format!("/probe?module=echo&target={live}")).contains(" 200 ")
+            );
+            assert!(
+                get_status(port, "/probe?module=echo&target=DEAD%40127.0.0.1%3A1")
+                    .contains(" 200 ")
+            );
+        })
+        .await
+        .expect("probes");
+        let log = exporter.log();
+        let lines: Vec<&str> = log.lines().collect();
+        // A success is logged at debug (not shown at info), a failure at info with its reason.
+        assert!(!log.contains("probe succeeded"), "{log}");
+        let failed: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.contains("probe failed"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{log}");
+        match format {
+            "json" => {
+                for line in &lines {
+                    let entry: serde_json::Value = serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                    for key in ["time", "level", "msg"] {
+                        assert!(entry[key].is_string(), "no {key}: {line}");
+                    }
+                }
+                let entry: serde_json::Value = serde_json::from_str(failed[0]).expect("JSON");
+                assert_eq!(entry["level"], "info", "{log}");
+                assert_eq!(entry["target"], "DEAD@127.0.0.1:1", "{log}");
+                let msg = entry["msg"].as_str().unwrap_or_default();
+                assert!(msg.contains("stage=connect reason=refused"), "{log}");
+            }
+            _ => {
+                for line in &lines {
+                    assert!(line.starts_with("time=20"), "{line}");
+                    assert!(line.contains(" level=") && line.contains(" msg="), "{line}");
+                }
+                assert!(failed[0].contains(" level=info "), "{log}");
+                assert!(failed[0].contains("stage=connect reason=refused"), "{log}");
+                assert!(failed[0].contains(" target=DEAD@127.0.0.1:1"), "{log}");
+            }
+        }
+    }
 }

@@ -409,10 +409,11 @@ pub async fn run(
     let failure = outcome.err();
     set_common(&registry, timeout, duration, failure.is_none());
     match &failure {
-        None => log.info(format!("probe succeeded in {:.3}s", duration.as_secs_f64())),
+        // The process log: a success at debug, a failure at info, with its stage and reason.
+        None => log.debug(format!("probe succeeded in {:.3}s", duration.as_secs_f64())),
         Some(failure) => {
             let peer = failure.peer.map_or("", Peer::as_str);
-            log.error(format!(
+            log.info(format!(
                 "probe failed: stage={} reason={}{}{} detail={:?}",
                 failure.stage.as_str(),
                 failure.reason.as_str(),
