@@ -24,6 +24,7 @@ declare -A PEERS=(
   [amtool]=prometheus-alertmanager
   [chromium]=chromium
   [systemd-analyze]=systemd
+  [npm]=npm
 )
 
 missing=()

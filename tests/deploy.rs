@@ -615,6 +615,41 @@ fn expand_grafana_variables(expr: &str) -> String {
     out
 }
 
+/// The dashboard fits Grafana's published dashboard schema (npm @grafana/schema's `Dashboard`,
+/// checked by TypeScript's compiler), and the check itself refuses a dashboard that does not.
+#[test]
+fn grafana_dashboard_fits_grafanas_schema() {
+    let script = repo().join("scripts/grafana-check.sh");
+    run_ok(Path::new("bash"), &[script.to_str().expect("a UTF-8 path")]);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broken = dir.path().join("broken.json");
+    let text = read(&deploy("grafana/pacs_exporter.json")).replacen(
+        "\"graphTooltip\": 1",
+        "\"graphTooltip\": \"shared\"",
+        1,
+    );
+    assert!(
+        text.contains("\"shared\""),
+        "the dashboard sets graphTooltip"
+    );
+    fs::write(&broken, text).expect("write");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(&broken)
+        .current_dir(repo())
+        .output()
+        .expect("run the check");
+    assert!(
+        !output.status.success(),
+        "a wrong graphTooltip must fail the check"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("DashboardCursorSync"),
+        "{output:?}"
+    );
+}
+
 #[test]
 fn grafana_dashboard_is_well_formed() {
     let dashboard = dashboard();
