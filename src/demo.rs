@@ -21,6 +21,7 @@ use dicom_ul::association::ServerAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::dicom::association::{MessageAssembly, MAX_IDENTIFIER_BYTES};
 use crate::dicom::find::{text, InformationModel};
 use crate::dicom::message::{command_field, uid_value, Command};
 use crate::dicom::{EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION};
@@ -107,9 +108,8 @@ async fn handle(stream: TcpStream, pacs: &DemoPacs) -> Result<(), BoxError> {
         .map(|pc| (pc.id, pc.transfer_syntax.clone()))
         .collect();
 
-    let mut command = Vec::new();
-    let mut data = Vec::new();
-    let mut parsed: Option<Command> = None;
+    // Requests are put together by the association layer's own PDV assembly, with its caps.
+    let mut assembly: Option<MessageAssembly> = None;
     loop {
         let values = match association.receive().await? {
             Pdu::PData { data } => data,
@@ -120,36 +120,27 @@ async fn handle(stream: TcpStream, pacs: &DemoPacs) -> Result<(), BoxError> {
             _ => return Ok(()),
         };
         for value in values {
-            match value.value_type {
-                PDataValueType::Command => {
-                    command.extend_from_slice(&value.data);
-                    if value.is_last {
-                        parsed = Some(Command::parse(&command)?);
-                        command.clear();
-                    }
-                }
-                PDataValueType::Data => data.extend_from_slice(&value.data),
-            }
-            let Some(request) = &parsed else { continue };
-            let complete = !request.has_data_set()
-                || (value.value_type == PDataValueType::Data && value.is_last);
-            if !complete {
-                continue;
-            }
+            let context = value.presentation_context_id;
+            let pushed = assembly
+                .get_or_insert_with(|| MessageAssembly::new(context, MAX_IDENTIFIER_BYTES))
+                .push(value)?;
+            let Some(request) = pushed else { continue };
+            assembly = None;
             let explicit = contexts
                 .iter()
-                .any(|(id, ts)| *id == value.presentation_context_id && ts == EXPLICIT_VR_LE);
-            let responses = respond(pacs, request, &data, explicit)?;
+                .any(|(id, ts)| *id == context && ts == EXPLICIT_VR_LE);
+            let identifier = request.data.as_deref().unwrap_or_default();
+            let responses = respond(pacs, &request.command, identifier, explicit)?;
             for (rsp_command, rsp_data) in responses {
                 let mut pdvs = vec![PDataValue {
-                    presentation_context_id: value.presentation_context_id,
+                    presentation_context_id: context,
                     value_type: PDataValueType::Command,
                     is_last: true,
                     data: rsp_command,
                 }];
                 if let Some(rsp_data) = rsp_data {
                     pdvs.push(PDataValue {
-                        presentation_context_id: value.presentation_context_id,
+                        presentation_context_id: context,
                         value_type: PDataValueType::Data,
                         is_last: true,
                         data: rsp_data,
@@ -157,8 +148,6 @@ async fn handle(stream: TcpStream, pacs: &DemoPacs) -> Result<(), BoxError> {
                 }
                 association.send(&Pdu::PData { data: pdvs }).await?;
             }
-            parsed = None;
-            data.clear();
         }
     }
 }
