@@ -45,11 +45,11 @@ fn walk<'a>(
     explicit: bool,
     top_level: &mut dyn FnMut(RawElement<'a>),
 ) -> Result<(), String> {
-    // The end offset of each open container; `None` for one of undefined length.
-    let mut open: Vec<Option<usize>> = Vec::new();
+    // Each open container and its end offset; `None` for one of undefined length.
+    let mut open: Vec<(Container, Option<usize>)> = Vec::new();
     let mut pos = 0usize;
     loop {
-        while let Some(Some(end)) = open.last() {
+        while let Some((_, Some(end))) = open.last() {
             if pos < *end {
                 break;
             }
@@ -70,15 +70,27 @@ fn walk<'a>(
         if tag.group() == 0xFFFE {
             let length = le32(&header[4..8]);
             pos += 8;
-            match tag.element() {
-                // Item: a container of elements.
-                0xE000 => open.push(container(bytes, pos, length)?),
-                // Item or sequence delimitation: closes the innermost undefined-length container.
-                0xE00D | 0xE0DD => match open.pop() {
-                    Some(None) => {}
-                    _ => return Err(format!("unexpected delimiter at byte {}", pos - 8)),
-                },
-                other => return Err(format!("unknown item tag (FFFE,{other:04X})")),
+            // dicom-parser reads items and delimiters where the structure allows them, and
+            // anything else out of step: an item only directly in a sequence, and each
+            // delimiter (of length 0) only closing its own kind of undefined-length container.
+            let innermost = open.last().map(|(kind, end)| (*kind, end.is_none()));
+            match (tag.element(), innermost) {
+                (0xE000, Some((Container::Sequence, _))) => {
+                    open.push((Container::Item, container(bytes, pos, length)?))
+                }
+                (0xE000, _) => {
+                    return Err(format!("an item outside a sequence at byte {}", pos - 8))
+                }
+                (0xE00D, Some((Container::Item, true)))
+                | (0xE0DD, Some((Container::Sequence, true)))
+                    if length == 0 =>
+                {
+                    open.pop();
+                }
+                (0xE00D | 0xE0DD, _) => {
+                    return Err(format!("unexpected delimiter at byte {}", pos - 8))
+                }
+                (other, _) => return Err(format!("unknown item tag (FFFE,{other:04X})")),
             }
         } else {
             let (vr, length, header_length) = if explicit {
@@ -94,10 +106,15 @@ fn walk<'a>(
             } else {
                 (dictionary_vr(tag), le32(&header[4..8]), 8)
             };
+            if let Some((Container::Sequence, _)) = open.last() {
+                return Err(format!(
+                    "element {tag} directly in a sequence at byte {pos}"
+                ));
+            }
             pos += header_length;
             if length == UNDEFINED || vr == Some(VR::SQ) {
                 // A sequence (or encapsulated data): its items follow.
-                open.push(container(bytes, pos, length)?);
+                open.push((Container::Sequence, container(bytes, pos, length)?));
             } else {
                 let length = length as usize;
                 if length > bytes.len() - pos {
@@ -105,6 +122,15 @@ fn walk<'a>(
                         "element {tag} declares {length} bytes, only {} remain",
                         bytes.len() - pos
                     ));
+                }
+                // dicom-parser reads whole numbers of such values but skips the declared
+                // length, so a remainder would put it out of step with the encoding.
+                if let Some((vr, size)) = vr.and_then(|vr| Some((vr, number_size(vr)?))) {
+                    if !length.is_multiple_of(size) {
+                        return Err(format!(
+                            "element {tag} ({vr}) declares {length} bytes, not a whole number of {size}-byte values"
+                        ));
+                    }
                 }
                 if open.is_empty() {
                     top_level(RawElement {
@@ -120,6 +146,14 @@ fn walk<'a>(
             return Err(format!("sequences nested more than {MAX_NESTING} deep"));
         }
     }
+}
+
+/// What an open container holds: a sequence (or encapsulated data) holds items, an item holds
+/// elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Container {
+    Sequence,
+    Item,
 }
 
 /// A container starting at `pos` with `length`: its end, or `None` when undefined.
@@ -157,6 +191,16 @@ fn has_long_length(vr: Option<VR>) -> bool {
                 | VR::UV
         )
     )
+}
+
+/// The size of one value of a VR made of fixed-size binary numbers.
+fn number_size(vr: VR) -> Option<usize> {
+    match vr {
+        VR::OW | VR::SS | VR::US => Some(2),
+        VR::AT | VR::FL | VR::OF | VR::OL | VR::SL | VR::UL => Some(4),
+        VR::FD | VR::OD | VR::OV | VR::SV | VR::UV => Some(8),
+        _ => None,
+    }
 }
 
 fn dictionary_vr(tag: Tag) -> Option<VR> {
@@ -241,9 +285,39 @@ mod tests {
             0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0, 0x00, 0x00, 0x00, 0x10,
         ];
         assert!(check_data_set(&ob, true).unwrap_err().contains("declares"));
+        // (0052,0002) FD, implicit, with 28 bytes: 3 values and a remainder. The parser would
+        // read the remainder as the next element's header.
+        let mut fd = vec![0x52, 0x00, 0x02, 0x00, 28, 0, 0, 0];
+        fd.resize(8 + 28, 0);
+        assert!(check_data_set(&fd, false)
+            .unwrap_err()
+            .contains("whole number of 8-byte values"));
+        let us = [0x28, 0x00, 0x10, 0x00, b'U', b'S', 3, 0, 1, 2, 3];
+        assert!(check_data_set(&us, true).unwrap_err().contains("2-byte"));
         assert!(check_data_set(&[0x08, 0x00, 0x20], true)
             .unwrap_err()
             .contains("truncated"));
+        // An item inside an item, not in a sequence: dicom-parser read on out of step and
+        // allocated a length taken from element values (1.7 GB from 103 bytes).
+        let mut item_in_item = vec![0x40, 0x00, 0x00, 0x01, b'S', b'Q', 0, 0];
+        item_in_item.extend_from_slice(&UNDEFINED.to_le_bytes());
+        item_in_item.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        item_in_item.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+        assert!(check_data_set(&item_in_item, true)
+            .unwrap_err()
+            .contains("outside a sequence"));
+        // An element directly in a sequence, and a sequence closed by an item delimiter.
+        let mut loose = vec![0x40, 0x00, 0x00, 0x01, b'S', b'Q', 0, 0];
+        loose.extend_from_slice(&UNDEFINED.to_le_bytes());
+        let mut wrong_delimiter = loose.clone();
+        loose.extend_from_slice(&[0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'M', b'R']);
+        assert!(check_data_set(&loose, true)
+            .unwrap_err()
+            .contains("directly in a sequence"));
+        wrong_delimiter.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        assert!(check_data_set(&wrong_delimiter, true)
+            .unwrap_err()
+            .contains("delimiter"));
         let stray = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
         assert!(check_data_set(&stray, true)
             .unwrap_err()
