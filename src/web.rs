@@ -202,16 +202,20 @@ impl WebConfig {
     pub fn load(path: &Path) -> Result<WebConfig, String> {
         let at = |e: String| format!("{}: {e}", path.display());
         let text = std::fs::read_to_string(path).map_err(|e| at(e.to_string()))?;
-        let file: WebConfigFile = yaml_serde::from_str(&text).map_err(|e| at(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        WebConfig::parse(&text, base).map_err(at)
+    }
+
+    /// Checks the text of a web config file; relative paths in it are read from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<WebConfig, String> {
+        let file: WebConfigFile = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
         let tls = file
             .tls_server_config
             .map(|tls| tls_config(&tls, base).map(Arc::new))
-            .transpose()
-            .map_err(at)?;
+            .transpose()?;
         for (user, hash) in &file.basic_auth_users {
             hash.parse::<bcrypt::HashParts>()
-                .map_err(|e| at(format!("basic_auth_users.{user}: not a bcrypt hash: {e}")))?;
+                .map_err(|e| format!("basic_auth_users.{user}: not a bcrypt hash: {e}"))?;
         }
         let auth = (!file.basic_auth_users.is_empty()).then(|| {
             Arc::new(BasicAuth {

@@ -22,7 +22,7 @@ use encoding_rs::Encoding;
 
 /// The character sets a data set declares, parsed from the raw SpecificCharacterSet value.
 #[derive(Debug, Clone)]
-pub(crate) struct CharacterSets {
+pub struct CharacterSets {
     repertoire: Repertoire,
     unknown: Vec<String>,
 }
@@ -30,7 +30,7 @@ pub(crate) struct CharacterSets {
 impl CharacterSets {
     /// `value` is the raw (already ASCII) SpecificCharacterSet text, e.g. "\\ISO 2022 IR 87";
     /// "" or absent = default.
-    pub(crate) fn parse(value: &str) -> CharacterSets {
+    pub fn parse(value: &str) -> CharacterSets {
         let values: Vec<&str> = value
             .split('\\')
             .map(|v| v.trim_matches(|c| c == ' ' || c == '\0'))
@@ -74,13 +74,13 @@ impl CharacterSets {
     }
 
     /// Terms that were not recognised (for a log line), empty when all were.
-    pub(crate) fn unknown_terms(&self) -> &[String] {
+    pub fn unknown_terms(&self) -> &[String] {
         &self.unknown
     }
 
     /// Decodes one element value (all of its bytes, possibly multi-valued with '\\'), of the
     /// given VR. `vr` only decides which delimiters reset the ISO 2022 state.
-    pub(crate) fn decode(&self, bytes: &[u8], vr: VR) -> String {
+    pub fn decode(&self, bytes: &[u8], vr: VR) -> String {
         let whole = |encoding: &'static Encoding| {
             encoding.decode_without_bom_handling(bytes).0.into_owned()
         };
@@ -101,7 +101,7 @@ impl CharacterSets {
 /// A value fit for a Prometheus label: NULs removed, other control characters (C0, DEL, C1)
 /// replaced by a space, leading and trailing spaces trimmed, and cut to at most `max_chars`
 /// characters on a char boundary, the last of them '…' when cut.
-pub(crate) fn label_value(text: &str, max_chars: usize) -> String {
+pub fn label_value(text: &str, max_chars: usize) -> String {
     let cleaned: String = text
         .chars()
         .filter(|&c| c != '\0')

@@ -132,7 +132,7 @@ pub async fn find_studies(
 }
 
 /// Reads a match's elements into a [`StudyMatch`].
-pub(crate) fn study_match(elements: &[RawElement<'_>]) -> StudyMatch {
+pub fn study_match(elements: &[RawElement<'_>]) -> StudyMatch {
     let raw = |tag: Tag| elements.iter().find(|e| e.tag == tag).map(|e| e.value);
     let sets = CharacterSets::parse(&ascii(raw(tags::SPECIFIC_CHARACTER_SET)).unwrap_or_default());
     let decoded = |tag: Tag, vr: VR| {
