@@ -53,3 +53,7 @@ bash scripts/python-peers.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+
+# Every fuzz target for a short while on nightly Rust (fuzz/; the committed corpora are also
+# replayed on stable by tests/fuzz_regressions.rs above).
+bash scripts/fuzz-smoke.sh 20

@@ -4,7 +4,6 @@
 
 mod support;
 
-
 use chrono::Local;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
