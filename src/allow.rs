@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::time::{timeout_at, Instant};
 
-use crate::target::{Host, Target};
+use crate::target::{Host, Target, TargetError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Rule {
@@ -43,12 +43,32 @@ pub struct NotAllowed {
     pub resolved: bool,
 }
 
+/// An `allowed_targets` entry that is neither an address, a network nor a host name; each
+/// variant names the entry as written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AllowListError {
+    #[error("{entry:?}: unclosed '['")]
+    UnclosedBracket { entry: String },
+    #[error("{entry:?}: expected :port after ']'")]
+    ExpectedPort { entry: String },
+    #[error("{entry:?}: invalid port {port:?}")]
+    Port { entry: String, port: String },
+    #[error("{entry:?}: {addr:?} is not an IP address")]
+    Address { entry: String, addr: String },
+    #[error("{entry:?}: prefix length must be 0..={max}")]
+    PrefixLength { entry: String, max: u8 },
+    #[error("{entry:?}: {source}")]
+    Host { entry: String, source: TargetError },
+    #[error("{entry:?}: not an address, network or host name")]
+    NotAHost { entry: String },
+}
+
 impl AllowList {
     /// Parses the config's entries; the error names the bad entry.
-    pub fn parse(entries: &[String]) -> Result<AllowList, String> {
+    pub fn parse(entries: &[String]) -> Result<AllowList, AllowListError> {
         let rules = entries
             .iter()
-            .map(|e| parse_rule(e).map_err(|why| format!("{e:?}: {why}")))
+            .map(|e| parse_rule(e))
             .collect::<Result<_, _>>()?;
         Ok(AllowList { rules })
     }
@@ -147,45 +167,56 @@ fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
-fn parse_rule(entry: &str) -> Result<Rule, String> {
-    let entry = entry.trim();
+fn parse_rule(written: &str) -> Result<Rule, AllowListError> {
+    let entry = || written.to_string();
+    let trimmed = written.trim();
     // [v6 or v6/prefix]:port, or bare IPv6 (with or without prefix) when it has several colons.
-    let (body, port) = if let Some(rest) = entry.strip_prefix('[') {
-        let (body, after) = rest.split_once(']').ok_or("unclosed '['")?;
+    let (body, port) = if let Some(rest) = trimmed.strip_prefix('[') {
+        let (body, after) = rest
+            .split_once(']')
+            .ok_or_else(|| AllowListError::UnclosedBracket { entry: entry() })?;
         let port = match after {
             "" => None,
-            _ => Some(parse_port(
-                after.strip_prefix(':').ok_or("expected :port after ']'")?,
-            )?),
+            _ => {
+                let port = after
+                    .strip_prefix(':')
+                    .ok_or_else(|| AllowListError::ExpectedPort { entry: entry() })?;
+                Some(parse_port(written, port)?)
+            }
         };
         (body, port)
-    } else if entry.matches(':').count() > 1 {
-        (entry, None)
+    } else if trimmed.matches(':').count() > 1 {
+        (trimmed, None)
     } else {
-        match entry.split_once(':') {
-            Some((body, port)) => (body, Some(parse_port(port)?)),
-            None => (entry, None),
+        match trimmed.split_once(':') {
+            Some((body, port)) => (body, Some(parse_port(written, port)?)),
+            None => (trimmed, None),
         }
     };
     let (addr, prefix) = match body.split_once('/') {
         Some((addr, prefix)) => {
-            let addr: IpAddr = addr
-                .parse()
-                .map_err(|_| format!("{addr:?} is not an IP address"))?;
+            let addr: IpAddr = addr.parse().map_err(|_| AllowListError::Address {
+                entry: entry(),
+                addr: addr.to_string(),
+            })?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix: u8 = prefix
-                .parse()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("prefix length must be 0..={max}"))?;
+            let prefix: u8 = prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
+                AllowListError::PrefixLength {
+                    entry: entry(),
+                    max,
+                }
+            })?;
             (addr, prefix)
         }
         None => match body.parse::<IpAddr>() {
             Ok(addr) => (addr, if addr.is_ipv4() { 32 } else { 128 }),
             Err(_) => {
-                let target = Target::parse(body).map_err(|e| e.to_string())?;
+                let target = Target::parse(body).map_err(|source| AllowListError::Host {
+                    entry: entry(),
+                    source,
+                })?;
                 let Host::Name(name) = target.host else {
-                    return Err("not an address, network or host name".into());
+                    return Err(AllowListError::NotAHost { entry: entry() });
                 };
                 return Ok(Rule::Name { name, port });
             }
@@ -194,11 +225,15 @@ fn parse_rule(entry: &str) -> Result<Rule, String> {
     Ok(Rule::Network { addr, prefix, port })
 }
 
-fn parse_port(text: &str) -> Result<u16, String> {
-    text.parse::<u16>()
+/// The port of `entry`, as written after its colon.
+fn parse_port(entry: &str, port: &str) -> Result<u16, AllowListError> {
+    port.parse::<u16>()
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| format!("invalid port {text:?}"))
+        .ok_or_else(|| AllowListError::Port {
+            entry: entry.to_string(),
+            port: port.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -238,18 +273,45 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        for bad in [
-            "10.0.0.0/33",
-            "10.0.0.0/x",
-            "host:0",
-            "host:port",
-            "[::1",
-            "bad host",
-            "1.2.3.4/8/8",
-        ] {
+        use AllowListError as E;
+        type Check = fn(&AllowListError) -> bool;
+        let cases: [(&str, Check); 8] = [
+            ("10.0.0.0/33", |e| {
+                matches!(e, E::PrefixLength { max: 32, .. })
+            }),
+            ("10.0.0.0/x", |e| {
+                matches!(e, E::PrefixLength { max: 32, .. })
+            }),
+            ("[::1/129]", |e| {
+                matches!(e, E::PrefixLength { max: 128, .. })
+            }),
+            (
+                "host:0",
+                |e| matches!(e, E::Port { port, .. } if port == "0"),
+            ),
+            (
+                "host:port",
+                |e| matches!(e, E::Port { port, .. } if port == "port"),
+            ),
+            ("[::1", |e| matches!(e, E::UnclosedBracket { .. })),
+            ("bad host", |e| matches!(e, E::Host { .. })),
+            (
+                "x/8",
+                |e| matches!(e, E::Address { addr, .. } if addr == "x"),
+            ),
+        ];
+        for (bad, expected) in cases {
             let err = AllowList::parse(&[bad.to_string()]).expect_err(bad);
-            assert!(err.contains(bad), "{err}");
+            assert!(expected(&err), "{bad}: {err:?}");
+            assert!(err.to_string().starts_with(&format!("{bad:?}: ")), "{err}");
         }
+        let err = AllowList::parse(&["1.2.3.4/8/8".to_string()]).expect_err("two prefixes");
+        assert_eq!(
+            err.to_string(),
+            "\"1.2.3.4/8/8\": prefix length must be 0..=32"
+        );
+        let err = AllowList::parse(&["[::1]x".to_string()]).expect_err("text after ]");
+        assert_eq!(err.to_string(), "\"[::1]x\": expected :port after ']'");
     }
 
     #[tokio::test]
