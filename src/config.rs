@@ -731,8 +731,13 @@ impl Module {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PromDuration(pub Duration);
 
+/// Text that is not a duration as Prometheus writes them (or one too long to hold).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid duration {0:?}: expected e.g. 500ms, 10s, 1m30s, 24h")]
+pub struct InvalidDuration(pub String);
+
 impl PromDuration {
-    pub fn parse(text: &str) -> Result<PromDuration, String> {
+    pub fn parse(text: &str) -> Result<PromDuration, InvalidDuration> {
         // Largest first; each unit may appear once, in this order, as in Prometheus.
         const UNITS: [(&str, u64); 7] = [
             ("y", 31_536_000_000),
@@ -743,7 +748,7 @@ impl PromDuration {
             ("s", 1_000),
             ("ms", 1),
         ];
-        let bad = || format!("invalid duration {text:?}: expected e.g. 500ms, 10s, 1m30s, 24h");
+        let bad = || InvalidDuration(text.to_string());
         if text == "0" {
             return Ok(PromDuration(Duration::ZERO));
         }
@@ -853,8 +858,9 @@ mod tests {
             "1x",
             "99999999999999999999y",
         ] {
-            assert!(
-                PromDuration::parse(text).is_err(),
+            assert_eq!(
+                PromDuration::parse(text),
+                Err(InvalidDuration(text.to_string())),
                 "{text:?} should be refused"
             );
         }

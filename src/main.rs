@@ -87,7 +87,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     match PromDuration::parse(text) {
         Ok(d) if !d.0.is_zero() => Ok(d.0),
         Ok(_) => Err("must be greater than 0".into()),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     }
 }
 
