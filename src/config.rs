@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::allow::AllowList;
+use crate::allow::{AllowList, AllowListError};
 use crate::dicom::find::InformationModel;
 use crate::dicom::query::{self, QueryKeys};
 use crate::dicom::tls::{self, ClientFiles};
@@ -143,6 +143,12 @@ impl ProberKind {
             ProberKind::Find => "find",
             ProberKind::SendCheck => "send_check",
         }
+    }
+}
+
+impl fmt::Display for ProberKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -421,30 +427,56 @@ pub struct TlsSettings {
     pub client: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// Why a `tls` block cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The files or choices make no TLS client; the text names the key (`ca_file: ...`).
+    #[error("{0}")]
+    Client(String),
+    /// `server_name`, or the target's host when it is not set, is not a name TLS can verify.
+    #[error("{0}")]
+    ServerName(String),
+    #[error("TLS settings were not loaded")]
+    NotLoaded,
+}
+
+impl TlsError {
+    /// The key below `tls` that the message does not name itself.
+    fn key(&self) -> &'static str {
+        match self {
+            TlsError::ServerName(_) => "server_name: ",
+            TlsError::Client(_) | TlsError::NotLoaded => "",
+        }
+    }
+}
+
 impl TlsSettings {
     /// Reads the files (relative to `base`) into a rustls client config.
-    fn build(&mut self, base: &Path) -> Result<(), String> {
+    fn build(&mut self, base: &Path) -> Result<(), TlsError> {
         let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
         let (ca, cert, key) = (
             resolve(&self.ca_file),
             resolve(&self.cert_file),
             resolve(&self.key_file),
         );
-        self.client = Some(tls::client_config(&ClientFiles {
-            ca_file: ca.as_deref(),
-            cert_file: cert.as_deref(),
-            key_file: key.as_deref(),
-            insecure_skip_verify: self.insecure_skip_verify,
-        })?);
+        self.client = Some(
+            tls::client_config(&ClientFiles {
+                ca_file: ca.as_deref(),
+                cert_file: cert.as_deref(),
+                key_file: key.as_deref(),
+                insecure_skip_verify: self.insecure_skip_verify,
+            })
+            .map_err(TlsError::Client)?,
+        );
         if let Some(name) = &self.server_name {
-            tls::server_name(name)?;
+            tls::server_name(name).map_err(TlsError::ServerName)?;
         }
         Ok(())
     }
 
     /// What an association to `host` needs.
-    pub fn options(&self, host: &Host) -> Result<TlsOptions, String> {
-        let config = self.client.clone().ok_or("TLS settings were not loaded")?;
+    pub fn options(&self, host: &Host) -> Result<TlsOptions, TlsError> {
+        let config = self.client.clone().ok_or(TlsError::NotLoaded)?;
         let name = match (&self.server_name, host) {
             (Some(name), _) => name.clone(),
             (None, Host::Ip(ip)) => ip.to_string(),
@@ -452,7 +484,7 @@ impl TlsSettings {
         };
         Ok(TlsOptions {
             config,
-            server_name: tls::server_name(&name)?,
+            server_name: tls::server_name(&name).map_err(TlsError::ServerName)?,
         })
     }
 }
@@ -484,9 +516,6 @@ fn default_max_pdu_length() -> u32 {
     DEFAULT_MAX_PDU_LENGTH
 }
 
-/// A file without modules would make every probe answer 400; it is refused like a broken one.
-const NO_MODULES: &str = "modules: no module is defined; a config needs at least one";
-
 /// Why a config was refused. The text is meant for the operator: it names the file, the module
 /// and the key.
 #[derive(Debug, thiserror::Error)]
@@ -496,8 +525,94 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    #[error("{path}: {source}")]
+    Invalid { path: String, source: ParseError },
+}
+
+/// Why config text was refused; one line naming the key (and the module).
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// A file without modules would make every probe answer 400; it is refused like a broken
+    /// one.
+    #[error("modules: no module is defined; a config needs at least one")]
+    NoModules,
+    #[error("modules: a module has an empty name")]
+    EmptyModuleName,
+    /// The text is not YAML, or does not have the config's shape: an unknown key, a missing
+    /// one, or a value its type refuses (a duration, an AE title, a target, a label...).
+    /// `path` is the key, where there is one to name.
+    #[error("{}", yaml_message(.path.as_deref(), .source))]
+    Yaml {
+        path: Option<String>,
+        source: yaml_serde::Error,
+    },
+    #[error("allowed_targets: {0}")]
+    AllowedTargets(#[from] AllowListError),
+    #[error("modules.{name}.{source}")]
+    Module { name: String, source: ModuleError },
+}
+
+/// The YAML library's message under our key path. Its message may start with its own path,
+/// which stops at the enclosing mapping where ours names the key: ours replaces it.
+fn yaml_message(path: Option<&str>, error: &yaml_serde::Error) -> String {
+    let inner = error.to_string();
+    let Some(path) = path else {
+        return inner;
+    };
+    match inner.split_once(": ") {
+        Some((prefix, rest)) if path.starts_with(prefix) && !prefix.contains(' ') => {
+            format!("{path}: {rest}")
+        }
+        _ => format!("{path}: {inner}"),
+    }
+}
+
+/// What is wrong with one module; the text starts with the key below `modules.NAME`.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("timeout: must be greater than 0")]
+    ZeroTimeout,
+    /// `block` is `dicom` or `send_check.destination_dicom`.
+    #[error("{block}.max_pdu_length: {length} is outside 4096..=1048576")]
+    PduLength { block: &'static str, length: u32 },
+    #[error("send_check: required by prober send_check (it names the destination)")]
+    MissingSendCheck,
+    /// A `find` or `send_check` block in a module whose prober is another.
+    #[error("{block}: only for prober {block}, not {prober}")]
+    OtherProbersBlock {
+        block: ProberKind,
+        prober: ProberKind,
+    },
+    /// A query key that is not a DICOM keyword, or a sequence given as a value or the reverse.
+    #[error("{prober}.query: {reason}")]
+    Query { prober: ProberKind, reason: String },
+    /// A key the prober sets itself.
+    #[error("{prober}.query.{key}: not allowed here: {why}")]
+    ReservedKey {
+        prober: ProberKind,
+        key: String,
+        why: &'static str,
+    },
+    #[error("find.level: a worklist query has no level")]
+    WorklistLevel,
+    #[error(
+        "send_check.lookback: must be greater than 0 and at most {}",
+        PromDuration(MAX_LOOKBACK)
+    )]
+    Lookback,
+    #[error("send_check.grace: must be shorter than lookback")]
+    Grace,
+    #[error("send_check.max_matches: must be greater than 0")]
+    MaxMatches,
+    #[error("send_check.labels: {} is listed twice", .0.name())]
+    DuplicateLabel(StudyLabel),
+    /// A `tls` block whose files cannot be read or do not go together; `block` is `dicom` or
+    /// `send_check.destination_dicom`.
+    #[error("{block}.tls.{}{source}", .source.key())]
+    Tls {
+        block: &'static str,
+        source: TlsError,
+    },
 }
 
 impl Config {
@@ -508,22 +623,22 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse_in(&text, base).map_err(|message| ConfigError::Invalid {
+        Config::parse_in(&text, base).map_err(|source| ConfigError::Invalid {
             path: path.display().to_string(),
-            message,
+            source,
         })
     }
 
     /// Parses and validates config text; the error is one line naming the module and key.
     /// Relative file paths are read from the working directory.
-    pub fn parse(text: &str) -> Result<Config, String> {
+    pub fn parse(text: &str) -> Result<Config, ParseError> {
         Config::parse_in(text, Path::new("."))
     }
 
     /// Like [`Config::parse`], with relative file paths read from `base`.
-    pub fn parse_in(text: &str, base: &Path) -> Result<Config, String> {
+    pub fn parse_in(text: &str, base: &Path) -> Result<Config, ParseError> {
         if text.trim().is_empty() {
-            return Err(NO_MODULES.into());
+            return Err(ParseError::NoModules);
         }
         // serde_path_to_error names the key even where the YAML library's own path stops at
         // the enclosing mapping (errors raised by our own types: durations, AE titles).
@@ -532,34 +647,27 @@ impl Config {
         )
         .map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            // The inner error may start with its own, shorter path; keep ours only.
-            let inner = match inner.split_once(": ") {
-                Some((prefix, rest)) if path.starts_with(prefix) && !prefix.contains(' ') => {
-                    rest.to_string()
-                }
-                _ => inner,
-            };
-            if path == "." || path.contains('?') {
-                inner
-            } else {
-                format!("{path}: {inner}")
+            ParseError::Yaml {
+                path: (path != "." && !path.contains('?')).then_some(path),
+                source: e.into_inner(),
             }
         })?;
-        let allow =
-            AllowList::parse(&file.allowed_targets).map_err(|e| format!("allowed_targets: {e}"))?;
+        let allow = AllowList::parse(&file.allowed_targets)?;
         if file.modules.is_empty() {
-            return Err(NO_MODULES.into());
+            return Err(ParseError::NoModules);
         }
         let mut modules = BTreeMap::new();
         for (name, module) in file.modules {
             if name.is_empty() {
-                return Err("modules: a module has an empty name".into());
+                return Err(ParseError::EmptyModuleName);
             }
-            let mut module = module.validated(&name)?;
-            module
-                .load_tls(base)
-                .map_err(|e| format!("modules.{name}.{e}"))?;
+            let module = module
+                .validated()
+                .and_then(|mut module| module.load_tls(base).map(|()| module))
+                .map_err(|source| ParseError::Module {
+                    name: name.clone(),
+                    source,
+                })?;
             modules.insert(name, module);
         }
         Ok(Config {
@@ -600,65 +708,78 @@ impl Config {
 const MAX_LOOKBACK: Duration = Duration::from_secs(366 * 86_400);
 
 /// Keys a prober sets itself may not be given in its query.
-fn reserved_keys(keys: &QueryKeys, reserved: &[&str], why: &str) -> Result<(), String> {
+fn reserved_keys(
+    prober: ProberKind,
+    keys: &QueryKeys,
+    reserved: &[&str],
+    why: &'static str,
+) -> Result<(), ModuleError> {
     match keys.keys().find(|k| reserved.contains(&k.as_str())) {
-        Some(key) => Err(format!("{key}: not allowed here: {why}")),
+        Some(key) => Err(ModuleError::ReservedKey {
+            prober,
+            key: key.clone(),
+            why,
+        }),
         None => Ok(()),
     }
 }
 
-fn check_pdu(path: &str, pdu: u32) -> Result<(), String> {
-    if (4096..=1_048_576).contains(&pdu) {
+/// `block` is the key of the `dicom` block that gives `length`.
+fn check_pdu(block: &'static str, length: u32) -> Result<(), ModuleError> {
+    if (4096..=1_048_576).contains(&length) {
         Ok(())
     } else {
-        Err(format!(
-            "{path}.max_pdu_length: {pdu} is outside 4096..=1048576"
-        ))
+        Err(ModuleError::PduLength { block, length })
     }
+}
+
+/// Checks a query's keywords.
+fn check_query(prober: ProberKind, keys: &QueryKeys) -> Result<(), ModuleError> {
+    query::validate(keys).map_err(|reason| ModuleError::Query { prober, reason })
 }
 
 impl ModuleFile {
     /// Checks the module and closes it into a [`Module`]: each prober has its own block, and a
     /// block for another prober is a mistake worth naming.
-    fn validated(self, name: &str) -> Result<Module, String> {
-        let path = format!("modules.{name}");
+    fn validated(self) -> Result<Module, ModuleError> {
         if self.timeout.0.is_zero() {
-            return Err(format!("{path}.timeout: must be greater than 0"));
+            return Err(ModuleError::ZeroTimeout);
         }
-        check_pdu(&format!("{path}.dicom"), self.dicom.max_pdu_length)?;
+        check_pdu("dicom", self.dicom.max_pdu_length)?;
         let prober = match (self.prober, self.find, self.send_check) {
             (ProberKind::Echo, None, None) => Prober::Echo,
             (ProberKind::Find, find, None) => Prober::Find(find.unwrap_or_default()),
             (ProberKind::SendCheck, None, Some(check)) => Prober::SendCheck(Box::new(check)),
-            (ProberKind::SendCheck, _, None) => {
-                return Err(format!(
-                    "{path}.send_check: required by prober send_check (it names the destination)"
-                ))
-            }
+            (ProberKind::SendCheck, _, None) => return Err(ModuleError::MissingSendCheck),
             (prober, Some(_), _) => {
-                return Err(format!(
-                    "{path}.find: only for prober find, not {}",
-                    prober.name()
-                ))
+                return Err(ModuleError::OtherProbersBlock {
+                    block: ProberKind::Find,
+                    prober,
+                })
             }
             (prober, _, Some(_)) => {
-                return Err(format!(
-                    "{path}.send_check: only for prober send_check, not {}",
-                    prober.name()
-                ))
+                return Err(ModuleError::OtherProbersBlock {
+                    block: ProberKind::SendCheck,
+                    prober,
+                })
             }
         };
         if let Prober::Find(find) = &prober {
-            query::validate(&find.query).map_err(|e| format!("{path}.find.query: {e}"))?;
-            reserved_keys(&find.query, &["QueryRetrieveLevel"], "set by find.level")
-                .map_err(|e| format!("{path}.find.query.{e}"))?;
+            check_query(ProberKind::Find, &find.query)?;
+            reserved_keys(
+                ProberKind::Find,
+                &find.query,
+                &["QueryRetrieveLevel"],
+                "set by find.level",
+            )?;
             if find.model == Model::Worklist && find.level.is_some() {
-                return Err(format!("{path}.find.level: a worklist query has no level"));
+                return Err(ModuleError::WorklistLevel);
             }
         }
         if let Prober::SendCheck(check) = &prober {
-            query::validate(&check.query).map_err(|e| format!("{path}.send_check.query: {e}"))?;
+            check_query(ProberKind::SendCheck, &check.query)?;
             reserved_keys(
+                ProberKind::SendCheck,
                 &check.query,
                 &[
                     "QueryRetrieveLevel",
@@ -670,32 +791,25 @@ impl ModuleFile {
                     "TimezoneOffsetFromUTC",
                 ],
                 "the check sets it (the window is lookback)",
-            )
-            .map_err(|e| format!("{path}.send_check.query.{e}"))?;
+            )?;
             if let Some(pdu) = check.destination_dicom.max_pdu_length {
-                check_pdu(&format!("{path}.send_check.destination_dicom"), pdu)?;
+                check_pdu("send_check.destination_dicom", pdu)?;
             }
             if check.lookback.0.is_zero() || check.lookback.0 > MAX_LOOKBACK {
-                return Err(format!(
-                    "{path}.send_check.lookback: must be greater than 0 and at most {}",
-                    PromDuration(MAX_LOOKBACK)
-                ));
+                return Err(ModuleError::Lookback);
             }
             if check.grace >= check.lookback {
-                return Err(format!(
-                    "{path}.send_check.grace: must be shorter than lookback"
-                ));
+                return Err(ModuleError::Grace);
             }
             if check.max_matches == 0 {
-                return Err(format!(
-                    "{path}.send_check.max_matches: must be greater than 0"
-                ));
+                return Err(ModuleError::MaxMatches);
             }
-            let mut labels = check.labels.clone();
-            labels.sort();
-            labels.dedup();
-            if labels.len() != check.labels.len() {
-                return Err(format!("{path}.send_check.labels: a label is listed twice"));
+            let mut seen = Vec::with_capacity(check.labels.len());
+            for label in &check.labels {
+                if seen.contains(label) {
+                    return Err(ModuleError::DuplicateLabel(*label));
+                }
+                seen.push(*label);
             }
         }
         Ok(Module {
@@ -709,14 +823,19 @@ impl ModuleFile {
 impl Module {
     /// Builds the module's TLS client configs, so unreadable files fail the load; the error
     /// names the key below the module.
-    fn load_tls(&mut self, base: &Path) -> Result<(), String> {
+    fn load_tls(&mut self, base: &Path) -> Result<(), ModuleError> {
         if let Some(tls) = &mut self.dicom.tls {
-            tls.build(base).map_err(|e| format!("dicom.tls.{e}"))?;
+            tls.build(base).map_err(|source| ModuleError::Tls {
+                block: "dicom",
+                source,
+            })?;
         }
         if let Prober::SendCheck(check) = &mut self.prober {
             if let Some(tls) = &mut check.destination_dicom.tls {
-                tls.build(base)
-                    .map_err(|e| format!("send_check.destination_dicom.tls.{e}"))?;
+                tls.build(base).map_err(|source| ModuleError::Tls {
+                    block: "send_check.destination_dicom",
+                    source,
+                })?;
             }
         }
         Ok(())
@@ -869,77 +988,181 @@ mod tests {
         }
     }
 
+    /// Whether `err` is a YAML error at `key`.
+    fn yaml_at(err: &ParseError, key: &str) -> bool {
+        matches!(err, ParseError::Yaml { path: Some(path), .. } if path == key)
+    }
+
+    /// Whether `err` is module `name`'s, and what it says of the module passes `check`.
+    fn in_module(err: &ParseError, name: &str, check: fn(&ModuleError) -> bool) -> bool {
+        matches!(err, ParseError::Module { name: n, source } if n == name && check(source))
+    }
+
     /// Each file under `tests/testdata/config/` is one way a config can be wrong; the error
-    /// must name what is wrong and where.
+    /// must say what is wrong and where, in its variant and in the line the operator reads.
     #[test]
     fn bad_configs_are_refused_with_a_useful_error() {
-        let cases = [
-            ("unknown_top_key.yml", "unknown field `modulez`"),
-            ("unknown_module_key.yml", "modules.echo"),
-            ("unknown_module_key.yml", "unknown field `timout`"),
-            ("unknown_dicom_key.yml", "modules.echo.dicom"),
-            ("unknown_dicom_key.yml", "unknown field `calling_ae`"),
-            ("bad_duration.yml", "modules.echo.timeout"),
-            ("bad_duration.yml", "invalid duration \"5 seconds\""),
+        use ModuleError as M;
+        type Check = fn(&ParseError) -> bool;
+        let cases: [(&str, &str, Check); 23] = [
+            ("unknown_top_key.yml", "unknown field `modulez`", |e| {
+                yaml_at(e, "modulez")
+            }),
+            (
+                "unknown_module_key.yml",
+                "modules.echo.timout: unknown field `timout`",
+                |e| yaml_at(e, "modules.echo.timout"),
+            ),
+            (
+                "unknown_dicom_key.yml",
+                "modules.echo.dicom.calling_ae: unknown field `calling_ae`",
+                |e| yaml_at(e, "modules.echo.dicom.calling_ae"),
+            ),
+            (
+                "bad_duration.yml",
+                "modules.echo.timeout: invalid duration \"5 seconds\"",
+                |e| yaml_at(e, "modules.echo.timeout"),
+            ),
             (
                 "zero_timeout.yml",
                 "modules.echo.timeout: must be greater than 0",
+                |e| in_module(e, "echo", |m| matches!(m, M::ZeroTimeout)),
             ),
-            ("bad_calling_aet.yml", "modules.echo.dicom.calling_aet"),
-            ("bad_calling_aet.yml", "at most 16"),
-            ("backslash_called_aet.yml", "modules.echo.dicom.called_aet"),
-            ("backslash_called_aet.yml", "backslash"),
-            ("unknown_prober.yml", "modules.echo.prober"),
-            ("unknown_prober.yml", "unknown variant `ping`"),
-            ("missing_prober.yml", "missing field `prober`"),
+            (
+                "bad_calling_aet.yml",
+                "modules.echo.dicom.calling_aet: AE title is 22 characters long; at most 16",
+                |e| yaml_at(e, "modules.echo.dicom.calling_aet"),
+            ),
+            (
+                "backslash_called_aet.yml",
+                "modules.echo.dicom.called_aet: AE title contains a backslash",
+                |e| yaml_at(e, "modules.echo.dicom.called_aet"),
+            ),
+            (
+                "unknown_prober.yml",
+                "modules.echo.prober: unknown variant `ping`",
+                |e| yaml_at(e, "modules.echo.prober"),
+            ),
+            (
+                "missing_prober.yml",
+                "modules.echo: missing field `prober`",
+                |e| yaml_at(e, "modules.echo"),
+            ),
             (
                 "bad_pdu.yml",
                 "modules.echo.dicom.max_pdu_length: 100 is outside",
+                |e| {
+                    in_module(e, "echo", |m| {
+                        matches!(
+                            m,
+                            M::PduLength {
+                                block: "dicom",
+                                length: 100
+                            }
+                        )
+                    })
+                },
             ),
-            ("not_yaml.yml", "line"),
-            ("empty.yml", "modules: no module is defined"),
-            ("no_modules.yml", "modules: no module is defined"),
-            ("empty_modules.yml", "modules: no module is defined"),
+            ("not_yaml.yml", "line", |e| {
+                matches!(e, ParseError::Yaml { path: None, .. })
+            }),
+            ("empty.yml", "modules: no module is defined", |e| {
+                matches!(e, ParseError::NoModules)
+            }),
+            ("no_modules.yml", "modules: no module is defined", |e| {
+                matches!(e, ParseError::NoModules)
+            }),
+            ("empty_modules.yml", "modules: no module is defined", |e| {
+                matches!(e, ParseError::NoModules)
+            }),
             (
                 "huge_lookback.yml",
                 "modules.check.send_check.lookback: must be greater than 0 and at most",
+                |e| in_module(e, "check", |m| matches!(m, M::Lookback)),
             ),
             (
                 "reserved_key.yml",
                 "modules.check.send_check.query.StudyDate: not allowed here",
+                |e| {
+                    in_module(e, "check", |m| {
+                        matches!(m, M::ReservedKey { prober: ProberKind::SendCheck, key, .. }
+                            if key == "StudyDate")
+                    })
+                },
             ),
             (
                 "grace_too_long.yml",
                 "modules.check.send_check.grace: must be shorter than lookback",
+                |e| in_module(e, "check", |m| matches!(m, M::Grace)),
             ),
             (
                 "send_check_no_destination.yml",
                 "modules.check.send_check: required by prober send_check",
+                |e| in_module(e, "check", |m| matches!(m, M::MissingSendCheck)),
             ),
             (
                 "block_for_other_prober.yml",
                 "modules.e.find: only for prober find, not echo",
+                |e| {
+                    in_module(e, "e", |m| {
+                        matches!(
+                            m,
+                            M::OtherProbersBlock {
+                                block: ProberKind::Find,
+                                prober: ProberKind::Echo
+                            }
+                        )
+                    })
+                },
             ),
             (
                 "bad_keyword.yml",
                 "modules.f.find.query: \"NoSuchKeyword\" is not a DICOM keyword",
+                |e| {
+                    in_module(e, "f", |m| {
+                        matches!(
+                            m,
+                            M::Query {
+                                prober: ProberKind::Find,
+                                ..
+                            }
+                        )
+                    })
+                },
             ),
             (
                 "bad_allowed_target.yml",
                 "allowed_targets: \"10.0.0.0/33\": prefix length",
+                |e| {
+                    matches!(e, ParseError::AllowedTargets(AllowListError::PrefixLength { entry, max: 32 })
+                        if entry == "10.0.0.0/33")
+                },
             ),
             (
                 "bad_destination.yml",
                 "modules.check.send_check.destination: invalid target",
+                |e| yaml_at(e, "modules.check.send_check.destination"),
             ),
             (
                 "bad_label.yml",
                 "modules.check.send_check.labels[1]: unknown variant `shoe_size`",
+                |e| yaml_at(e, "modules.check.send_check.labels[1]"),
             ),
         ];
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/config");
-        for (file, want) in cases {
-            let err = Config::load(&dir.join(file)).expect_err(file).to_string();
+        for (file, want, expected) in cases {
+            let path = dir.join(file);
+            let err = Config::load(&path).expect_err(file);
+            let ConfigError::Invalid {
+                path: named,
+                source,
+            } = &err
+            else {
+                panic!("{file}: {err:?} should be an invalid config");
+            };
+            assert_eq!(*named, path.display().to_string(), "{file}");
+            assert!(expected(source), "{file}: unexpected error {source:?}");
+            let err = err.to_string();
             assert!(
                 err.contains(want),
                 "{file}: error {err:?} should contain {want:?}"
@@ -947,6 +1170,123 @@ mod tests {
             assert!(
                 !err.contains('\n'),
                 "{file}: error should be one line: {err:?}"
+            );
+        }
+    }
+
+    /// Mistakes no file above shows, each refused with its variant and the exact line the
+    /// operator reads.
+    #[test]
+    fn invalid_modules_name_the_module_and_the_key() {
+        use ModuleError as M;
+        type Check = fn(&ParseError) -> bool;
+        let module = |body: &str| format!("modules:\n  m:\n{body}");
+        let send_check = |extra: &str| {
+            module(&format!(
+                "    prober: send_check\n    send_check:\n      destination: A@127.0.0.1:104\n{extra}"
+            ))
+        };
+        let cases: [(String, &str, Check); 9] = [
+            (
+                String::new(),
+                "modules: no module is defined; a config needs at least one",
+                |e| matches!(e, ParseError::NoModules),
+            ),
+            (
+                "modules:\n  '':\n    prober: echo\n".into(),
+                "modules: a module has an empty name",
+                |e| matches!(e, ParseError::EmptyModuleName),
+            ),
+            (
+                module("    prober: find\n    find: {model: worklist, level: STUDY}\n"),
+                "modules.m.find.level: a worklist query has no level",
+                |e| in_module(e, "m", |m| matches!(m, M::WorklistLevel)),
+            ),
+            (
+                module("    prober: find\n    find:\n      query: {QueryRetrieveLevel: STUDY}\n"),
+                "modules.m.find.query.QueryRetrieveLevel: not allowed here: set by find.level",
+                |e| {
+                    in_module(e, "m", |m| {
+                        matches!(m, M::ReservedKey { prober: ProberKind::Find, key, .. }
+                            if key == "QueryRetrieveLevel")
+                    })
+                },
+            ),
+            (
+                send_check("      max_matches: 0\n"),
+                "modules.m.send_check.max_matches: must be greater than 0",
+                |e| in_module(e, "m", |m| matches!(m, M::MaxMatches)),
+            ),
+            (
+                send_check("      labels: [study_id, modality, study_id]\n"),
+                "modules.m.send_check.labels: study_id is listed twice",
+                |e| {
+                    in_module(e, "m", |m| {
+                        matches!(m, M::DuplicateLabel(StudyLabel::StudyId))
+                    })
+                },
+            ),
+            (
+                send_check("      destination_dicom: {max_pdu_length: 10}\n"),
+                "modules.m.send_check.destination_dicom.max_pdu_length: 10 is outside \
+                 4096..=1048576",
+                |e| {
+                    in_module(e, "m", |m| {
+                        matches!(
+                            m,
+                            M::PduLength {
+                                block: "send_check.destination_dicom",
+                                length: 10
+                            }
+                        )
+                    })
+                },
+            ),
+            (
+                module("    prober: echo\n    dicom:\n      tls: {}\n"),
+                "modules.m.dicom.tls.ca_file: required unless insecure_skip_verify is true",
+                |e| {
+                    in_module(e, "m", |m| {
+                        matches!(
+                            m,
+                            M::Tls {
+                                block: "dicom",
+                                source: TlsError::Client(_)
+                            }
+                        )
+                    })
+                },
+            ),
+            (
+                send_check(
+                    "      destination_dicom:\n        tls: {insecure_skip_verify: true, server_name: 'a b'}\n",
+                ),
+                "modules.m.send_check.destination_dicom.tls.server_name: invalid TLS server name \
+                 \"a b\"",
+                |e| {
+                    in_module(e, "m", |m| {
+                        matches!(
+                            m,
+                            M::Tls {
+                                block: "send_check.destination_dicom",
+                                source: TlsError::ServerName(_)
+                            }
+                        )
+                    })
+                },
+            ),
+        ];
+        for (text, want, expected) in cases {
+            let err = Config::parse(&text).expect_err(&text);
+            assert!(expected(&err), "{text}: unexpected error {err:?}");
+            let err = err.to_string();
+            assert!(
+                err.starts_with(want),
+                "{text}: {err:?} should start with {want:?}"
+            );
+            assert!(
+                !err.contains('\n'),
+                "{text}: error should be one line: {err:?}"
             );
         }
     }

@@ -173,6 +173,7 @@ fn unreadable_tls_files_are_config_errors() {
         let text = format!("modules:\n  m:\n    prober: echo\n    dicom:\n      tls:\n{tls}");
         pacs_exporter::config::Config::parse_in(&text, dir.path())
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default()
     };
     assert!(parse("        ca_file: missing.crt\n").contains("modules.m.dicom.tls.ca_file"));

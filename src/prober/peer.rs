@@ -147,7 +147,7 @@ pub(crate) async fn establish(
         .as_ref()
         .map(|t| t.options(&target.host))
         .transpose()
-        .map_err(|e| Failure::new(Stage::Tls, Reason::TlsHandshake, e))?;
+        .map_err(|e| Failure::new(Stage::Tls, Reason::TlsHandshake, e.to_string()))?;
     let options = AssociationOptions {
         calling_aet: dicom.calling_aet.as_str(),
         called_aet: called_aet(target, dicom).as_str(),
