@@ -332,6 +332,41 @@ impl Orthanc {
         })
     }
 
+    /// Deletes the study with this Study Instance UID (found with `POST /tools/lookup`); panics
+    /// unless Orthanc holds it and deletes it.
+    pub fn delete_study(&self, study_instance_uid: &str) {
+        let (status, body) = http_request(
+            self.http_port,
+            "POST",
+            "/tools/lookup",
+            Some("text/plain"),
+            study_instance_uid.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("POST /tools/lookup on Orthanc {} failed: {e}", self.aet));
+        let found: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let id = found
+            .as_array()
+            .and_then(|hits| hits.iter().find(|hit| hit["Type"] == "Study"))
+            .and_then(|hit| hit["ID"].as_str())
+            .unwrap_or_else(|| {
+                panic!(
+                    "Orthanc {} does not hold study {study_instance_uid} (lookup answered {status}: {})",
+                    self.aet,
+                    String::from_utf8_lossy(&body)
+                )
+            });
+        let (status, body) =
+            http_request(self.http_port, "DELETE", &format!("/studies/{id}"), None, &[])
+                .unwrap_or_else(|e| panic!("DELETE /studies/{id} on Orthanc {} failed: {e}", self.aet));
+        assert_eq!(
+            status,
+            200,
+            "DELETE /studies/{id} on Orthanc {} answered {status}: {}",
+            self.aet,
+            String::from_utf8_lossy(&body)
+        );
+    }
+
     /// Number of instances stored (length of the array returned by `GET /instances`).
     pub fn count_instances(&self) -> usize {
         match self.get_json("/instances") {
