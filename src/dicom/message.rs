@@ -116,43 +116,65 @@ fn encode_implicit_le(object: &InMemDicomObject) -> Vec<u8> {
     out
 }
 
-/// A received command set, with accessors for the fields the probers read.
-#[derive(Debug)]
-pub struct Command(InMemDicomObject);
+/// A received command set: the fields the probers read, taken from the checked bytes
+/// without building a dicom-object tree (a command set is flat, and this runs for every
+/// message, once per C-FIND match).
+#[derive(Debug, Default)]
+pub struct Command {
+    command_field: Option<u16>,
+    status: Option<u16>,
+    message_id: Option<u16>,
+    message_id_being_responded_to: Option<u16>,
+    data_set_type: Option<u16>,
+    error_comment: Option<String>,
+}
 
 impl Command {
     pub fn parse(bytes: &[u8]) -> Result<Command, String> {
-        super::guard::check_data_set(bytes, false)
+        let elements = super::guard::top_level_elements(bytes, false)
             .map_err(|e| format!("malformed command set: {e}"))?;
-        InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-            .map(Command)
-            .map_err(|e| format!("cannot parse command set: {e}"))
-    }
-
-    fn u16(&self, tag: Tag) -> Option<u16> {
-        self.0.get(tag).and_then(|e| e.to_int::<u16>().ok())
+        let mut command = Command::default();
+        for element in elements {
+            // US values: the guard has checked their length is a whole number of values.
+            let us = || Some(u16::from_le_bytes(element.value.get(..2)?.try_into().ok()?));
+            match element.tag {
+                tags::COMMAND_FIELD => command.command_field = us(),
+                tags::STATUS => command.status = us(),
+                tags::MESSAGE_ID => command.message_id = us(),
+                tags::MESSAGE_ID_BEING_RESPONDED_TO => command.message_id_being_responded_to = us(),
+                tags::COMMAND_DATA_SET_TYPE => command.data_set_type = us(),
+                tags::ERROR_COMMENT => {
+                    command.error_comment = Some(
+                        String::from_utf8_lossy(element.value)
+                            .trim_end_matches(['\0', ' '])
+                            .to_string(),
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok(command)
     }
 
     pub fn command_field(&self) -> Option<u16> {
-        self.u16(tags::COMMAND_FIELD)
+        self.command_field
     }
 
     pub fn status(&self) -> Option<u16> {
-        self.u16(tags::STATUS)
+        self.status
     }
 
     pub fn message_id(&self) -> Option<u16> {
-        self.u16(tags::MESSAGE_ID)
+        self.message_id
     }
 
     pub fn message_id_being_responded_to(&self) -> Option<u16> {
-        self.u16(tags::MESSAGE_ID_BEING_RESPONDED_TO)
+        self.message_id_being_responded_to
     }
 
     /// Whether a data set follows this command (CommandDataSetType other than 0x0101).
     pub fn has_data_set(&self) -> bool {
-        self.u16(tags::COMMAND_DATA_SET_TYPE)
-            .is_some_and(|t| t != NO_DATA_SET)
+        self.data_set_type.is_some_and(|t| t != NO_DATA_SET)
     }
 
     /// Checks that this is the `expected` response (e.g. C-ECHO-RSP) to `message_id` and
@@ -177,10 +199,7 @@ impl Command {
 
     /// ErrorComment (0000,0902), when the peer explains a failure status.
     pub fn error_comment(&self) -> Option<String> {
-        self.0
-            .get(tags::ERROR_COMMENT)
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        self.error_comment.clone()
     }
 }
 
@@ -201,7 +220,7 @@ mod tests {
         let command = Command::parse(&bytes).unwrap();
         assert_eq!(command.command_field(), Some(command_field::C_ECHO_RQ));
         assert!(!command.has_data_set());
-        assert_eq!(command.u16(tags::MESSAGE_ID), Some(7));
+        assert_eq!(command.message_id(), Some(7));
     }
 
     #[test]
