@@ -1,28 +1,21 @@
-//! Benchmark: the memory hostile peers can make the exporter hold.
+//! `memory`: how much memory PACS that send what they like can make the exporter hold.
 //!
-//!     cargo build --release && cargo run --release --example hostile_memory [-- BINARY [PEERS]]
-//!
-//! Starts PEERS (default 100) scripted peers on loopback. Each answers a C-ECHO-RQ with a
-//! C-ECHO-RSP that announces a data set and then sends 40 MiB of one, and a C-FIND-RQ with a
-//! pending C-FIND-RSP whose identifier is 40 MiB. Starts the exporter BINARY (default
-//! `target/release/pacs_exporter`) as a child process, runs one echo probe per peer, all at
-//! once, then one find probe per peer, all at once, and prints the exporter's peak resident
-//! set size (VmHWM in /proc/PID/status, Linux only) and how the probes ended.
-
-#[path = "../tests/support/scripted.rs"]
-mod scripted;
+//! `--peers` (100) scripted peers on loopback. Each answers a C-ECHO-RQ with a C-ECHO-RSP that
+//! announces a data set and then sends 40 MiB of one, and a C-FIND-RQ with a pending
+//! C-FIND-RSP whose identifier is 40 MiB. One echo probe per peer runs, all at once, then one
+//! find probe per peer, all at once; the exporter's peak resident set (VmHWM) is read after.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dicom_dictionary_std::tags;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
-use scripted::{encode_pdu, response_command, Conn, ScriptedPeer, STUDY_ROOT_FIND};
 use tokio::io::AsyncWriteExt;
+
+use crate::process::{probe_at, Exporter};
+use crate::report::{mb, ms, Context, Section, Table};
+use crate::scripted::{encode_pdu, response_command, Conn, ScriptedPeer, STUDY_ROOT_FIND};
+use crate::Options;
 
 /// What each peer sends as a data set.
 const HOSTILE_BYTES: usize = 40 << 20;
@@ -72,160 +65,86 @@ async fn hostile(mut conn: Conn) {
     conn.hold().await;
 }
 
-struct Exporter {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Exporter {
-    fn start(binary: &PathBuf) -> Exporter {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("modules.yml");
-        std::fs::write(
-            &config,
-            "modules:\n  echo:\n    prober: echo\n    timeout: 10s\n  find:\n    prober: find\n    timeout: 10s\n",
-        )
-        .expect("write config");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(binary)
-            .arg("--config.file")
-            .arg(&config)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let exporter = Exporter {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !exporter.get("/-/healthy").starts_with("HTTP/1.1 200") {
-            assert!(Instant::now() < deadline, "the exporter did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        exporter
-    }
-
-    /// One GET; the whole response, or "" when the exporter cannot be reached.
-    fn get(&self, path: &str) -> String {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return String::new();
-        };
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\nConnection: close\r\n\r\n"
-        );
-        let mut response = String::new();
-        if stream.write_all(request.as_bytes()).is_ok() {
-            let _ = stream.read_to_string(&mut response);
-        }
-        response
-    }
-
-    /// A line of /proc/PID/status, in kB.
-    fn status_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc/PID/status (Linux only)");
-        status
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(field)?
-                    .trim()
-                    .strip_suffix("kB")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
-    }
-}
-
 /// How the probes ended: `probe_failure_info` series (or success) and their counts.
-fn outcomes(answers: &[String]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for answer in answers {
-        let outcome = answer
+fn outcomes(bodies: &[String]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for body in bodies {
+        let outcome = body
             .lines()
             .find(|l| l.starts_with("probe_failure_info{"))
-            .map(|l| l.trim_end_matches(" 1").to_string())
+            .map(|l| format!("`{}`", l.trim_end_matches(" 1")))
             .unwrap_or_else(|| {
-                if answer.contains("\nprobe_success 1") {
+                if body.lines().any(|l| l == "probe_success 1") {
                     "success".to_string()
                 } else {
-                    format!("no answer: {:?}", answer.lines().next().unwrap_or(""))
+                    "no answer".to_string()
                 }
             });
         *counts.entry(outcome).or_default() += 1;
     }
     counts
+        .iter()
+        .map(|(outcome, n)| format!("{n} × {outcome}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-#[tokio::main]
-async fn main() {
-    let mut args = std::env::args().skip(1);
-    let binary = args.next().map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/pacs_exporter")
-    });
-    let peers: usize = args
-        .next()
-        .map_or(100, |n| n.parse().expect("PEERS: a number"));
-
+pub async fn run(options: &Options, context: &Context) -> Section {
+    let mut section = Section::new("memory", "Hostile memory", context);
+    let peers = options.peers;
+    section.say(format!(
+        "{peers} scripted peers on loopback. Each answers a C-ECHO-RQ with a C-ECHO-RSP that \
+         announces a data set and then sends {} MiB of one, and a C-FIND-RQ with a pending \
+         C-FIND-RSP whose identifier is {} MiB. {peers} echo probes run at once, one per peer, \
+         then {peers} find probes at once. The bound per association is described in \
+         `src/dicom/association.rs`: one PDU of at most the announced `max_pdu_length` (16 KiB \
+         by default), one command set of at most 16 KiB, and one data set of at most what the \
+         message may carry (none on a C-ECHO-RSP, 64 KiB for a C-FIND match).",
+        HOSTILE_BYTES >> 20,
+        HOSTILE_BYTES >> 20
+    ));
     let mut scripted = Vec::new();
     for _ in 0..peers {
         scripted.push(ScriptedPeer::start(hostile).await);
     }
     let targets: Vec<String> = scripted.iter().map(|p| p.target("HOSTILE")).collect();
-    let exporter = std::sync::Arc::new(Exporter::start(&binary));
-    println!(
-        "{peers} peers, each sending {} MiB; exporter {}",
-        HOSTILE_BYTES >> 20,
-        binary.display()
-    );
-    println!(
-        "exporter resident at start: {} kB",
-        exporter.status_kb("VmRSS:")
-    );
-
+    let modules = "modules:\n  echo:\n    prober: echo\n    timeout: 10s\n  find:\n    prober: find\n    timeout: 10s\n";
+    let (exporter, _) = Exporter::start(&context.binary, modules, &[]).await;
+    let start_kb = exporter.rss_kb();
+    let mut table = Table::new(&["probes", "all answered after", "how they ended"]);
     for module in ["echo", "find"] {
-        let start = Instant::now();
+        let started = Instant::now();
         let probes: Vec<_> = targets
             .iter()
             .map(|target| {
-                let exporter = exporter.clone();
-                let path = format!(
-                    "/probe?module={module}&target={}",
-                    target.replace('@', "%40")
-                );
-                tokio::task::spawn_blocking(move || exporter.get(&path))
+                let (port, target) = (exporter.port, target.clone());
+                tokio::spawn(async move { probe_at(port, module, &target).await.1 })
             })
             .collect();
-        let mut answers = Vec::new();
+        let mut bodies = Vec::new();
         for probe in probes {
-            answers.push(probe.await.expect("probe thread"));
+            bodies.push(probe.await.expect("probe task"));
         }
-        println!(
-            "{peers} concurrent {module} probes in {:.2}s: {:?}",
-            start.elapsed().as_secs_f64(),
-            outcomes(&answers)
-        );
+        table.row(vec![
+            format!("{peers} × {module} at once"),
+            ms(started.elapsed().as_secs_f64()),
+            outcomes(&bodies),
+        ]);
     }
-    let peak = exporter.status_kb("VmHWM:");
-    println!(
-        "exporter peak resident set (VmHWM): {peak} kB = {:.1} MB",
-        peak as f64 / 1000.0
+    let peak = exporter.sample().hwm_kb;
+    section.table(&table);
+    section.say(format!(
+        "Exporter: `{}`. Resident at start: {}; peak resident set (VmHWM) after both rounds: \
+         **{}**, i.e. {:.0} kB per hostile association above the start.",
+        exporter.command(),
+        mb(start_kb),
+        mb(peak),
+        peak.saturating_sub(start_kb) as f64 / peers.max(1) as f64
+    ));
+    section.target(
+        "A hostile peer cannot move memory: 100 peers each sending 40 MiB leave the exporter under 64 MB",
+        peak < 64_000,
+        format!("Peak RSS {} with {peers} peers.", mb(peak)),
     );
+    section
 }

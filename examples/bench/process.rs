@@ -1,0 +1,380 @@
+//! The exporter under measurement: the release binary as a child process, driven over HTTP
+//! as Prometheus drives it, and read from outside (/proc) for memory and CPU. Linux only.
+
+use std::io;
+use std::io::BufRead;
+use std::path::Path;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{handshake, SendRequest};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Requests that have had no answer this long after their scrape timeout are given up.
+pub const GIVE_UP: Duration = Duration::from_secs(15);
+
+/// A child `pacs_exporter` on a free loopback port, killed when dropped.
+pub struct Exporter {
+    child: Child,
+    pub port: u16,
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The exporter's process figures at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// Peak resident set since start (VmHWM), kB.
+    pub hwm_kb: u64,
+    pub fds: usize,
+    /// utime + stime, seconds.
+    pub cpu: f64,
+}
+
+impl Exporter {
+    /// Starts `binary` with `modules` (YAML) as its config and `flags`, and waits until it is
+    /// healthy. With `--demo` among the flags, the demo's source and destination targets are
+    /// read from its output and returned.
+    pub async fn start(binary: &Path, modules: &str, flags: &[String]) -> (Exporter, Vec<String>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("modules.yml");
+        std::fs::write(&config, modules).expect("write config");
+        let port = free_port();
+        let mut args = vec![
+            format!("--config.file={}", config.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=error".to_string(),
+        ];
+        args.extend_from_slice(flags);
+        let demo = flags.iter().any(|f| f == "--demo");
+        let mut child = Command::new(binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(if demo { Stdio::piped() } else { Stdio::null() })
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut printed = String::new();
+        if demo {
+            // The demo prints its targets at start, the source first.
+            let mut pipe = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+            while !printed.contains("destination:") {
+                let n = pipe.read_line(&mut printed).expect("demo output");
+                assert!(n > 0, "the demo exited: {printed}");
+            }
+            // The rest is read and dropped: a closed pipe would end the demo at its next line.
+            std::thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()));
+        }
+        let targets = ["source:", "destination:"]
+            .iter()
+            .filter_map(|key| {
+                printed
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix(key)?.split_whitespace().next())
+                    .map(str::to_string)
+            })
+            .collect();
+        let exporter = Exporter {
+            child,
+            port,
+            args,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while get(port, "/-/healthy", None).await.status != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the exporter did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (exporter, targets)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn sample(&self) -> Sample {
+        let pid = self.pid();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("/proc/PID/fd")
+            .count();
+        Sample {
+            hwm_kb: status_kb(pid, "VmHWM:"),
+            fds,
+            cpu: cpu_seconds(pid),
+        }
+    }
+
+    /// Resident set now, kB.
+    pub fn rss_kb(&self) -> u64 {
+        status_kb(self.pid(), "VmRSS:")
+    }
+
+    /// The command line, without the temporary config path and the port.
+    pub fn command(&self) -> String {
+        let args: Vec<&str> = self
+            .args
+            .iter()
+            .filter(|a| !a.starts_with("--config.file") && !a.starts_with("--web.listen"))
+            .map(String::as_str)
+            .collect();
+        format!("pacs_exporter {}", args.join(" "))
+    }
+
+    /// One probe on a connection of its own: the answer and its body.
+    pub async fn probe(&self, module: &str, target: &str) -> (Answer, String) {
+        probe_at(self.port, module, target).await
+    }
+}
+
+/// One probe of the exporter on `port`, on a connection of its own: the answer and its body.
+pub async fn probe_at(port: u16, module: &str, target: &str) -> (Answer, String) {
+    let start = Instant::now();
+    let path = probe_path(module, target);
+    let Some(mut connection) = connect(port).await else {
+        return (Answer::none(start), String::new());
+    };
+    match fetch(&mut connection, &path, None, start).await {
+        Ok(answer) => answer,
+        Err(_) => (Answer::none(start), String::new()),
+    }
+}
+
+/// A line of /proc/PID/status, in kB.
+pub fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("/proc/PID/status (Linux only)");
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// utime + stime of a process, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces; the first
+    // of them is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+    let after_name = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+    let fields: Vec<u64> = after_name
+        .split(' ')
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    ticks as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+pub fn probe_path(module: &str, target: &str) -> String {
+    format!(
+        "/probe?module={module}&target={}",
+        target.replace('@', "%40")
+    )
+}
+
+/// One answer, seen from the client.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// HTTP status; 0 when there was no answer (connection failed, or given up).
+    pub status: u16,
+    /// `probe_success 1` in the body.
+    pub success: bool,
+    pub elapsed: Duration,
+    /// From the request's last byte written to the answer's last byte read.
+    pub since_written: Duration,
+    /// `probe_duration_seconds` in the body: the probe's time by the exporter's clock.
+    pub probe_seconds: Option<f64>,
+}
+
+impl Answer {
+    pub fn none(start: Instant) -> Answer {
+        Answer {
+            status: 0,
+            success: false,
+            elapsed: start.elapsed(),
+            since_written: start.elapsed(),
+            probe_seconds: None,
+        }
+    }
+}
+
+/// A series' value in a metrics text, `None` when absent.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Sends one GET on `connection`; the answer, timed from `start`, and its body.
+pub async fn fetch(
+    connection: &mut Connection,
+    path: &str,
+    scrape_timeout: Option<f64>,
+    start: Instant,
+) -> Result<(Answer, String), hyper::Error> {
+    let mut request = Request::get(path).header("host", "127.0.0.1");
+    if let Some(seconds) = scrape_timeout {
+        request = request.header("x-prometheus-scrape-timeout-seconds", seconds.to_string());
+    }
+    // A kept-alive connection takes the next request only once the last answer is done.
+    connection.sender.ready().await?;
+    let response = connection
+        .sender
+        .send_request(request.body(Empty::new()).expect("request"))
+        .await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let written = *connection.written.lock().expect("lock");
+    let answer = Answer {
+        status,
+        success: body.lines().any(|l| l == "probe_success 1"),
+        elapsed: start.elapsed(),
+        since_written: written.elapsed(),
+        probe_seconds: metric(&body, "probe_duration_seconds"),
+    };
+    Ok((answer, body))
+}
+
+/// Sends one GET on `connection`; the answer, timed from `start`.
+pub async fn send(
+    connection: &mut Connection,
+    path: &str,
+    scrape_timeout: Option<f64>,
+    start: Instant,
+) -> Result<Answer, hyper::Error> {
+    Ok(fetch(connection, path, scrape_timeout, start).await?.0)
+}
+
+/// A connection to the exporter that notes when a request's bytes were last written to it,
+/// so that the time the exporter took can be told from the time the request took to get
+/// there.
+struct Timed {
+    stream: TcpStream,
+    written: Arc<Mutex<Instant>>,
+}
+
+impl AsyncRead for Timed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Timed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(_)) = result {
+            *this.written.lock().expect("lock") = Instant::now();
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// A kept-alive connection to the exporter.
+pub struct Connection {
+    sender: SendRequest<Empty<Bytes>>,
+    written: Arc<Mutex<Instant>>,
+}
+
+/// Opens a connection to the exporter.
+pub async fn connect(port: u16) -> Option<Connection> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let written = Arc::new(Mutex::new(Instant::now()));
+    let timed = Timed {
+        stream,
+        written: written.clone(),
+    };
+    let (sender, connection) = handshake(TokioIo::new(timed)).await.ok()?;
+    tokio::spawn(connection);
+    Some(Connection { sender, written })
+}
+
+/// One GET on a connection of its own, timed from before the connection is opened.
+pub async fn get(port: u16, path: &str, scrape_timeout: Option<f64>) -> Answer {
+    let start = Instant::now();
+    let answer = async {
+        let mut connection = connect(port).await?;
+        send(&mut connection, path, scrape_timeout, start)
+            .await
+            .ok()
+    };
+    let limit = Duration::from_secs_f64(scrape_timeout.unwrap_or(10.0)) + GIVE_UP;
+    match tokio::time::timeout(limit, answer).await {
+        Ok(Some(answer)) => answer,
+        _ => Answer::none(start),
+    }
+}
+
+/// A series of the exporter's `/metrics`, 0 when absent.
+pub async fn exporter_metric(port: u16, name: &str) -> f64 {
+    let start = Instant::now();
+    let text = async {
+        let mut connection = connect(port).await?;
+        Some(
+            fetch(&mut connection, "/metrics", None, start)
+                .await
+                .ok()?
+                .1,
+        )
+    };
+    metric(&text.await.unwrap_or_default(), name).unwrap_or(0.0)
+}
