@@ -493,25 +493,17 @@ fn logfmt_value(value: &str) -> String {
     if bare {
         return value.to_string();
     }
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    quoted(value, char::is_control)
 }
 
-/// A JSON string literal.
+/// A JSON string literal. JSON requires only U+0000 to U+001F escaped; DEL is escaped too.
 fn json_string(value: &str) -> String {
+    quoted(value, |c| (c as u32) < 0x20 || c == '\u{7f}')
+}
+
+/// `value` in double quotes, with quotes and backslashes escaped, newline, carriage return and
+/// tab as `\n`, `\r`, `\t`, and any other character `as_code_point` picks as `\uXXXX`.
+fn quoted(value: &str, as_code_point: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
     for c in value.chars() {
@@ -521,9 +513,7 @@ fn json_string(value: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
+            c if as_code_point(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
