@@ -355,9 +355,14 @@ impl Orthanc {
                     String::from_utf8_lossy(&body)
                 )
             });
-        let (status, body) =
-            http_request(self.http_port, "DELETE", &format!("/studies/{id}"), None, &[])
-                .unwrap_or_else(|e| panic!("DELETE /studies/{id} on Orthanc {} failed: {e}", self.aet));
+        let (status, body) = http_request(
+            self.http_port,
+            "DELETE",
+            &format!("/studies/{id}"),
+            None,
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("DELETE /studies/{id} on Orthanc {} failed: {e}", self.aet));
         assert_eq!(
             status,
             200,
