@@ -5,5 +5,6 @@ pub mod certs;
 pub mod exporter;
 pub mod metrics;
 pub mod peers;
+pub mod prometheus;
 pub mod scripted;
 pub mod studies;
