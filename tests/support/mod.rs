@@ -6,5 +6,6 @@ pub mod exporter;
 pub mod metrics;
 pub mod peers;
 pub mod prometheus;
+pub mod scenario;
 pub mod scripted;
 pub mod studies;
