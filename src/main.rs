@@ -520,3 +520,30 @@ fn quoted(value: &str, as_code_point: impl Fn(char) -> bool) -> String {
     out.push('"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{json_string, logfmt_value};
+
+    #[test]
+    fn log_values_are_escaped_per_format() {
+        let value = "a\u{1}\u{7f}\u{85}\"\\\n\r\t é";
+        let cases = [
+            (
+                logfmt_value(value),
+                r#""a\u0001\u007f\u0085\"\\\n\r\t é""#.to_string(),
+            ),
+            // JSON leaves C1 controls such as U+0085 as they are.
+            (
+                json_string(value),
+                "\"a\\u0001\\u007f\u{85}\\\"\\\\\\n\\r\\t é\"".to_string(),
+            ),
+            (logfmt_value("bare"), "bare".to_string()),
+            (logfmt_value(""), r#""""#.to_string()),
+            (json_string(""), r#""""#.to_string()),
+        ];
+        for (got, expected) in cases {
+            assert_eq!(got, expected);
+        }
+    }
+}
