@@ -493,6 +493,17 @@ fn logfmt_value(value: &str) -> String {
     if bare {
         return value.to_string();
     }
+    quoted(value, char::is_control)
+}
+
+/// A JSON string literal. JSON requires only U+0000 to U+001F escaped; DEL is escaped too.
+fn json_string(value: &str) -> String {
+    quoted(value, |c| (c as u32) < 0x20 || c == '\u{7f}')
+}
+
+/// `value` in double quotes, with quotes and backslashes escaped, newline, carriage return and
+/// tab as `\n`, `\r`, `\t`, and any other character `as_code_point` picks as `\uXXXX`.
+fn quoted(value: &str, as_code_point: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
     for c in value.chars() {
@@ -502,7 +513,7 @@ fn logfmt_value(value: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if as_code_point(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -510,23 +521,29 @@ fn logfmt_value(value: &str) -> String {
     out
 }
 
-/// A JSON string literal.
-fn json_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
+#[cfg(test)]
+mod tests {
+    use super::{json_string, logfmt_value};
+
+    #[test]
+    fn log_values_are_escaped_per_format() {
+        let value = "a\u{1}\u{7f}\u{85}\"\\\n\r\t é";
+        let cases = [
+            (
+                logfmt_value(value),
+                r#""a\u0001\u007f\u0085\"\\\n\r\t é""#.to_string(),
+            ),
+            // JSON leaves C1 controls such as U+0085 as they are.
+            (
+                json_string(value),
+                "\"a\\u0001\\u007f\u{85}\\\"\\\\\\n\\r\\t é\"".to_string(),
+            ),
+            (logfmt_value("bare"), "bare".to_string()),
+            (logfmt_value(""), r#""""#.to_string()),
+            (json_string(""), r#""""#.to_string()),
+        ];
+        for (got, expected) in cases {
+            assert_eq!(got, expected);
         }
     }
-    out.push('"');
-    out
 }

@@ -16,126 +16,31 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::binary::Binary;
 use support::peers::{free_port, require_binary, Orthanc};
+use support::prometheus::{self, wait_ready, Process, Prometheus};
 use support::studies::{generate, Study};
 
 /// How long each stage may take (a process ready, an alert arriving, an alert resolving).
 const WAIT: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(200);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A child process killed and reaped on drop; its log's tail is printed if the test panics.
-struct Process {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Process {
-        let out = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let err = out.try_clone().expect("clone the log file handle");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process { name, child, log }
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "{} exited ({status}):\n{}",
-                self.name,
-                fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            let text = fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!(
-                "--- last lines of {}'s log:\n{}",
-                self.name,
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            );
-        }
-    }
-}
-
-/// `GET path` on 127.0.0.1:port: the status, or why not.
-fn http_status(port: u16, path: &str) -> Result<u16, String> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream =
-        TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| e.to_string())?;
-    answer
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("not HTTP: {answer:?}"))
-}
-
-/// Polls `check` until it returns `Some`, at most [`WAIT`]; then panics with `what` and the
-/// last thing `check` saw.
-fn wait_for<T>(what: &str, mut check: impl FnMut(&mut String) -> Option<T>) -> T {
-    let start = Instant::now();
-    let mut last = String::new();
-    loop {
-        if let Some(value) = check(&mut last) {
-            return value;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "waited {WAIT:?} for {what}; last seen:\n{last}"
-        );
-        thread::sleep(POLL);
-    }
-}
-
-fn wait_ready(process: &mut Process, port: u16) {
-    wait_for(&format!("{} to be ready", process.name), |last| {
-        process.assert_running();
-        match http_status(port, "/-/ready") {
-            Ok(200) => Some(()),
-            Ok(status) => {
-                *last = status.to_string();
-                None
-            }
-            Err(e) => {
-                *last = e;
-                None
-            }
-        }
-    })
+/// Polls `check` until it returns `Some`, at most [`WAIT`]; see [`prometheus::wait_for`].
+fn wait_for<T>(what: &str, check: impl FnMut(&mut String) -> Option<T>) -> T {
+    prometheus::wait_for(what, WAIT, check)
 }
 
 /// One POST the receiver got: its path and its JSON body.
@@ -434,7 +339,6 @@ fn upload(pacs: &Orthanc, study: &Study) {
 
 #[test]
 fn alerts_fire_reach_the_receiver_and_resolve() {
-    let prometheus_binary = require_binary("prometheus", "prometheus");
     let alertmanager_binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager");
     let dir = tempfile::tempdir().expect("temporary directory");
     let receiver = Receiver::start();
@@ -477,39 +381,21 @@ fn alerts_fire_reach_the_receiver_and_resolve() {
             .arg("--cluster.listen-address="),
         dir.path().join("alertmanager.log"),
     );
-    wait_ready(&mut alertmanager, alertmanager_port);
+    wait_ready(&mut alertmanager, alertmanager_port, WAIT);
 
     let rules = dir.path().join("alerts.yml");
     fs::write(&rules, rules_without_for()).expect("alerts.yml");
-    let prometheus_yml = dir.path().join("prometheus.yml");
-    fs::write(
-        &prometheus_yml,
-        prometheus_config(
-            &exporter_address,
-            &dead,
-            &source_target,
-            &rules,
-            alertmanager_port,
-        ),
-    )
-    .expect("prometheus.yml");
-    let prometheus_port = free_port();
-    let mut prometheus = Process::spawn(
-        "prometheus",
-        Command::new(prometheus_binary)
-            .arg(format!("--config.file={}", prometheus_yml.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            .arg("--rules.alert.resend-delay=1s"),
-        dir.path().join("prometheus.log"),
+    let config = prometheus_config(
+        &exporter_address,
+        &dead,
+        &source_target,
+        &rules,
+        alertmanager_port,
     );
-    wait_ready(&mut prometheus, prometheus_port);
+    let mut prometheus = Prometheus::start(&config, dir.path(), &["--rules.alert.resend-delay=1s"]);
     let mut alive = || {
         alertmanager.assert_running();
-        prometheus.assert_running();
+        prometheus.process.assert_running();
     };
 
     // Both alerts fire and arrive, rendered by the shipped template.

@@ -12,17 +12,15 @@ mod support;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::metrics::{EXPORTER_METRICS, FIND_TLS_AND_PER_STUDY};
-use support::peers::{free_port, require_binary, Orthanc};
+use support::peers::{free_port, Orthanc};
+use support::prometheus::{self, http_get, wait_ready, Process, Prometheus};
 
 /// Where prometheus-example.yml expects the exporter.
 const EXAMPLE_EXPORTER: &str = "pacs-exporter.hospital.example:9000";
@@ -30,87 +28,9 @@ const EXAMPLE_EXPORTER: &str = "pacs-exporter.hospital.example:9000";
 const TIMEOUT_OFFSET: f64 = 0.5;
 /// How long to wait for each stage (exporter ready, Prometheus ready, data, rules, alerts).
 const WAIT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(200);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A child process killed (SIGKILL) and reaped on drop; its log's tail is printed if the test
-/// is panicking.
-struct Process {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Process {
-        let out = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let err = out.try_clone().expect("clone the log file handle");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process { name, child, log }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Panics unless the process is still running.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let log = self.log_tail();
-            let hint = if log.contains("shutting down") {
-                "\n(it logged \"shutting down\": a SIGTERM or SIGINT from outside this test)"
-            } else {
-                ""
-            };
-            panic!("{} exited ({status}){hint}:\n{log}", self.name);
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!(
-                "--- last lines of {}'s log:\n{}",
-                self.name,
-                self.log_tail()
-            );
-        }
-    }
-}
-
-/// `GET path` on 127.0.0.1:port over HTTP/1.0: (status, body).
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
-    )?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
 }
 
 fn percent_encode(text: &str) -> String {
@@ -124,38 +44,9 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// Polls `check` until it returns `Some`, at most [`WAIT`]; then panics with `what`, the last
-/// thing `check` saw (via `last`) and the processes' logs (printed by their drop).
-fn wait_for<T>(what: &str, mut check: impl FnMut(&mut String) -> Option<T>) -> T {
-    let start = Instant::now();
-    let mut last = String::new();
-    loop {
-        if let Some(value) = check(&mut last) {
-            return value;
-        }
-        if start.elapsed() > WAIT {
-            panic!("waited {WAIT:?} for {what}; last seen:\n{last}");
-        }
-        thread::sleep(POLL);
-    }
-}
-
-fn wait_ready(process: &mut Process, port: u16) {
-    let what = format!("{} to answer /-/ready on 127.0.0.1:{port}", process.name);
-    wait_for(&what, |last| {
-        process.assert_running();
-        match http_get(port, "/-/ready") {
-            Ok((200, _)) => Some(()),
-            Ok((status, body)) => {
-                *last = format!("{status} {body}");
-                None
-            }
-            Err(e) => {
-                *last = e.to_string();
-                None
-            }
-        }
-    })
+/// Polls `check` until it returns `Some`, at most [`WAIT`]; see [`prometheus::wait_for`].
+fn wait_for<T>(what: &str, check: impl FnMut(&mut String) -> Option<T>) -> T {
+    prometheus::wait_for(what, WAIT, check)
 }
 
 /// Prometheus' HTTP API, and the processes it depends on (checked before every request, so
@@ -355,7 +246,6 @@ fn replace_strings(value: &mut Value, from: &str, to: &str) -> usize {
 
 #[test]
 fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
-    let prometheus = require_binary("prometheus", "prometheus");
     let orthanc = Orthanc::start("ORTHANC");
     let live = format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port);
     // Handed out by free_port and never bound: connections are refused.
@@ -375,28 +265,14 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
             .args(["--web.listen-address", &exporter_address]),
         dir.path().join("exporter.log"),
     );
-    wait_ready(&mut exporter, exporter_port);
+    wait_ready(&mut exporter, exporter_port, WAIT);
 
     // Prometheus, on the example config.
     let config = prometheus_config(&exporter_address, &live, &dead);
-    let config_path = dir.path().join("prometheus.yml");
-    fs::write(&config_path, &config.text).expect("write prometheus.yml");
-    let prometheus_port = free_port();
-    let mut prometheus = Process::spawn(
-        "prometheus",
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}")),
-        dir.path().join("prometheus.log"),
-    );
-    wait_ready(&mut prometheus, prometheus_port);
+    let prometheus = Prometheus::start(&config.text, dir.path(), &[]);
     let api = Api {
-        port: prometheus_port,
-        processes: RefCell::new(vec![exporter, prometheus]),
+        port: prometheus.port,
+        processes: RefCell::new(vec![exporter, prometheus.process]),
     };
     assert_eq!(
         config.probe_jobs.len(),

@@ -6,107 +6,29 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{Duration, NaiveDateTime};
 use support::exporter::{Answer, Exporter};
 use support::peers::{Dcmqrscp, Orthanc};
+use support::scenario::Scenario;
 use support::studies::{generate, Study};
 
-/// Minutes before now of each generated study, cycling: two are younger than the 10-minute
-/// grace period, two are older than the 24-hour lookback, the rest are to be checked.
-const AGES_MINUTES: [i64; 12] = [60, 2, 95, 130, 200, 1500, 330, 620, 7, 1000, 1380, 1900];
-
-struct Scenario {
-    studies: Vec<(Study, i64)>,
-    /// UID → instances the destination holds (absent: missing).
-    on_destination: BTreeMap<String, usize>,
-}
-
+/// What only this file asks of a scenario.
 impl Scenario {
-    /// `n` studies aged per [`AGES_MINUTES`] relative to `now`; on the destination every fifth
-    /// is missing and every fifth-plus-one with several instances holds one instance fewer.
-    fn new(n: usize, seed: u64, now: NaiveDateTime) -> Scenario {
-        let when: Vec<(String, String)> = AGES_MINUTES
-            .iter()
-            .map(|m| {
-                let t = now - Duration::minutes(*m);
-                (
-                    t.format("%Y%m%d").to_string(),
-                    t.format("%H%M%S").to_string(),
-                )
-            })
-            .collect();
-        let studies: Vec<(Study, i64)> = generate(n, seed, &when)
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (s, AGES_MINUTES[i % AGES_MINUTES.len()]))
-            .collect();
-        let mut on_destination = BTreeMap::new();
-        for (i, (study, _)) in studies.iter().enumerate() {
-            match i % 5 {
-                0 => {}
-                1 if study.instance_count > 1 => {
-                    on_destination
-                        .insert(study.study_instance_uid.clone(), study.instance_count - 1);
-                }
-                _ => {
-                    on_destination.insert(study.study_instance_uid.clone(), study.instance_count);
-                }
-            }
-        }
-        Scenario {
-            studies,
-            on_destination,
-        }
-    }
-
-    fn load_source(&self, source: &Orthanc) {
-        for (study, _) in &self.studies {
-            for instance in study.instances() {
-                source.upload(&instance);
-            }
-        }
-    }
-
-    fn load_destination(&self, destination: &Orthanc) {
-        for (study, _) in &self.studies {
-            if let Some(count) = self.on_destination.get(&study.study_instance_uid) {
-                for instance in study.first_instances(*count) {
-                    destination.upload(&instance);
-                }
-            }
-        }
-    }
-
-    fn checked(&self) -> impl Iterator<Item = &Study> {
-        self.studies
-            .iter()
-            .filter(|(_, age)| (10..1440).contains(age))
-            .map(|(s, _)| s)
-    }
-
-    fn pending(&self) -> usize {
-        self.studies.iter().filter(|(_, age)| *age < 10).count()
-    }
-
     /// (UID, state) of every study that should be reported, and the instances missing.
     fn expected(&self, counts_known: bool) -> (BTreeSet<(String, String)>, usize) {
         let mut unsent = BTreeSet::new();
         let mut instances = 0;
-        for study in self.checked() {
+        for (study, held) in self.checked() {
             let uid = study.study_instance_uid.clone();
-            match self.on_destination.get(&uid) {
-                None => {
-                    unsent.insert((uid, "missing".to_string()));
-                    // The source reports its count, whatever the destination does.
-                    instances += study.instance_count;
-                }
-                Some(n) if *n < study.instance_count && counts_known => {
-                    unsent.insert((uid, "incomplete".to_string()));
-                    instances += study.instance_count - n;
-                }
-                Some(_) => {}
+            if held == 0 {
+                unsent.insert((uid, "missing".to_string()));
+                // The source reports its count, whatever the destination does.
+                instances += study.instance_count;
+            } else if held < study.instance_count && counts_known {
+                unsent.insert((uid, "incomplete".to_string()));
+                instances += study.instance_count - held;
             }
         }
         (unsent, instances)
@@ -214,8 +136,8 @@ async fn two_orthancs_every_strategy_finds_exactly_the_unsent_studies() {
     let source = Orthanc::start_with("SOURCE", serde_json::json!({ "DefaultEncoding": "Utf8" }));
     let destination = Orthanc::start("ARCHIVE");
     let scenario = Scenario::new(40, 7, now());
-    scenario.load_source(&source);
-    scenario.load_destination(&destination);
+    scenario.upload(&source, false);
+    scenario.upload(&destination, true);
 
     let dest = archive(&destination);
     for strategy in ["auto", "date_range", "uid_list", "per_study"] {
@@ -255,8 +177,8 @@ async fn time_zone_of_the_module_is_used() {
         .with_timezone(&chrono_tz::Asia::Tokyo)
         .naive_local();
     let scenario = Scenario::new(12, 11, tokyo_now);
-    scenario.load_source(&source);
-    scenario.load_destination(&destination);
+    scenario.upload(&source, false);
+    scenario.upload(&destination, true);
     let answer = check(
         &source,
         &archive(&destination),
@@ -273,13 +195,9 @@ async fn time_zone_of_the_module_is_used() {
 async fn dcmqrscp_destination_without_instance_counts() {
     let source = Orthanc::start("SOURCE");
     let scenario = Scenario::new(30, 3, now());
-    scenario.load_source(&source);
+    scenario.upload(&source, false);
     let files = tempfile::tempdir().expect("temp dir");
-    for (study, _) in &scenario.studies {
-        if let Some(count) = scenario.on_destination.get(&study.study_instance_uid) {
-            study.write_files(files.path(), *count);
-        }
-    }
+    scenario.write_files(files.path(), true);
     let destination = Dcmqrscp::start_loaded("DCMQR", files.path());
     let dest = format!("DCMQR@127.0.0.1:{}", destination.port);
     for strategy in ["auto", "date_range", "uid_list", "per_study"] {
@@ -295,8 +213,8 @@ async fn source_query_keys_narrow_the_check() {
     let source = Orthanc::start("SOURCE");
     let destination = Orthanc::start("ARCHIVE");
     let scenario = Scenario::new(40, 5, now());
-    scenario.load_source(&source);
-    scenario.load_destination(&destination);
+    scenario.upload(&source, false);
+    scenario.upload(&destination, true);
     let answer = check(
         &source,
         &archive(&destination),
@@ -304,7 +222,10 @@ async fn source_query_keys_narrow_the_check() {
         "      query: { ModalitiesInStudy: CT }\n",
     )
     .await;
-    let ct_checked = scenario.checked().filter(|s| s.modality == "CT").count();
+    let ct_checked = scenario
+        .checked()
+        .filter(|(s, _)| s.modality == "CT")
+        .count();
     assert!(ct_checked > 0 && ct_checked < scenario.checked().count());
     assert_eq!(
         answer.metric("pacs_studies_checked"),
@@ -315,8 +236,8 @@ async fn source_query_keys_narrow_the_check() {
     for labels in answer.series("pacs_study_unsent") {
         let study = scenario
             .checked()
-            .find(|s| s.study_instance_uid == labels["study_instance_uid"]);
-        assert_eq!(study.map(|s| s.modality.as_str()), Some("CT"));
+            .find(|(s, _)| s.study_instance_uid == labels["study_instance_uid"]);
+        assert_eq!(study.map(|(s, _)| s.modality.as_str()), Some("CT"));
     }
 }
 
@@ -327,7 +248,7 @@ async fn cut_off_source_fails_the_probe() {
     let source = Orthanc::start_with("SOURCE", serde_json::json!({ "LimitFindResults": 5 }));
     let destination = Orthanc::start("ARCHIVE");
     let scenario = Scenario::new(12, 9, now());
-    scenario.load_source(&source);
+    scenario.upload(&source, false);
     let answer = check(&source, &archive(&destination), "auto", "").await;
     answer.assert_failed("find_source", "too_many_matches");
     assert_eq!(answer.metric("pacs_studies_missing"), 0.0);
@@ -342,8 +263,8 @@ async fn cut_off_destination_date_range_is_confirmed_by_uid_in_auto() {
     let source = Orthanc::start("SOURCE");
     let destination = Orthanc::start_with("ARCHIVE", serde_json::json!({ "LimitFindResults": 4 }));
     let scenario = Scenario::new(24, 13, now());
-    scenario.load_source(&source);
-    scenario.load_destination(&destination);
+    scenario.upload(&source, false);
+    scenario.upload(&destination, true);
     let dest = archive(&destination);
 
     let answer = check(&source, &dest, "date_range", "").await;
@@ -361,7 +282,7 @@ async fn per_study_series_are_capped_oldest_first() {
     let source = Orthanc::start("SOURCE");
     let destination = Orthanc::start("ARCHIVE");
     let scenario = Scenario::new(24, 17, now());
-    scenario.load_source(&source); // nothing on the destination: every checked study is missing
+    scenario.upload(&source, false); // nothing on the destination: every checked study is missing
     let answer = check(
         &source,
         &archive(&destination),
@@ -411,8 +332,8 @@ async fn auto_falls_back_to_uids_on_a_busy_destination() {
     let source = Orthanc::start("SOURCE");
     let destination = Orthanc::start("ARCHIVE");
     let scenario = Scenario::new(7, 23, now());
-    scenario.load_source(&source);
-    scenario.load_destination(&destination);
+    scenario.upload(&source, false);
+    scenario.upload(&destination, true);
     let hour_ago = now() - Duration::hours(1);
     let when = [(
         hour_ago.format("%Y%m%d").to_string(),

@@ -7,124 +7,14 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use chrono::{Duration, NaiveDateTime};
+use chrono::Duration;
 use support::exporter::{Answer, Exporter};
 use support::peers::{Orthanc, Qrscp};
-use support::studies::{generate, Study};
+use support::scenario::Scenario;
 
-/// Minutes before now of each generated study, cycling: two are younger than the 10-minute
-/// grace period, two are older than the 24-hour lookback, the rest are to be checked.
-const AGES_MINUTES: [i64; 12] = [60, 2, 95, 130, 200, 1500, 330, 620, 7, 1000, 1380, 1900];
-
-/// Generated studies and what the destination holds of them.
-struct Scenario {
-    /// Each study with its age in minutes.
-    studies: Vec<(Study, i64)>,
-    /// Instances of each study on the destination, in the order of `studies` (0: missing).
-    on_destination: Vec<usize>,
-    now: NaiveDateTime,
-}
-
+/// What only this file asks of a scenario.
 impl Scenario {
-    /// `n` studies aged per [`AGES_MINUTES`]; on the destination every fifth is missing and
-    /// every fifth-plus-one with several instances holds one instance fewer.
-    fn new(n: usize, seed: u64) -> Scenario {
-        let now = chrono::Local::now().naive_local();
-        let when: Vec<(String, String)> = AGES_MINUTES
-            .iter()
-            .map(|m| {
-                let t = now - Duration::minutes(*m);
-                (
-                    t.format("%Y%m%d").to_string(),
-                    t.format("%H%M%S").to_string(),
-                )
-            })
-            .collect();
-        let studies: Vec<(Study, i64)> = generate(n, seed, &when)
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (s, AGES_MINUTES[i % AGES_MINUTES.len()]))
-            .collect();
-        let on_destination = studies
-            .iter()
-            .enumerate()
-            .map(|(i, (study, _))| match i % 5 {
-                0 => 0,
-                1 if study.instance_count > 1 => study.instance_count - 1,
-                _ => study.instance_count,
-            })
-            .collect();
-        Scenario {
-            studies,
-            on_destination,
-            now,
-        }
-    }
-
-    /// Every study with the instances the source holds (all) or the destination holds.
-    fn held(&self, destination: bool) -> impl Iterator<Item = (&Study, usize)> {
-        self.studies
-            .iter()
-            .zip(&self.on_destination)
-            .map(move |((study, _), held)| {
-                (
-                    study,
-                    if destination {
-                        *held
-                    } else {
-                        study.instance_count
-                    },
-                )
-            })
-            .filter(|(_, count)| *count > 0)
-    }
-
-    /// Uploads one side's instances to an Orthanc.
-    fn upload(&self, orthanc: &Orthanc, destination: bool) {
-        for (study, count) in self.held(destination) {
-            for instance in study.first_instances(count) {
-                orthanc.upload(&instance);
-            }
-        }
-    }
-
-    /// Writes one side's instances into `dir`, for `storescu`.
-    fn write_files(&self, dir: &Path, destination: bool) {
-        for (study, count) in self.held(destination) {
-            study.write_files(dir, count);
-        }
-    }
-
-    fn checked(&self) -> impl Iterator<Item = (&Study, usize)> {
-        self.studies
-            .iter()
-            .zip(&self.on_destination)
-            .filter(|((_, age), _)| (10..1440).contains(age))
-            .map(|((study, _), held)| (study, *held))
-    }
-
-    fn pending(&self) -> usize {
-        self.studies.iter().filter(|(_, age)| *age < 10).count()
-    }
-
-    /// Checked studies the destination lacks.
-    fn missing(&self) -> Vec<&Study> {
-        self.checked()
-            .filter(|(_, held)| *held == 0)
-            .map(|(s, _)| s)
-            .collect()
-    }
-
-    /// Checked studies the destination holds short.
-    fn partial(&self) -> Vec<&Study> {
-        self.checked()
-            .filter(|(s, held)| (1..s.instance_count).contains(held))
-            .map(|(s, _)| s)
-            .collect()
-    }
-
     /// Instances one side holds of the studies whose StudyDate the probe's date range covers
     /// (the window's first and last day): what qrscp answers that query with, one match each.
     fn instances_in_date_range(&self, destination: bool) -> usize {
@@ -231,7 +121,7 @@ fn orthanc_to_qrscp(scenario: &Scenario) -> (Orthanc, Qrscp) {
 /// instance), and calls no partial study incomplete, since qrscp reports no counts.
 #[tokio::test(flavor = "multi_thread")]
 async fn qrscp_destination_auto_finds_exactly_the_missing_studies() {
-    let scenario = Scenario::new(30, 31);
+    let scenario = Scenario::new(30, 31, chrono::Local::now().naive_local());
     let (source, destination) = orthanc_to_qrscp(&scenario);
     let answer = probe(
         &exporter(&format!("QRSCP@127.0.0.1:{}", destination.port)),
@@ -263,7 +153,7 @@ async fn qrscp_destination_auto_finds_exactly_the_missing_studies() {
 /// goes one by one at once, and comes to the same verdict.
 #[tokio::test(flavor = "multi_thread")]
 async fn qrscp_broken_list_matching_is_remembered() {
-    let scenario = Scenario::new(20, 37);
+    let scenario = Scenario::new(20, 37, chrono::Local::now().naive_local());
     let (source, destination) = orthanc_to_qrscp(&scenario);
     let exporter = exporter(&format!("QRSCP@127.0.0.1:{}", destination.port));
     let source = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
@@ -285,7 +175,7 @@ async fn qrscp_broken_list_matching_is_remembered() {
 /// with no source counts a partial study is not called incomplete nor are instances counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn qrscp_source_counts_each_study_once() {
-    let scenario = Scenario::new(30, 41);
+    let scenario = Scenario::new(30, 41, chrono::Local::now().naive_local());
     let files = tempfile::tempdir().expect("temp dir");
     scenario.write_files(files.path(), false);
     let source = Qrscp::start_loaded("QRSCP", files.path());

@@ -5,5 +5,7 @@ pub mod certs;
 pub mod exporter;
 pub mod metrics;
 pub mod peers;
+pub mod prometheus;
+pub mod scenario;
 pub mod scripted;
 pub mod studies;

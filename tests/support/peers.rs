@@ -640,22 +640,7 @@ fn spawn_qrscp(python: &Path, aet: &str, dir: &Path) -> (Child, Duration, u16) {
             }
         }
     };
-    let first_port = free_port();
-    match attempt(first_port) {
-        Ok((child, startup)) => (child, startup, first_port),
-        // Another process took the port between free_port() and qrscp's bind.
-        Err(failure) if failure.port_in_use => {
-            let port = free_port();
-            match attempt(port) {
-                Ok((child, startup)) => (child, startup, port),
-                Err(again) => panic!(
-                    "{}\n(second attempt after: {})",
-                    again.message, failure.message
-                ),
-            }
-        }
-        Err(failure) => panic!("{}", failure.message),
-    }
+    start_retrying_on_fresh_port(free_port(), attempt)
 }
 
 /// The Python of the test peers' virtual environment, `target/python-peers` in the repository.
@@ -905,6 +890,16 @@ fn spawn_dcmqrscp(
             }
         }
     };
+    start_retrying_on_fresh_port(port, attempt)
+}
+
+/// Runs `attempt` on `port` and, if the peer found that port taken (another process bound it
+/// between free_port() and the peer's bind), once more on a fresh port. Returns the child, its
+/// startup time and the port it listens on; panics with the peer's log if it did not start.
+fn start_retrying_on_fresh_port(
+    port: u16,
+    attempt: impl Fn(u16) -> Result<(Child, Duration), StartFailure>,
+) -> (Child, Duration, u16) {
     match attempt(port) {
         Ok((child, startup)) => (child, startup, port),
         Err(failure) if failure.port_in_use => {

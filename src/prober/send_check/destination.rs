@@ -202,6 +202,18 @@ impl<'c, 's, 'a, 'p> Confirmation<'c, 's, 'a, 'p> {
     }
 
     async fn run(mut self, unseen: Vec<&str>) -> Result<Found, Failure> {
+        let over_cap = self.confirm_all(unseen).await?;
+        // What this probe learnt holds whether it confirmed everything or stopped at the cap.
+        self.learnt.remember(&self.key);
+        match over_cap {
+            None => Ok(self.found),
+            Some(needed) => Err(self.too_many(needed)),
+        }
+    }
+
+    /// Confirms `unseen`, by lists while they can be trusted, else one by one up to
+    /// max_confirmations. Returns how many would have to go one by one when that is more.
+    async fn confirm_all(&mut self, unseen: Vec<&str>) -> Result<Option<usize>, Failure> {
         let mut queue: VecDeque<&str> = unseen.into();
         while !queue.is_empty() {
             let lists = !self.lists_failed
@@ -218,20 +230,19 @@ impl<'c, 's, 'a, 'p> Confirmation<'c, 's, 'a, 'p> {
             if self.one_by_one + queue.len() > self.max_one_by_one
                 && (self.learnt.list_matching_broken || self.lists_failed)
             {
-                return Err(self.too_many(self.one_by_one + queue.len()));
+                return Ok(Some(self.one_by_one + queue.len()));
             }
             let Some(uid) = queue.pop_front() else { break };
             self.one_by_one += 1;
             if self.one_by_one > self.max_one_by_one {
-                return Err(self.too_many(self.one_by_one + queue.len()));
+                return Ok(Some(self.one_by_one + queue.len()));
             }
             if confirm_one(self.ctx, self.side, uid, &mut self.found).await? {
                 self.learnt.witnesses = vec![uid.to_string()];
                 self.fresh_witnesses = true;
             }
         }
-        self.learnt.remember(&self.key);
-        Ok(self.found)
+        Ok(None)
     }
 
     /// One list query of `batch` with the witnesses around it. Returns the studies of the
@@ -277,7 +288,6 @@ impl<'c, 's, 'a, 'p> Confirmation<'c, 's, 'a, 'p> {
     }
 
     fn too_many(&self, needed: usize) -> Failure {
-        self.learnt.remember(&self.key);
         self.side.failure(Failure::new(
             Stage::FindDestination,
             Reason::TooManyMatches,
