@@ -1,6 +1,8 @@
 //! Build facts for `--version` and `pacs_exporter_build_info`, as Prometheus' exporters report
 //! them: revision and branch from git, falling back to `PACS_EXPORTER_REVISION` and
-//! `PACS_EXPORTER_BRANCH` where there is no git checkout (the Docker build), then "unknown";
+//! `PACS_EXPORTER_BRANCH` where there is no git checkout of these sources (the Docker build,
+//! or sources unpacked inside some other repository, whose HEAD says nothing about them), then
+//! "unknown";
 //! the build date from `SOURCE_DATE_EPOCH` when set (reproducible builds), else the clock; the
 //! build user, the compiler's version and the target platform.
 //!
@@ -24,14 +26,16 @@ fn main() {
     for path in ["build.rs", "src", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={path}");
     }
-    if let Some(git_dir) = git(&manifest_dir, &["rev-parse", "--absolute-git-dir"]) {
+    let checkout = is_checkout(&manifest_dir);
+    let from_git = |args: &[&str]| checkout.then(|| git(&manifest_dir, args)).flatten();
+    if let Some(git_dir) = from_git(&["rev-parse", "--absolute-git-dir"]) {
         let git_dir = Path::new(&git_dir);
         println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
         println!(
             "cargo:rerun-if-changed={}",
             git_dir.join("packed-refs").display()
         );
-        if let Some(reference) = git(&manifest_dir, &["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(reference) = from_git(&["symbolic-ref", "-q", "HEAD"]) {
             println!(
                 "cargo:rerun-if-changed={}",
                 git_dir.join(reference).display()
@@ -39,10 +43,10 @@ fn main() {
         }
     }
 
-    let revision = git(&manifest_dir, &["rev-parse", "HEAD"])
+    let revision = from_git(&["rev-parse", "HEAD"])
         .or_else(|| non_empty_var("PACS_EXPORTER_REVISION"))
         .unwrap_or_else(|| "unknown".into());
-    let branch = git(&manifest_dir, &["symbolic-ref", "-q", "--short", "HEAD"])
+    let branch = from_git(&["symbolic-ref", "-q", "--short", "HEAD"])
         .or_else(|| non_empty_var("PACS_EXPORTER_BRANCH"))
         .unwrap_or_else(|| "unknown".into());
     let build_date = build_date();
@@ -66,6 +70,13 @@ fn main() {
         let value = value.lines().next().unwrap_or("unknown").trim().to_string();
         println!("cargo:rustc-env={name}={value}");
     }
+}
+
+/// Whether `dir` is a git checkout of this crate: inside a repository that tracks its
+/// Cargo.toml. Sources copied or unpacked into some other repository's tree (a release archive
+/// under a home directory kept in git, a copy under an ignored `target/`) are not.
+fn is_checkout(dir: &Path) -> bool {
+    git(dir, &["ls-files", "--error-unmatch", "--", "Cargo.toml"]).is_some()
 }
 
 /// Runs `git args…` in `dir`; its trimmed output if it succeeded and printed something.

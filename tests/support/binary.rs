@@ -23,13 +23,18 @@ impl Binary {
     /// Starts the exporter with `config` as its modules.yml and `args` besides; waits until
     /// `/-/healthy` answers.
     pub fn start(config: &str, args: &[&str]) -> Binary {
+        Binary::start_exe(Path::new(env!("CARGO_BIN_EXE_pacs_exporter")), config, args)
+    }
+
+    /// As [`Binary::start`], with the exporter built at `exe` (another build of this crate).
+    pub fn start_exe(exe: &Path, config: &str, args: &[&str]) -> Binary {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("modules.yml");
         std::fs::write(&config_path, config).expect("write config");
         let log = dir.path().join("exporter.log");
         let port = free_port();
         let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
+        let child = Command::new(exe)
             .arg("--config.file")
             .arg(&config_path)
             .arg("--web.listen-address")
