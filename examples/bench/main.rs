@@ -61,6 +61,9 @@ pub struct Options {
     /// send_check: source sizes between two Orthancs.
     #[arg(long, value_delimiter = ',', default_value = "100,2000,20000")]
     pub studies: Vec<usize>,
+    /// send_check: largest source size `per_study` (one query per study) runs at.
+    #[arg(long, default_value_t = 2000)]
+    pub per_study_max: usize,
     /// send_check: source sizes served by the in-process SCP.
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     pub scripted_studies: Vec<usize>,

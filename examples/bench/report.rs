@@ -131,6 +131,13 @@ impl Table {
         self.rows.push(vec![name.to_string(), value.to_string()]);
     }
 
+    /// The last row, as a Markdown line (for progress output).
+    pub fn last_row(&self) -> String {
+        self.rows
+            .last()
+            .map_or(String::new(), |r| format!("| {} |", r.join(" | ")))
+    }
+
     pub fn markdown(&self) -> String {
         let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
         let mut out = line(&self.header);

@@ -37,7 +37,7 @@ pub async fn run(options: &Options, context: &Context) -> Section {
          one holding every source study (none missing), the same after deleting every \
          {ONE_IN}th study (1% missing), and one holding only {OTHER_STUDIES} studies of its \
          own from the same day (all missing). Each strategy runs in a fresh exporter process \
-         {} times (once where a run takes minutes: `per_study` at 20,000 studies); \"probe\" is \
+         {} times; \"probe\" is \
          `probe_duration_seconds`, with min–max. The `findscu` pair is DCMTK's `findscu` \
          sending the probe's two STUDY-level date-range queries, source then destination, one \
          after the other (`findscu -S -aet PACS_EXPORTER -aec AET -k QueryRetrieveLevel=STUDY \
@@ -60,6 +60,8 @@ pub async fn run(options: &Options, context: &Context) -> Section {
     ]);
     let mut at_2000 = None;
     let mut at_20000 = None;
+    let mut skipped_per_study = Vec::new();
+    let mut per_query = None;
     for &n in &options.studies {
         let loaded = Loaded::new(n);
         section.say(format!(
@@ -92,11 +94,11 @@ pub async fn run(options: &Options, context: &Context) -> Section {
                 strategies.push(("auto", false));
             }
             for (strategy, zone) in strategies {
-                let runs = if strategy == "per_study" && n >= 20_000 {
-                    1
-                } else {
-                    options.runs
-                };
+                if strategy == "per_study" && n > options.per_study_max {
+                    skipped_per_study.push(n);
+                    continue;
+                }
+                let runs = options.runs;
                 let outcome =
                     probe(context, &loaded.source, destination, strategy, zone, runs).await;
                 let ratio = outcome.time.median() / pair.median();
@@ -105,6 +107,14 @@ pub async fn run(options: &Options, context: &Context) -> Section {
                 } else {
                     format!("`{strategy}`, no `timezone`")
                 };
+                if strategy == "per_study" {
+                    // The slowest query time per study at the largest size run.
+                    let seconds = outcome.time.median() / n as f64;
+                    per_query = match per_query {
+                        Some((at, worst)) if at == n => Some((n, f64::max(worst, seconds))),
+                        _ => Some((n, seconds)),
+                    };
+                }
                 table.row(vec![
                     thousands(n as u64),
                     missing.to_string(),
@@ -116,6 +126,7 @@ pub async fn run(options: &Options, context: &Context) -> Section {
                     outcome.verdict.clone(),
                     mb(outcome.peak_kb),
                 ]);
+                eprintln!("send_check: {}", table.last_row());
                 if strategy == "auto" && zone && missing == Missing::OnePercent {
                     match n {
                         2000 => at_2000 = Some(ratio),
@@ -127,6 +138,20 @@ pub async fn run(options: &Options, context: &Context) -> Section {
         }
     }
     section.table(&table);
+    skipped_per_study.dedup();
+    if let (Some(&n), Some((at, seconds))) = (skipped_per_study.first(), per_query) {
+        section.say(format!(
+            "`per_study` runs up to `--per-study-max` ({}) studies: it sends one query per \
+             source study, up to {} each at {} studies here (the slowest of its rows), and \
+             each query costs more as the archive grows, so one probe of {} studies would take \
+             at least {:.0} s.",
+            thousands(options.per_study_max as u64),
+            ms(seconds),
+            thousands(at as u64),
+            thousands(n as u64),
+            seconds * n as f64
+        ));
+    }
     section.say(
         "The source gets one date-range query in every case; the two sides' date-range queries \
          run at the same time. With no `timezone` in the module the source is also asked for \
