@@ -10,6 +10,8 @@
 //! build takes); later runs recompile only the two copies of the crate, and only when its
 //! sources changed.
 
+#[path = "support/output.rs"]
+mod output;
 mod support;
 
 use std::collections::BTreeSet;
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
+use output::describe;
 use support::binary::Binary;
 
 /// A revision and a branch no checkout has: seen in the output, they came from the environment.
@@ -90,15 +93,6 @@ fn work() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build-info");
     fs::create_dir_all(&dir).expect("create the work directory");
     dir.canonicalize().expect("the work directory's real path")
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "({})\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn stdout(output: &Output) -> String {

@@ -6,6 +6,10 @@
 //!
 //! A missing tool fails the test with what to install; nothing is skipped.
 
+#[path = "support/output.rs"]
+mod output;
+
+use output::describe;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,15 +63,6 @@ fn objects_of_kind(kind: &str) -> Vec<(PathBuf, Value)> {
         .into_iter()
         .filter(|(_, object)| object["kind"] == kind)
         .collect()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "({})\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Runs scripts/k8s-validate.sh on `dir`; panics with what to install when it cannot start.

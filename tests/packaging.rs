@@ -4,6 +4,10 @@
 //!
 //! A missing tool fails the test with what to install; nothing is skipped.
 
+#[path = "support/output.rs"]
+mod output;
+
+use output::describe;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -14,15 +18,6 @@ fn repo() -> &'static Path {
 
 fn read(path: &str) -> String {
     fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "({})\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn git(args: &[&str]) -> Option<String> {
