@@ -269,6 +269,20 @@ impl Loaded {
     }
 }
 
+/// modules.yml with one send_check module, `check`, against the destination on `port`, with
+/// `extra` lines in its `send_check` block.
+fn check_module(port: u16, extra: &str) -> String {
+    format!(
+        "modules:
+  check:
+    prober: send_check
+    timeout: 600s
+    send_check:
+      destination: ARCHIVE@127.0.0.1:{port}
+{extra}"
+    )
+}
+
 /// Stores every instance of `studies` in `orthanc`; the number of instances.
 fn upload(orthanc: &Orthanc, studies: &[studies::Study]) -> usize {
     let mut count = 0;
@@ -298,17 +312,9 @@ async fn probe(
     runs: usize,
 ) -> Outcome {
     let zone = if zone { "      timezone: UTC\n" } else { "" };
-    let modules = format!(
-        "modules:
-  check:
-    prober: send_check
-    timeout: 600s
-    send_check:
-      destination: ARCHIVE@127.0.0.1:{}
-      destination_query: {strategy}
-      max_listed_studies: 10
-{zone}",
-        destination.dicom_port
+    let modules = check_module(
+        destination.dicom_port,
+        &format!("      destination_query: {strategy}\n      max_listed_studies: 10\n{zone}"),
     );
     let (exporter, _) = Exporter::start(&context.binary, &modules, &[]).await;
     let target = format!("SOURCE@127.0.0.1:{}", source.dicom_port);
@@ -529,17 +535,7 @@ async fn scripted(options: &Options, context: &Context) -> Scripted {
     for (n, max_matches) in cases {
         let peer = fast_scp(n, now).await;
         let bound = max_matches.map_or(String::new(), |m| format!("      max_matches: {m}\n"));
-        let modules = format!(
-            "modules:
-  check:
-    prober: send_check
-    timeout: 600s
-    send_check:
-      destination: ARCHIVE@127.0.0.1:{}
-      timezone: UTC
-{bound}",
-            peer.port
-        );
+        let modules = check_module(peer.port, &format!("      timezone: UTC\n{bound}"));
         let (exporter, _) = Exporter::start(&context.binary, &modules, &[]).await;
         let runs = if n >= 1_000_000 {
             1
