@@ -153,7 +153,7 @@ impl fmt::Display for ProberKind {
 }
 
 /// The `find` prober: one C-FIND.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FindOptions {
     /// `study_root` (default), `patient_root` or `worklist`.
@@ -169,6 +169,22 @@ pub struct FindOptions {
     /// How `today` is read; default: the exporter's local zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<TimeZone>,
+    /// Most matches the probe reads before it fails `too_many_matches` (a bound on the time a
+    /// peer can keep it reading; matches are counted, not kept).
+    #[serde(default = "default_max_matches")]
+    pub max_matches: usize,
+}
+
+impl Default for FindOptions {
+    fn default() -> Self {
+        FindOptions {
+            model: Model::default(),
+            level: None,
+            query: QueryKeys::default(),
+            timezone: None,
+            max_matches: default_max_matches(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -602,8 +618,8 @@ pub enum ModuleError {
     Lookback,
     #[error("send_check.grace: must be shorter than lookback")]
     Grace,
-    #[error("send_check.max_matches: must be greater than 0")]
-    MaxMatches,
+    #[error("{0}.max_matches: must be greater than 0")]
+    MaxMatches(ProberKind),
     #[error("send_check.labels: {} is listed twice", .0.name())]
     DuplicateLabel(StudyLabel),
     /// A `tls` block whose files cannot be read or do not go together; `block` is `dicom` or
@@ -775,6 +791,9 @@ impl ModuleFile {
             if find.model == Model::Worklist && find.level.is_some() {
                 return Err(ModuleError::WorklistLevel);
             }
+            if find.max_matches == 0 {
+                return Err(ModuleError::MaxMatches(ProberKind::Find));
+            }
         }
         if let Prober::SendCheck(check) = &prober {
             check_query(ProberKind::SendCheck, &check.query)?;
@@ -802,7 +821,7 @@ impl ModuleFile {
                 return Err(ModuleError::Grace);
             }
             if check.max_matches == 0 {
-                return Err(ModuleError::MaxMatches);
+                return Err(ModuleError::MaxMatches(ProberKind::SendCheck));
             }
             let mut seen = Vec::with_capacity(check.labels.len());
             for label in &check.labels {
@@ -1186,7 +1205,7 @@ mod tests {
                 "    prober: send_check\n    send_check:\n      destination: A@127.0.0.1:104\n{extra}"
             ))
         };
-        let cases: [(String, &str, Check); 9] = [
+        let cases: [(String, &str, Check); 10] = [
             (
                 String::new(),
                 "modules: no module is defined; a config needs at least one",
@@ -1213,9 +1232,14 @@ mod tests {
                 },
             ),
             (
+                module("    prober: find\n    find: {max_matches: 0}\n"),
+                "modules.m.find.max_matches: must be greater than 0",
+                |e| in_module(e, "m", |m| matches!(m, M::MaxMatches(ProberKind::Find))),
+            ),
+            (
                 send_check("      max_matches: 0\n"),
                 "modules.m.send_check.max_matches: must be greater than 0",
-                |e| in_module(e, "m", |m| matches!(m, M::MaxMatches)),
+                |e| in_module(e, "m", |m| matches!(m, M::MaxMatches(ProberKind::SendCheck))),
             ),
             (
                 send_check("      labels: [study_id, modality, study_id]\n"),
@@ -1308,6 +1332,16 @@ mod tests {
         assert_eq!(m.dicom.calling_aet.as_str(), DEFAULT_CALLING_AET);
         assert_eq!(m.dicom.called_aet.as_str(), DEFAULT_CALLED_AET);
         assert_eq!(m.dicom.max_pdu_length, DEFAULT_MAX_PDU_LENGTH);
+
+        // A find module without a find block gets the same defaults as one with an empty block.
+        for text in ["    prober: find\n", "    prober: find\n    find: {}\n"] {
+            let config = Config::parse(&format!("modules:\n  m:\n{text}")).unwrap();
+            let Prober::Find(find) = &config.modules["m"].prober else {
+                panic!("a find module is a find");
+            };
+            assert_eq!(find.max_matches, 100_000);
+            assert_eq!(find.model, Model::StudyRoot);
+        }
     }
 
     /// `/config` shows a module in the file's shape, and that text loads back the same.

@@ -11,9 +11,6 @@ use super::{gauge, local_now, Failure, ProbeContext, Stage};
 use crate::config::{FindOptions, Level, Model};
 use crate::dicom::find::{find, Identifier};
 
-/// The most matches one probe reads before it calls the answer too large.
-const MAX_MATCHES: usize = 100_000;
-
 pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<(), Failure> {
     let metrics = AssociationMetrics::register(ctx);
     let duration = gauge(
@@ -38,7 +35,7 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<(), 
         model,
         &identifier,
         1,
-        MAX_MATCHES,
+        options.max_matches,
         &mut |_| {},
     )
     .await;
