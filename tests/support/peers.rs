@@ -56,31 +56,63 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_TAIL_LINES: usize = 60;
 
 /// Ports already returned by [`free_port`] in this test process, so that two peers started by
-/// concurrently running tests never get the same port even if the kernel hands it out twice.
+/// concurrently running tests never get the same port.
 static HANDED_OUT_PORTS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 
-/// Returns a TCP port that is currently free on 127.0.0.1 (bind to port 0, read it, close it).
+/// How many times a peer is started on fresh ports when the one it was given was taken.
+const PORT_ATTEMPTS: usize = 8;
+
+/// Returns a TCP port that is free on every interface now and that the kernel will not hand to
+/// anyone else: it lies outside the kernel's ephemeral range (`ip_local_port_range`), from which
+/// every outgoing connection and every bind to port 0 on this machine takes its port. A port
+/// picked from that range (by binding port 0) can be taken by any connection between the pick
+/// and the peer's bind; below it, only a process asking for that very port can take it, and
+/// the peers' `start` functions then retry on fresh ports ([`PORT_ATTEMPTS`]).
 ///
-/// Never returns the same port twice within one test process. There is still a small window in
-/// which another process may take the port; the peers' `start` functions retry once with fresh
-/// ports when startup fails with "address already in use".
+/// Never returns the same port twice within one test process.
 pub fn free_port() -> u16 {
+    let (first, last) = ports_outside_the_ephemeral_range();
+    let span = u32::from(last - first) + 1;
     let mut handed_out = HANDED_OUT_PORTS
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    for _ in 0..100 {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("cannot bind 127.0.0.1:0 to find a free TCP port");
-        let port = listener
-            .local_addr()
-            .expect("cannot read the local address of a bound listener")
-            .port();
-        if !handed_out.contains(&port) {
+    // A random start, so that test processes running side by side rarely try the same ports.
+    let start = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        std::process::id(),
+    );
+    for i in 0..span {
+        let offset = u16::try_from((start + u64::from(i)) % u64::from(span))
+            .expect("an offset within a u16 span");
+        let port = first + offset;
+        if !handed_out.contains(&port) && port_is_bindable(port) {
             handed_out.push(port);
             return port;
         }
     }
-    panic!("could not find a free TCP port not already handed out in 100 attempts");
+    panic!("no free TCP port in {first}..={last}");
+}
+
+/// Ports for test peers: below the kernel's ephemeral range (from 10000), or above it where
+/// the range starts too low to leave room.
+fn ports_outside_the_ephemeral_range() -> (u16, u16) {
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range.split_whitespace().map(str::parse::<u16>);
+    let (low, high) = match (bounds.next(), bounds.next()) {
+        (Some(Ok(low)), Some(Ok(high))) => (low, high),
+        // Linux's default range.
+        _ => (32768, 60999),
+    };
+    if low > 11_000 {
+        (10_000, low - 1)
+    } else if high < 64_000 {
+        (high + 1, u16::MAX)
+    } else {
+        panic!(
+            "the ephemeral port range {low}-{high} leaves no room for test peers' ports; \
+             narrow net.ipv4.ip_local_port_range"
+        )
+    }
 }
 
 /// Finds the executable `name` on `PATH`, then in `/usr/sbin` and `/usr/bin` (`/usr/sbin`, where
@@ -171,21 +203,19 @@ impl OrthancBuilder {
         self.env("TCP_NODELAY", "1")
     }
 
-    /// Starts Orthanc and waits until it is ready; panics with its log if it is not.
+    /// Starts Orthanc and waits until it is ready; panics with its log if it is not. Retries on
+    /// fresh ports when one of its ports was taken before it bound them.
     pub fn start(self) -> Orthanc {
         let binary = require_binary("Orthanc", "orthanc");
-        match self.try_start(&binary) {
-            Ok(orthanc) => orthanc,
-            // Another process took one of our ports between free_port() and Orthanc's bind.
-            Err(failure) if failure.port_in_use => {
-                self.try_start(&binary).unwrap_or_else(|again| {
-                    panic!(
-                        "{}\n(second attempt after: {})",
-                        again.message, failure.message
-                    )
-                })
+        let mut taken = Vec::new();
+        loop {
+            match self.try_start(&binary) {
+                Ok(orthanc) => return orthanc,
+                Err(failure) if failure.port_in_use && taken.len() + 1 < PORT_ATTEMPTS => {
+                    taken.push(failure.message);
+                }
+                Err(failure) => panic!("{}{}", failure.message, earlier_attempts(&taken)),
             }
-            Err(failure) => panic!("{}", failure.message),
         }
     }
 
@@ -698,13 +728,13 @@ impl Wlmscpfs {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        let port = free_port();
-        let mut command = Command::new(binary);
-        command
-            .arg("-dfp")
-            .arg(dir.path().join("data"))
-            .arg(port.to_string());
-        let child = spawn_listening(command, &dir.path().join("wlmscpfs.log"), port, "wlmscpfs");
+        let data = dir.path().join("data");
+        let command = |port: u16| {
+            let mut command = Command::new(&binary);
+            command.arg("-dfp").arg(&data).arg(port.to_string());
+            command
+        };
+        let (child, port) = spawn_listening(command, &dir.path().join("wlmscpfs.log"), "wlmscpfs");
         Wlmscpfs {
             aet: aet.to_owned(),
             port,
@@ -751,27 +781,26 @@ impl StorescpTls {
         let (key, cert) = (write("server.key", key), write("server.crt", cert));
         let out = dir.path().join("received");
         fs::create_dir(&out).expect("cannot create the storescp output directory");
-        let port = free_port();
-        let mut command = Command::new(binary);
-        command.arg("+tls").arg(&key).arg(&cert).arg("-pw");
-        match client_ca {
-            Some(ca) => {
-                command.arg("-rc").arg("+cf").arg(write("clients.crt", ca));
+        let clients = client_ca.map(|ca| write("clients.crt", ca));
+        let command = |port: u16| {
+            let mut command = Command::new(&binary);
+            command.arg("+tls").arg(&key).arg(&cert).arg("-pw");
+            match &clients {
+                Some(clients) => {
+                    command.arg("-rc").arg("+cf").arg(clients);
+                }
+                None => {
+                    command.arg("-ic");
+                }
             }
-            None => {
-                command.arg("-ic");
-            }
-        }
-        command
-            .args(["-aet", aet, "-od"])
-            .arg(&out)
-            .arg(port.to_string());
-        let child = spawn_listening(
-            command,
-            &dir.path().join("storescp.log"),
-            port,
-            "storescp +tls",
-        );
+            command
+                .args(["-aet", aet, "-od"])
+                .arg(&out)
+                .arg(port.to_string());
+            command
+        };
+        let (child, port) =
+            spawn_listening(command, &dir.path().join("storescp.log"), "storescp +tls");
         StorescpTls {
             aet: aet.to_owned(),
             port,
@@ -827,18 +856,30 @@ fn store_with_storescu(peer: &str, aet: &str, port: u16, dicom_dir: &Path, peer_
     );
 }
 
-/// Starts a DCMTK server (Nagle on, as users run it) with its output in `log_path` and waits
-/// until it listens on `port`; panics with its log if it does not.
-fn spawn_listening(mut command: Command, log_path: &Path, port: u16, what: &str) -> Child {
-    command.env_remove("TCP_NODELAY");
-    let mut child = spawn_logged(&mut command, log_path);
-    let pid = child.id();
-    if let Err(why) = wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{what} did not become ready: {why}\n{}", read_log(log_path));
-    }
-    child
+/// Starts a DCMTK server (Nagle on, as users run it), made by `command` for a port, with its
+/// output in `log_path`, and waits until it listens; retries on fresh ports while the port it
+/// was given is taken, and panics with its log if it does not start. Returns it and its port.
+fn spawn_listening(command: impl Fn(u16) -> Command, log_path: &Path, what: &str) -> (Child, u16) {
+    let attempt = |port: u16| -> Result<(Child, Duration), StartFailure> {
+        let mut command = command(port);
+        command.env_remove("TCP_NODELAY");
+        let started = Instant::now();
+        let mut child = spawn_logged(&mut command, log_path);
+        let pid = child.id();
+        match wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
+            Ok(()) => Ok((child, started.elapsed())),
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(StartFailure::new(
+                    &format!("{what} (port {port}) did not become ready: {why}"),
+                    log_path,
+                ))
+            }
+        }
+    };
+    let (child, _, port) = start_retrying_on_fresh_port(free_port(), attempt);
+    (child, port)
 }
 
 /// Writes dcmqrscp's configuration for `port` into `dir` and starts it there, retrying once on a
@@ -893,27 +934,34 @@ fn spawn_dcmqrscp(
     start_retrying_on_fresh_port(port, attempt)
 }
 
-/// Runs `attempt` on `port` and, if the peer found that port taken (another process bound it
-/// between free_port() and the peer's bind), once more on a fresh port. Returns the child, its
-/// startup time and the port it listens on; panics with the peer's log if it did not start.
+/// Runs `attempt` on `port` and, while the peer finds its port taken (another process bound it
+/// between free_port() and the peer's bind), again on fresh ports, [`PORT_ATTEMPTS`] times in
+/// all. Returns the child, its startup time and the port it listens on; panics with the peer's
+/// log if it did not start.
 fn start_retrying_on_fresh_port(
     port: u16,
     attempt: impl Fn(u16) -> Result<(Child, Duration), StartFailure>,
 ) -> (Child, Duration, u16) {
-    match attempt(port) {
-        Ok((child, startup)) => (child, startup, port),
-        Err(failure) if failure.port_in_use => {
-            let port = free_port();
-            match attempt(port) {
-                Ok((child, startup)) => (child, startup, port),
-                Err(again) => panic!(
-                    "{}\n(second attempt after: {})",
-                    again.message, failure.message
-                ),
+    let mut port = port;
+    let mut taken = Vec::new();
+    loop {
+        match attempt(port) {
+            Ok((child, startup)) => return (child, startup, port),
+            Err(failure) if failure.port_in_use && taken.len() + 1 < PORT_ATTEMPTS => {
+                taken.push(failure.message);
+                port = free_port();
             }
+            Err(failure) => panic!("{}{}", failure.message, earlier_attempts(&taken)),
         }
-        Err(failure) => panic!("{}", failure.message),
     }
+}
+
+/// The failures of earlier attempts on taken ports, for a panic message.
+fn earlier_attempts(taken: &[String]) -> String {
+    taken
+        .iter()
+        .map(|message| format!("\n(an earlier attempt found its port taken: {message})"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
