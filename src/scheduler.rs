@@ -145,6 +145,8 @@ pub struct Scheduler {
     permits: Option<(Arc<Semaphore>, usize)>,
     history: Mutex<History>,
     metrics: SchedulerMetrics,
+    /// What transfer checks learnt of archives, kept across probes and reloads.
+    archives: prober::send_check::Archives,
 }
 
 impl Scheduler {
@@ -160,6 +162,7 @@ impl Scheduler {
             permits: (max_concurrent > 0)
                 .then(|| (Arc::new(Semaphore::new(max_concurrent)), max_concurrent)),
             history: Mutex::new(History::new(history_limit)),
+            archives: prober::send_check::Archives::default(),
             metrics,
         }
     }
@@ -359,7 +362,10 @@ impl Scheduler {
             prober::run(
                 &job.target,
                 module,
-                &job.config.allow,
+                prober::Known {
+                    allow: &job.config.allow,
+                    archives: &self.archives,
+                },
                 job.deadline,
                 budget,
                 &shared.log,

@@ -27,6 +27,8 @@ enum Lists {
     UseFirstOnly,
     /// Ends with this failure status and no matches (pynetdicom's qrscp sends 0xC320).
     Fail(u16),
+    /// Fails the first list it is asked with this status, then works.
+    FailFirst(u16),
 }
 
 /// One study an archive holds.
@@ -121,6 +123,13 @@ impl Archive {
                     Lists::AnswerEmpty => (vec![], 0),
                     Lists::UseFirstOnly => (self.held(&uids[..1]), 0),
                     Lists::Fail(status) => (vec![], status),
+                    Lists::FailFirst(status) => {
+                        if self.asked.get("uid_list") == 1 {
+                            (vec![], status)
+                        } else {
+                            (self.held(&uids), 0)
+                        }
+                    }
                 }
             }
         };
@@ -208,6 +217,11 @@ async fn probe(
     strategy: &str,
     extra: &str,
 ) -> Answer {
+    probe_with(&exporter(destination, strategy, extra), source).await
+}
+
+/// An exporter whose module `check` checks transfers to `destination`.
+fn exporter(destination: &ScriptedPeer, strategy: &str, extra: &str) -> Exporter {
     let config = format!(
         "
 modules:
@@ -222,7 +236,12 @@ modules:
 {extra}",
         destination.target("DEST")
     );
-    let answer = Exporter::new(&config)
+    Exporter::new(&config)
+}
+
+/// Probes `source` with `exporter`'s module `check`, which keeps what earlier probes learnt.
+async fn probe_with(exporter: &Exporter, source: &ScriptedPeer) -> Answer {
+    let answer = exporter
         .probe("check", &source.target("SRC"), Some(SCRAPE_TIMEOUT))
         .await;
     answer.within(SCRAPE_TIMEOUT)
@@ -327,8 +346,8 @@ async fn auto_does_not_trust_an_empty_list_answer() {
     let (_, asked) = auto_against(Lists::AnswerEmpty, None).await;
     assert_eq!(
         asked.get("uid"),
-        4,
-        "the four unseen studies confirmed one by one"
+        5,
+        "the four unseen studies and the one shown short confirmed one by one"
     );
 }
 
@@ -336,28 +355,71 @@ async fn auto_does_not_trust_an_empty_list_answer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_does_not_trust_first_uid_only_matching() {
     let (_, asked) = auto_against(Lists::UseFirstOnly, None).await;
-    assert_eq!(asked.get("uid"), 4);
+    assert_eq!(asked.get("uid"), 5);
 }
 
-/// An archive that refuses UID lists with a failure status is asked study by study.
+/// An archive that refuses UID lists with a failure status is asked study by study; one out
+/// of resources (0xC000, 0xA700) is asked the list once more first.
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_confirms_one_by_one_after_a_failed_list() {
-    for status in [0xC000, 0xC320] {
+    for (status, lists) in [(0xC320, 1), (0xC000, 2), (0xA700, 2)] {
         let (_, asked) = auto_against(Lists::Fail(status), None).await;
-        assert_eq!(asked.get("uid"), 4);
+        assert_eq!(asked.get("uid"), 5, "{status:#06x}");
+        assert_eq!(asked.get("uid_list"), lists, "{status:#06x}");
     }
+}
+
+/// One list failing with "out of resources" is asked again, and teaches the next probe
+/// nothing: it still sends lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_list_failure_is_not_remembered() {
+    let (source, held) = scenario();
+    let source = Archive::new(source).start().await;
+    let destination = Archive {
+        lists: Lists::FailFirst(0xA700),
+        ..Archive::new(held)
+    }
+    .start()
+    .await;
+    let exporter = exporter(&destination, "auto", "");
+    let first = probe_with(&exporter, &source).await;
+    assert_eq!(
+        unsent(&first),
+        expect(&MISSING, &INCOMPLETE),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        queries(&first, "destination", "uid_list"),
+        2,
+        "{}",
+        first.body
+    );
+    assert_eq!(queries(&first, "destination", "uid"), 0, "{}", first.body);
+    let second = probe_with(&exporter, &source).await;
+    assert_eq!(unsent(&second), expect(&MISSING, &INCOMPLETE));
+    assert_eq!(
+        queries(&second, "destination", "uid_list"),
+        1,
+        "{}",
+        second.body
+    );
+    assert_eq!(queries(&second, "destination", "uid"), 0, "{}", second.body);
 }
 
 /// A date-range answer capped with 0xFE00 is completed by UID queries, with and without
 /// list matching.
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_completes_a_capped_date_range() {
+    // The capped answer shows one settled study: one more, confirmed singly, makes the
+    // second witness a list needs.
     let (answer, asked) = auto_against(Lists::Work, Some(2)).await;
-    assert_eq!(asked.get("uid"), 0, "{}", answer.body);
+    assert_eq!(asked.get("uid"), 1, "{}", answer.body);
     assert_eq!(asked.get("uid_list"), 1);
     let (_, asked) = auto_against(Lists::AnswerEmpty, Some(2)).await;
-    // Two studies came back in the capped answer; the eight others are confirmed singly.
-    assert_eq!(asked.get("uid"), 8);
+    // Two studies came back in the capped answer, one of them short; the nine others are
+    // confirmed singly.
+    assert_eq!(asked.get("uid"), 9);
 }
 
 /// Without instance counts nothing can be called incomplete; missing is still exact.
@@ -429,19 +491,19 @@ async fn broken_list_matching_is_remembered() {
     let (source, held) = scenario();
     let source = Archive::new(source).start().await;
     let archive = Archive {
-        lists: Lists::Fail(0xC000),
+        lists: Lists::Fail(0xC320),
         ..Archive::new(held)
     };
     let destination = archive.start().await;
-    let first = probe(&source, &destination, "auto", "").await;
+    let exporter = exporter(&destination, "auto", "");
+    let first = probe_with(&exporter, &source).await;
     assert_eq!(
         queries(&first, "destination", "uid_list"),
         1,
         "{}",
         first.body
     );
-    // The exporter of the next probe is a new router in the same process.
-    let second = probe(&source, &destination, "auto", "").await;
+    let second = probe_with(&exporter, &source).await;
     assert_eq!(unsent(&second), expect(&MISSING, &INCOMPLETE));
     assert_eq!(
         queries(&second, "destination", "uid_list"),
@@ -449,7 +511,7 @@ async fn broken_list_matching_is_remembered() {
         "{}",
         second.body
     );
-    assert_eq!(queries(&second, "destination", "uid"), 4);
+    assert_eq!(queries(&second, "destination", "uid"), 5);
 }
 
 /// The literal strategies do what they say, on archives that behave as they assume — and

@@ -209,6 +209,8 @@ pub struct ProbeContext<'a> {
     pub deadline: Instant,
     pub registry: &'a Registry,
     pub log: &'a ProbeLog,
+    /// What earlier transfer checks learnt of the archives they queried.
+    pub archives: &'a send_check::Archives,
     progress: &'a Progress,
 }
 
@@ -347,6 +349,14 @@ fn failure_info(registry: &Registry, names_peers: bool, failure: &Failure) {
     .set(1.0);
 }
 
+/// What a probe is handed beyond its request: the config's allowed_targets, and what earlier
+/// probes learnt of the archives.
+#[derive(Clone, Copy)]
+pub struct Known<'a> {
+    pub allow: &'a AllowList,
+    pub archives: &'a send_check::Archives,
+}
+
 /// The result of one probe: its metrics and its verdict.
 pub struct ProbeResult {
     pub registry: Registry,
@@ -360,7 +370,7 @@ pub struct ProbeResult {
 pub async fn run(
     target: &Target,
     module: &Module,
-    allow: &AllowList,
+    known: Known<'_>,
     deadline: Instant,
     timeout: Duration,
     log: &ProbeLog,
@@ -375,10 +385,11 @@ pub async fn run(
     let ctx = ProbeContext {
         target,
         module,
-        allow,
+        allow: known.allow,
         deadline,
         registry: &registry,
         log,
+        archives: known.archives,
         progress,
     };
     log.info(format!(

@@ -2,11 +2,12 @@
 //! duplicates), and which of them the destination lacks or holds short. No I/O and no
 //! clock: the caller hands in `now`, so every rule here has a table test beside it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
 
+use super::plan::Found;
 use crate::config::TimeZone as ZoneName;
 use crate::dicom::study::StudyMatch;
 
@@ -145,7 +146,8 @@ pub(super) struct Sorted {
     pub future: usize,
     /// Outside the window, or with no readable StudyDate.
     pub outside: usize,
-    /// Listed more than once (e.g. once per patient ID it was merged from), counted once.
+    /// Matches that repeated a UID (e.g. a study filed under two patient IDs): counted as
+    /// one study whose instances are the sum over its matches.
     pub duplicates: usize,
     /// Matches without a StudyInstanceUID: nothing to compare them by.
     pub without_uid: usize,
@@ -154,7 +156,8 @@ pub(super) struct Sorted {
 /// Places each source match in time and sorts it into checked, pending or left out.
 pub(super) fn sort_out(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
     let mut sorted = Sorted::default();
-    let mut seen = HashSet::new();
+    let (matches, duplicates) = merge_duplicates(matches);
+    sorted.duplicates = duplicates;
     let start = window.start();
     let judged_until =
         window.now - chrono::Duration::from_std(window.grace).unwrap_or(chrono::Duration::MAX);
@@ -164,10 +167,6 @@ pub(super) fn sort_out(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
     for found in matches {
         if found.uid.is_empty() {
             sorted.without_uid += 1;
-            continue;
-        }
-        if !seen.insert(found.uid.clone()) {
-            sorted.duplicates += 1;
             continue;
         }
         let study = Study::place(found, window.zone);
@@ -199,13 +198,31 @@ pub(super) fn sort_out(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
     sorted
 }
 
-/// What the destination holds of the checked studies: UID → instance count, where reported.
-pub(super) type Found = HashMap<String, Option<u64>>;
-
-/// Records a destination match; a study listed more than once keeps its largest count.
-pub(super) fn record(found: &mut Found, uid: String, instances: Option<u64>) {
-    let entry = found.entry(uid).or_insert(instances);
-    *entry = (*entry).max(instances);
+/// One match per UID, in the order they came: a repeated UID adds its instance count to the
+/// first match's (unknown if either is), as the source holds both. Also returns how many
+/// matches were merged away.
+fn merge_duplicates(matches: Vec<StudyMatch>) -> (Vec<StudyMatch>, usize) {
+    let mut first: HashMap<String, usize> = HashMap::with_capacity(matches.len());
+    let mut merged: Vec<StudyMatch> = Vec::with_capacity(matches.len());
+    let mut duplicates = 0;
+    for found in matches {
+        match first.get(&found.uid) {
+            Some(&at) if !found.uid.is_empty() => {
+                duplicates += 1;
+                if let Some(kept) = merged.get_mut(at) {
+                    kept.instances = kept
+                        .instances
+                        .zip(found.instances)
+                        .map(|(a, b)| a.saturating_add(b));
+                }
+            }
+            _ => {
+                first.insert(found.uid.clone(), merged.len());
+                merged.push(found);
+            }
+        }
+    }
+    (merged, duplicates)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -389,14 +406,10 @@ mod tests {
             });
         }
         let sorted = sort_out(studies, &window);
-        let mut found = Found::new();
-        record(&mut found, "b".into(), Some(2));
-        record(&mut found, "c".into(), None);
-        record(&mut found, "d".into(), Some(5));
-        record(&mut found, "e".into(), Some(1));
-        // A study listed twice on the destination keeps its largest count.
-        record(&mut found, "e".into(), Some(2));
-        record(&mut found, "e".into(), None);
+        let found: Found = [("b", Some(2)), ("c", None), ("d", Some(5)), ("e", Some(2))]
+            .into_iter()
+            .map(|(uid, count)| (uid.to_string(), count))
+            .collect();
 
         let verdict = compare(&sorted.checked, &found, true);
         let states: Vec<(&str, State)> = verdict

@@ -22,8 +22,12 @@
 
 mod compare;
 mod destination;
+mod memory;
 mod metrics;
+mod plan;
 mod side;
+
+pub use memory::Archives;
 
 use chrono::{DateTime, Utc};
 
@@ -98,15 +102,21 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
         ));
     }
 
-    let uids: Vec<&str> = sorted.checked.iter().map(Study::uid).collect();
-    let found = if uids.is_empty() {
+    let found = if sorted.checked.is_empty() {
         Ok(survey.found)
     } else {
-        destination::confirm(ctx, &mut destination, options, &uids, survey).await
+        destination::confirm(ctx, &mut destination, options, &sorted.checked, survey).await
     };
     let found = destination.close_with(ctx, found).await?;
     let verdict = compare::compare(&sorted.checked, &found, options.compare_instances);
-    report(ctx, options, &metrics, uids.len(), &verdict, window.now);
+    report(
+        ctx,
+        options,
+        &metrics,
+        sorted.checked.len(),
+        &verdict,
+        window.now,
+    );
     Ok(())
 }
 
@@ -120,11 +130,16 @@ async fn query_source(
 ) -> Result<Vec<StudyMatch>, Failure> {
     let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
     let (from, to) = window.dates();
+    // With a configured zone the offset is not needed; without one it is asked for until the
+    // source shows whether it sends it (a source that does not is not asked again: Orthanc
+    // reads every study's files to answer it).
+    let archive = side.archive();
+    let ask_offsets =
+        options.timezone.is_none() && ctx.archives.sends_offsets(&archive) != Some(false);
     let query = StudyQuery {
         selection: StudySelection::Dates { from, to },
         details: true,
-        // With a configured zone the offset is not needed, and it is dear on Orthanc.
-        timezone_offset: options.timezone.is_none(),
+        timezone_offset: ask_offsets,
         extra: Some((&options.query, window.today())),
     };
     let mut studies = Vec::new();
@@ -136,6 +151,15 @@ async fn query_source(
             None => Ok(()),
         });
     side.close_with(ctx, answer).await?;
+    if ask_offsets && !studies.is_empty() {
+        let sends = studies.iter().any(|s| s.timezone_offset.is_some());
+        ctx.archives.remember_offsets(&archive, sends);
+        if !sends {
+            ctx.log.debug(
+                "source: no study carried TimezoneOffsetFromUTC; it is not asked for again (remembered)",
+            );
+        }
+    }
     let mut unknown: Vec<&str> = studies
         .iter()
         .flat_map(|s| s.unknown_character_sets.iter().map(String::as_str))

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::memory::ArchiveKey;
 use super::metrics::Metrics;
 use crate::config::DicomOptions;
 use crate::dicom::find::FindAnswer;
@@ -110,6 +111,11 @@ impl<'a, 'p> Side<'a, 'p> {
 
     pub fn stage(&self) -> Stage {
         self.endpoint.stage()
+    }
+
+    /// Who this side's archive is, for what probes remember of it.
+    pub fn archive(&self) -> ArchiveKey {
+        ArchiveKey::new(self.endpoint.target, &self.endpoint.dicom)
     }
 
     /// A new association in place of one that broke off (the old one is aborted).

@@ -1,0 +1,150 @@
+//! What transfer checks learnt of the archives they queried, kept between probes.
+//!
+//! The table is a value the scheduler owns and hands to every probe ([`crate::prober::run`]),
+//! never a process-wide static. It is keyed by everything that changes how an archive
+//! answers: its address, the called and calling AE titles, and whether (and as whom) TLS is
+//! spoken; two modules that reach the same archive the same way share what they learnt. It
+//! holds at most [`MAX_ARCHIVES`] archives (targets come from requests), forgetting the one
+//! used least recently, and forgets a broken list matching after [`FORGET_BROKEN_AFTER`], so
+//! that an upgraded archive is tried again.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::plan::Learnt;
+use crate::config::DicomOptions;
+use crate::prober::peer::called_aet;
+use crate::target::Target;
+
+/// How long an archive's broken list matching is remembered before lists are tried again.
+pub(super) const FORGET_BROKEN_AFTER: Duration = Duration::from_secs(3600);
+
+/// Archives remembered at once.
+pub const MAX_ARCHIVES: usize = 4096;
+
+/// Who an archive is, as far as its answers go.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct ArchiveKey {
+    host: String,
+    port: u16,
+    called_aet: String,
+    calling_aet: String,
+    /// The TLS server name checked, or an empty string for TLS without one; `None`: plain.
+    tls: Option<String>,
+}
+
+impl ArchiveKey {
+    pub fn new(target: &Target, dicom: &DicomOptions) -> ArchiveKey {
+        ArchiveKey {
+            host: target.host.to_string(),
+            port: target.port,
+            called_aet: called_aet(target, dicom).to_string(),
+            calling_aet: dicom.calling_aet.as_str().to_string(),
+            tls: dicom
+                .tls
+                .as_ref()
+                .map(|tls| tls.server_name.clone().unwrap_or_default()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    learnt: Learnt,
+    broken_since: Option<Instant>,
+    /// Whether its study matches carried TimezoneOffsetFromUTC when it was last asked, and when.
+    sends_offsets: Option<(bool, Instant)>,
+    used: Instant,
+}
+
+/// What probes learnt of archives; see the module documentation.
+#[derive(Debug, Default)]
+pub struct Archives {
+    table: Mutex<HashMap<ArchiveKey, Entry>>,
+}
+
+impl Archives {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<ArchiveKey, Entry>) -> T) -> T {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut table)
+    }
+
+    /// What earlier probes learnt of `key`'s list matching, a broken one forgotten after
+    /// [`FORGET_BROKEN_AFTER`].
+    pub(super) fn recall(&self, key: &ArchiveKey) -> Learnt {
+        let now = Instant::now();
+        self.with(|table| match table.get_mut(key) {
+            None => Learnt::default(),
+            Some(entry) => {
+                entry.used = now;
+                if entry
+                    .broken_since
+                    .is_some_and(|since| now.duration_since(since) > FORGET_BROKEN_AFTER)
+                {
+                    entry.learnt.lists_broken = None;
+                    entry.broken_since = None;
+                }
+                entry.learnt.clone()
+            }
+        })
+    }
+
+    /// Keeps what a probe learnt of `key`'s list matching.
+    pub(super) fn remember(&self, key: &ArchiveKey, learnt: Learnt) {
+        let now = Instant::now();
+        self.with(|table| {
+            let entry = entry(table, key, now);
+            if learnt.lists_broken.is_none() {
+                entry.broken_since = None;
+            } else if entry.learnt.lists_broken.is_none() {
+                entry.broken_since = Some(now);
+            }
+            entry.learnt = learnt;
+        });
+    }
+
+    /// Whether `key`'s study matches carried TimezoneOffsetFromUTC when last asked; `None`
+    /// when it was never asked, showed no study, or was asked longer ago than
+    /// [`FORGET_BROKEN_AFTER`] (a source reconfigured to send offsets is seen to).
+    pub(super) fn sends_offsets(&self, key: &ArchiveKey) -> Option<bool> {
+        let now = Instant::now();
+        self.with(|table| {
+            let (sends, since) = table.get(key)?.sends_offsets?;
+            (now.duration_since(since) <= FORGET_BROKEN_AFTER).then_some(sends)
+        })
+    }
+
+    /// Keeps whether `key`'s study matches carried TimezoneOffsetFromUTC.
+    pub(super) fn remember_offsets(&self, key: &ArchiveKey, sends: bool) {
+        let now = Instant::now();
+        self.with(|table| entry(table, key, now).sends_offsets = Some((sends, now)));
+    }
+}
+
+/// `key`'s entry, made (and the least recently used one forgotten, when full) if missing.
+fn entry<'t>(
+    table: &'t mut HashMap<ArchiveKey, Entry>,
+    key: &ArchiveKey,
+    now: Instant,
+) -> &'t mut Entry {
+    if !table.contains_key(key) && table.len() >= MAX_ARCHIVES {
+        let oldest = table
+            .iter()
+            .min_by_key(|(_, entry)| entry.used)
+            .map(|(key, _)| key.clone());
+        if let Some(oldest) = oldest {
+            table.remove(&oldest);
+        }
+    }
+    let entry = table.entry(key.clone()).or_insert_with(|| Entry {
+        learnt: Learnt::default(),
+        broken_since: None,
+        sends_offsets: None,
+        used: now,
+    });
+    entry.used = now;
+    entry
+}
