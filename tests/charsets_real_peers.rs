@@ -8,6 +8,11 @@
 //! source sends hostile bytes no archive should, and the label must still be clean text.
 //! The real-peer tests first check the bytes on the wire (with DCMTK's findscu), so that each
 //! tests the case it names; every test then asserts the exact label values.
+//!
+//! Such an archive reads the queries it is sent in a character set too: one whose default
+//! takes 0x5C for the yen sign (Orthanc's `Japanese`) must still split a StudyInstanceUID list
+//! on the backslash. The list tests give destinations with each East Asian default every study
+//! of the source and assert the verdict and the queries each strategy sent.
 
 mod support;
 
@@ -16,7 +21,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use chrono::{Duration, Local};
+use chrono::{Duration, Local, NaiveDate};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::meta::FileMetaTableBuilder;
@@ -24,6 +29,7 @@ use dicom_object::InMemDicomObject;
 use support::exporter::{Answer, Exporter};
 use support::peers::{require_binary, Dcmqrscp, Orthanc};
 use support::scripted::{response_command, Conn, Request, ScriptedPeer, STUDY_ROOT_FIND};
+use support::studies::{generate, Study};
 
 /// What the exporter cuts a label value to (`MAX_LABEL_CHARS` of send_check).
 const MAX_LABEL_CHARS: usize = 128;
@@ -248,24 +254,22 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The C-FIND answer of `aet` on `port` for study `uid`, as DCMTK's findscu saved it
-/// (Explicit VR Little Endian): the bytes the peer put on the wire.
-fn findscu_answer(aet: &str, port: u16, uid: &str) -> Vec<u8> {
+/// The C-FIND answers of `aet` on `port` to a STUDY-level query with `keys` (findscu's `-k`
+/// arguments), in order, as DCMTK's findscu saved them (Explicit VR Little Endian): the bytes
+/// the peer put on the wire.
+fn findscu_answers(aet: &str, port: u16, keys: &[&str]) -> Vec<Vec<u8>> {
     let findscu = require_binary("findscu", "dcmtk");
     let dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(&findscu)
+    let mut command = Command::new(&findscu);
+    command
         .args(["-S", "-aec", aet, "-X", "-od"])
         .arg(dir.path())
-        .args(["-k", "QueryRetrieveLevel=STUDY", "-k"])
-        .arg(format!("StudyInstanceUID={uid}"))
-        .args([
-            "-k",
-            "SpecificCharacterSet",
-            "-k",
-            "PatientName",
-            "127.0.0.1",
-        ])
-        .arg(port.to_string())
+        .args(["-k", "QueryRetrieveLevel=STUDY"]);
+    for key in keys {
+        command.args(["-k", key]);
+    }
+    let output = command
+        .args(["127.0.0.1", &port.to_string()])
         .env("TCP_NODELAY", "1")
         .stdin(Stdio::null())
         .output()
@@ -275,8 +279,30 @@ fn findscu_answer(aet: &str, port: u16, uid: &str) -> Vec<u8> {
         "findscu against {aet}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let path = dir.path().join("rsp0001.dcm");
-    fs::read(&path).unwrap_or_else(|e| panic!("{aet} answered nothing for {uid}: {e}"))
+    let mut paths: Vec<_> = fs::read_dir(dir.path())
+        .expect("findscu's output directory")
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    // rsp0001.dcm, rsp0002.dcm, ...: the order of the answer.
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}
+
+/// The C-FIND answer of `aet` on `port` for study `uid`, with its Specific Character Set and
+/// PatientName.
+fn findscu_answer(aet: &str, port: u16, uid: &str) -> Vec<u8> {
+    let uid_key = format!("StudyInstanceUID={uid}");
+    findscu_answers(
+        aet,
+        port,
+        &[&uid_key, "SpecificCharacterSet", "PatientName"],
+    )
+    .into_iter()
+    .next()
+    .unwrap_or_else(|| panic!("{aet} answered nothing for {uid}"))
 }
 
 /// Asserts that a C-FIND answer carries exactly this Specific Character Set and PatientName.
@@ -597,5 +623,180 @@ async fn hostile_names_become_clean_bounded_labels() {
             "{} from {:02x?} in {:?}",
             case.uid, case.name, case.charset
         );
+    }
+}
+
+/// Orthanc's East Asian `DefaultEncoding`s other than `Japanese`.
+const OTHER_EAST_ASIAN_DEFAULTS: [&str; 4] =
+    ["JapaneseKanji", "Korean", "Chinese", "SimplifiedChinese"];
+
+/// Minutes before now of the studies of the list tests: past the 10-minute grace period and
+/// within the 24-hour lookback, so that every one is checked.
+const LIST_AGES_MINUTES: [i64; 6] = [60, 130, 330, 620, 1000, 1380];
+
+/// The studies of the list tests, [`LIST_AGES_MINUTES`] before now.
+fn list_studies() -> Vec<Study> {
+    let now = Local::now().naive_local();
+    let when: Vec<(String, String)> = LIST_AGES_MINUTES
+        .iter()
+        .map(|minutes| {
+            let t = now - Duration::minutes(*minutes);
+            (
+                t.format("%Y%m%d").to_string(),
+                t.format("%H%M%S").to_string(),
+            )
+        })
+        .collect();
+    generate(12, 41, &when)
+}
+
+/// A source Orthanc (Latin-1, the default) holding every study of [`list_studies`].
+fn list_source(studies: &[Study]) -> Orthanc {
+    let source = Orthanc::start("SOURCE");
+    for study in studies {
+        for instance in study.instances() {
+            source.upload(&instance);
+        }
+    }
+    source
+}
+
+/// A destination Orthanc with `default_encoding` holding every study, every second one under
+/// a StudyDate three days earlier (as an archive that corrected the date holds it): the
+/// date-range query of `auto` shows only the others, so the moved ones are asked for by UID
+/// list, with shown ones as the list's witnesses.
+fn list_destination(default_encoding: &str, studies: &[Study]) -> Orthanc {
+    let destination = Orthanc::builder("ARCHIVE")
+        .config(serde_json::json!({ "DefaultEncoding": default_encoding }))
+        .start();
+    for (i, study) in studies.iter().enumerate() {
+        let mut held = study.clone();
+        if i % 2 == 1 {
+            let date = NaiveDate::parse_from_str(&study.study_date, "%Y%m%d")
+                .expect("a generated StudyDate")
+                - Duration::days(3);
+            held.study_date = date.format("%Y%m%d").to_string();
+        }
+        for instance in held.instances() {
+            destination.upload(&instance);
+        }
+    }
+    destination
+}
+
+/// The send_check module with `destination_query: strategy` from `source` to `destination`.
+async fn list_check(source: &Orthanc, destination: &Orthanc, strategy: &str) -> Answer {
+    let config = format!(
+        "
+modules:
+  check:
+    prober: send_check
+    timeout: 20s
+    send_check:
+      destination: ARCHIVE@127.0.0.1:{}
+      lookback: 24h
+      grace: 10m
+      destination_query: {strategy}
+",
+        destination.dicom_port
+    );
+    Exporter::new(&config)
+        .probe(
+            "check",
+            &format!("SOURCE@127.0.0.1:{}", source.dicom_port),
+            Some(30.0),
+        )
+        .await
+}
+
+/// Queries of `kind` the probe sent to the destination.
+fn destination_queries(answer: &Answer, kind: &str) -> f64 {
+    answer.metric(&format!(
+        "pacs_find_queries{{kind=\"{kind}\",peer=\"destination\"}}"
+    ))
+}
+
+/// `uid_list` and `auto` against a [`list_destination`] with `default_encoding`: the exact
+/// verdict (every study checked, none missing or incomplete), one list query each, and no
+/// single-UID query from `auto`.
+async fn assert_lists_match(
+    source: &Orthanc,
+    destination: &Orthanc,
+    studies: &[Study],
+    default_encoding: &str,
+) {
+    for strategy in ["uid_list", "auto"] {
+        let what = format!("{default_encoding}, {strategy}");
+        let answer = list_check(source, destination, strategy).await;
+        assert_eq!(
+            answer.metric("probe_success"),
+            1.0,
+            "{what}: {}",
+            answer.body
+        );
+        for (series, value) in [
+            ("pacs_studies_checked", studies.len()),
+            ("pacs_studies_pending", 0),
+            ("pacs_studies_missing", 0),
+            ("pacs_studies_incomplete", 0),
+            ("pacs_instances_missing", 0),
+        ] {
+            assert_eq!(
+                answer.metric(series),
+                value as f64,
+                "{what}: {series}\n{}",
+                answer.body
+            );
+        }
+        assert!(
+            answer.series("pacs_study_unsent").is_empty(),
+            "{what}: {}",
+            answer.body
+        );
+        let date_ranges = if strategy == "auto" { 1.0 } else { 0.0 };
+        assert_eq!(
+            destination_queries(&answer, "date_range"),
+            date_ranges,
+            "{what}"
+        );
+        assert_eq!(destination_queries(&answer, "uid_list"), 1.0, "{what}");
+        assert_eq!(destination_queries(&answer, "uid"), 0.0, "{what}");
+    }
+}
+
+/// Orthanc with `DefaultEncoding: Japanese` reads a query without Specific Character Set in
+/// ISO_IR 13, where 0x5C is the yen sign: a StudyInstanceUID list sent that way is one odd
+/// value and matches nothing (checked with findscu first). The exporter's queries declare
+/// their set, so its lists match every study held.
+#[tokio::test(flavor = "multi_thread")]
+async fn uid_lists_match_on_a_japanese_default_destination() {
+    let studies = list_studies();
+    let source = list_source(&studies);
+    let destination = list_destination("Japanese", &studies);
+    let uids: Vec<&str> = studies
+        .iter()
+        .map(|s| s.study_instance_uid.as_str())
+        .collect();
+    let list = format!("StudyInstanceUID={}", uids.join("\\"));
+    let plain = findscu_answers("ARCHIVE", destination.dicom_port, &[&list]);
+    assert_eq!(plain.len(), 0, "a list without Specific Character Set");
+    let declared = findscu_answers(
+        "ARCHIVE",
+        destination.dicom_port,
+        &[&list, "SpecificCharacterSet=ISO_IR 100"],
+    );
+    assert_eq!(declared.len(), studies.len(), "a list in ISO_IR 100");
+
+    assert_lists_match(&source, &destination, &studies, "Japanese").await;
+}
+
+/// The other East Asian defaults of Orthanc answer the exporter's lists as well.
+#[tokio::test(flavor = "multi_thread")]
+async fn uid_lists_match_on_every_other_east_asian_default_destination() {
+    let studies = list_studies();
+    let source = list_source(&studies);
+    for default_encoding in OTHER_EAST_ASIAN_DEFAULTS {
+        let destination = list_destination(default_encoding, &studies);
+        assert_lists_match(&source, &destination, &studies, default_encoding).await;
     }
 }

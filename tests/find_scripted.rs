@@ -179,6 +179,11 @@ async fn find_sends_the_module_keys() {
         Some(Local::now().format("%Y%m%d").to_string())
     );
     assert_eq!(text(tags::MODALITIES_IN_STUDY).as_deref(), Some("CT"));
+    // Declared, so that an archive whose default is not ASCII still reads `\` as a delimiter.
+    assert_eq!(
+        text(tags::SPECIFIC_CHARACTER_SET).as_deref(),
+        Some("ISO_IR 100")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

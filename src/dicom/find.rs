@@ -168,22 +168,20 @@ fn encode_identifier(identifier: &InMemDicomObject, explicit: bool) -> Result<Ve
         IMPLICIT_VR_LITTLE_ENDIAN.erased()
     };
     let mut out = Vec::new();
-    let charset = if needs_utf8(identifier) {
-        SpecificCharacterSet::ISO_IR_192
-    } else {
-        SpecificCharacterSet::default()
-    };
     identifier
-        .write_dataset_with_ts_cs(&mut out, &ts, charset)
+        .write_dataset_with_ts_cs(&mut out, &ts, declared_character_set(identifier))
         .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
-fn needs_utf8(identifier: &InMemDicomObject) -> bool {
+/// The encoder for the SpecificCharacterSet an identifier declares (see
+/// [`query::character_set`]); the default repertoire when it declares none.
+fn declared_character_set(identifier: &InMemDicomObject) -> SpecificCharacterSet {
     identifier
         .get(tags::SPECIFIC_CHARACTER_SET)
         .and_then(|e| e.to_str().ok())
-        .is_some_and(|cs| cs.contains("192"))
+        .and_then(|cs| SpecificCharacterSet::from_code(cs.trim_matches([' ', '\0'])))
+        .unwrap_or_default()
 }
 
 /// Builds an identifier element from a keyword's VR and a text value ("" for a return key).
@@ -205,4 +203,30 @@ pub fn text(object: &InMemDicomObject, tag: Tag) -> Option<String> {
     let value = object.get(tag)?.to_str().ok()?;
     let value = value.trim_matches(|c: char| c == '\0' || c == ' ');
     (!value.is_empty()).then(|| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn identifiers_are_encoded_in_the_set_they_declare() {
+        let today = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let keys: QueryKeys = yaml_serde::from_str("StudyInstanceUID: 1.2.3\\1.2.4").unwrap();
+        let ascii = Identifier::from_keys(Some("STUDY"), &keys, today);
+        let keys: QueryKeys = yaml_serde::from_str("PatientName: Müller^Jürgen").unwrap();
+        let utf8 = Identifier::from_keys(Some("STUDY"), &keys, today);
+        for explicit in [true, false] {
+            let bytes = encode_identifier(&ascii.0, explicit).unwrap();
+            assert!(contains(&bytes, b"ISO_IR 100"), "{explicit}");
+            assert!(contains(&bytes, b"1.2.3\\1.2.4"), "{explicit}");
+            let bytes = encode_identifier(&utf8.0, explicit).unwrap();
+            assert!(contains(&bytes, b"ISO_IR 192"), "{explicit}");
+            assert!(contains(&bytes, "Müller^Jürgen".as_bytes()), "{explicit}");
+        }
+    }
 }

@@ -54,22 +54,56 @@ pub fn validate(keys: &QueryKeys) -> Result<(), String> {
     Ok(())
 }
 
-/// Adds the query's keys to `identifier`, `today` in DA attributes read as `today`'s date.
+/// The SpecificCharacterSet every identifier declares when its keys are all ASCII.
+///
+/// Latin-1 rather than no SpecificCharacterSet at all: an identifier without one is read in
+/// the archive's own default, and an archive whose default is not ASCII-compatible at 0x5C
+/// (Orthanc with `DefaultEncoding: Japanese` reads ISO_IR 13, where 0x5C is the yen sign)
+/// then takes a StudyInstanceUID list `a\b\c` for one odd value that matches nothing. With a
+/// set declared, `\` is the value delimiter again. Latin-1 is true of what we send (UIDs,
+/// dates, numbers and ASCII keys are all in ISO 8859-1), and it is the explicit set every
+/// character-set-aware archive supports. An archive may answer in the set a query declares
+/// (dcmqrscp converts the text of a match when it fits, and leaves it as stored otherwise);
+/// matches are decoded per their own SpecificCharacterSet either way.
+pub const ASCII_CHARACTER_SET: &str = "ISO_IR 100";
+
+/// The SpecificCharacterSet of an identifier whose keys hold non-ASCII text: UTF-8, the one
+/// set that holds any text a module may give.
+pub const UTF8_CHARACTER_SET: &str = "ISO_IR 192";
+
+/// The SpecificCharacterSet an identifier built from `keys` declares: the one place it is
+/// chosen. [`ASCII_CHARACTER_SET`] unless some text value, at any depth, is not ASCII.
+pub fn character_set(keys: &QueryKeys) -> &'static str {
+    if keys.values().flatten().all(is_ascii) {
+        ASCII_CHARACTER_SET
+    } else {
+        UTF8_CHARACTER_SET
+    }
+}
+
+fn is_ascii(value: &QueryValue) -> bool {
+    match value {
+        QueryValue::Text(text) => text.is_ascii(),
+        QueryValue::Integer(_) => true,
+        QueryValue::Sequence(keys) => keys.values().flatten().all(is_ascii),
+    }
+}
+
+/// Adds the query's keys to `identifier`, `today` in DA attributes read as `today`'s date,
+/// and the SpecificCharacterSet of [`character_set`] (replacing one the keys may name: the
+/// identifier is encoded in the set it declares).
 pub fn apply(identifier: &mut InMemDicomObject, keys: &QueryKeys, today: NaiveDate) {
-    let mut utf8 = false;
     for (name, value) in keys {
         let Ok((tag, vr)) = keyword(name) else {
             continue;
         };
-        identifier.put(element(tag, vr, value.as_ref(), today, &mut utf8));
+        identifier.put(element(tag, vr, value.as_ref(), today));
     }
-    if utf8 {
-        identifier.put(text_element(
-            tags::SPECIFIC_CHARACTER_SET,
-            VR::CS,
-            "ISO_IR 192",
-        ));
-    }
+    identifier.put(text_element(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        character_set(keys),
+    ));
 }
 
 fn element(
@@ -77,13 +111,11 @@ fn element(
     vr: VR,
     value: Option<&QueryValue>,
     today: NaiveDate,
-    utf8: &mut bool,
 ) -> DataElement<InMemDicomObject> {
     match value {
         None => text_element(tag, vr, ""),
         Some(QueryValue::Integer(n)) => text_element(tag, vr, &n.to_string()),
         Some(QueryValue::Text(text)) => {
-            *utf8 |= !text.is_ascii();
             let text = if vr == VR::DA {
                 resolve_dates(text, today)
             } else {
@@ -97,7 +129,7 @@ fn element(
                 let Ok((tag, vr)) = keyword(name) else {
                     continue;
                 };
-                item.put(element(tag, vr, value.as_ref(), today, utf8));
+                item.put(element(tag, vr, value.as_ref(), today));
             }
             DataElement::new(
                 tag,
@@ -133,6 +165,37 @@ mod tests {
         assert_eq!(resolve_dates("today", today), "20261125");
         assert_eq!(resolve_dates("yesterday-today", today), "20261124-20261125");
         assert_eq!(resolve_dates("20260101-", today), "20260101-");
+    }
+
+    #[test]
+    fn character_set_is_latin1_for_ascii_keys_and_utf8_otherwise() {
+        let today = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let declared = |yaml: &str| {
+            let keys: QueryKeys = yaml_serde::from_str(yaml).unwrap();
+            let mut identifier = InMemDicomObject::new_empty();
+            apply(&mut identifier, &keys, today);
+            let declared = super::super::find::text(&identifier, tags::SPECIFIC_CHARACTER_SET);
+            assert_eq!(declared.as_deref(), Some(character_set(&keys)), "{yaml}");
+            character_set(&keys)
+        };
+        assert_eq!(declared("{}"), "ISO_IR 100");
+        assert_eq!(
+            declared("{StudyDate: today, ModalitiesInStudy: CT, NumberOfStudyRelatedInstances: 3, PatientName: }"),
+            "ISO_IR 100"
+        );
+        assert_eq!(declared("PatientName: Müller^Jürgen"), "ISO_IR 192");
+        assert_eq!(
+            declared(
+                "ScheduledProcedureStepSequence: {ScheduledPerformingPhysicianName: 山田^太郎}"
+            ),
+            "ISO_IR 192"
+        );
+        // A set named in the module's keys gives way to the one the identifier is encoded in.
+        assert_eq!(declared("SpecificCharacterSet: ISO_IR 144"), "ISO_IR 100");
+        assert_eq!(
+            declared("{SpecificCharacterSet: ISO_IR 100, PatientName: Иванов}"),
+            "ISO_IR 192"
+        );
     }
 
     #[test]

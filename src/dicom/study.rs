@@ -64,9 +64,9 @@ pub struct StudyMatch {
 }
 
 /// Return keys of a detailed query: everything a transfer check reads, because a PACS such
-/// as Orthanc returns only what was asked.
-const DETAIL_KEYS: [(Tag, VR); 7] = [
-    (tags::SPECIFIC_CHARACTER_SET, VR::CS),
+/// as Orthanc returns only what was asked. SpecificCharacterSet, which says how the text of a
+/// match is encoded, is in every identifier already (see [`super::query::character_set`]).
+const DETAIL_KEYS: [(Tag, VR); 6] = [
     (tags::STUDY_TIME, VR::TM),
     (tags::PATIENT_NAME, VR::PN),
     (tags::PATIENT_ID, VR::LO),
@@ -246,6 +246,31 @@ mod tests {
         ] {
             assert_eq!(parse_offset(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn study_queries_declare_a_character_set() {
+        let declared = |query: &StudyQuery<'_>| {
+            crate::dicom::find::text(&query.identifier().0, tags::SPECIFIC_CHARACTER_SET)
+        };
+        let uids = ["1.2.3", "1.2.4"];
+        let mut query = StudyQuery {
+            selection: StudySelection::Uids(&uids),
+            details: false,
+            timezone_offset: false,
+            extra: None,
+        };
+        assert_eq!(declared(&query).as_deref(), Some("ISO_IR 100"));
+        // The detailed query's return keys do not blank the declared set.
+        query.details = true;
+        assert_eq!(declared(&query).as_deref(), Some("ISO_IR 100"));
+        let today = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let ascii: QueryKeys = yaml_serde::from_str("ModalitiesInStudy: CT").unwrap();
+        query.extra = Some((&ascii, today));
+        assert_eq!(declared(&query).as_deref(), Some("ISO_IR 100"));
+        let latin: QueryKeys = yaml_serde::from_str("ReferringPhysicianName: Müller").unwrap();
+        query.extra = Some((&latin, today));
+        assert_eq!(declared(&query).as_deref(), Some("ISO_IR 192"));
     }
 
     /// Explicit VR LE bytes of one short element.
