@@ -131,6 +131,15 @@ pub async fn find_studies(
     .await
 }
 
+/// NumberOfStudyRelatedInstances as a count: an IS value, so at most 2^31 - 1; a value no
+/// archive could hold (larger, negative, not a number) is unknown, never a wrapped sum.
+fn instance_count(text: &str) -> Option<u64> {
+    let count: i64 = text.trim().parse().ok()?;
+    (0..=i64::from(i32::MAX))
+        .contains(&count)
+        .then(|| count.unsigned_abs())
+}
+
 /// Reads a match's elements into a [`StudyMatch`].
 pub fn study_match(elements: &[RawElement<'_>]) -> StudyMatch {
     let raw = |tag: Tag| elements.iter().find(|e| e.tag == tag).map(|e| e.value);
@@ -148,7 +157,8 @@ pub fn study_match(elements: &[RawElement<'_>]) -> StudyMatch {
         timezone_offset: ascii(raw(tags::TIMEZONE_OFFSET_FROM_UTC))
             .as_deref()
             .and_then(parse_offset),
-        instances: ascii(raw(tags::NUMBER_OF_STUDY_RELATED_INSTANCES)).and_then(|n| n.parse().ok()),
+        instances: ascii(raw(tags::NUMBER_OF_STUDY_RELATED_INSTANCES))
+            .and_then(|n| instance_count(&n)),
         patient_name: decoded(tags::PATIENT_NAME, VR::PN),
         patient_id: decoded(tags::PATIENT_ID, VR::LO),
         study_id: decoded(tags::STUDY_ID, VR::SH),
@@ -219,6 +229,17 @@ pub fn parse_offset(text: &str) -> Option<FixedOffset> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two missing studies claiming 2^64 - 1 instances each once read as 13 missing
+    /// instances: counts outside IS's range are unknown.
+    #[test]
+    fn counts_no_archive_could_hold_are_unknown() {
+        assert_eq!(instance_count("12"), Some(12));
+        assert_eq!(instance_count(" 2147483647"), Some(2_147_483_647));
+        for absurd in ["2147483648", "18446744073709551615", "-1", "many", ""] {
+            assert_eq!(instance_count(absurd), None, "{absurd:?}");
+        }
+    }
 
     #[test]
     fn dates_times_and_offsets() {

@@ -263,13 +263,15 @@ pub(super) fn compare<'a>(
         let here = study.found.instances;
         match found.get(study.uid()) {
             None => {
-                verdict.instances_missing += here.unwrap_or(0);
+                verdict.instances_missing =
+                    verdict.instances_missing.saturating_add(here.unwrap_or(0));
                 verdict.missing += 1;
                 verdict.unsent.push((study, State::Missing));
             }
             Some(Some(there)) if compare_instances => {
                 if let Some(here) = here.filter(|here| there < here) {
-                    verdict.instances_missing += here - there;
+                    verdict.instances_missing =
+                        verdict.instances_missing.saturating_add(here - there);
                     verdict.incomplete += 1;
                     verdict.unsent.push((study, State::Incomplete));
                 }
