@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::Local;
+use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use support::exporter::{Answer, Exporter};
@@ -25,6 +26,8 @@ enum Lists {
     AnswerEmpty,
     /// Matches only the first UID of the list.
     UseFirstOnly,
+    /// Matches only the last UID of the list.
+    UseLastOnly,
     /// Ends with this failure status and no matches (pynetdicom's qrscp sends 0xC320).
     Fail(u16),
     /// Fails the first list it is asked with this status, then works.
@@ -39,6 +42,8 @@ struct Held {
     date: String,
     time: String,
     instances: u32,
+    /// TimezoneOffsetFromUTC, e.g. "+1400", when the archive records one.
+    offset: Option<String>,
 }
 
 /// The query kinds an archive was asked, as the exporter counts them.
@@ -62,6 +67,8 @@ struct Archive {
     lists: Lists,
     /// Date-range answers end with 0xFE00 after this many matches.
     date_cap: Option<usize>,
+    /// Every answer ends with success after this many matches, in storage order.
+    silent_cap: Option<usize>,
     /// Whether matches carry NumberOfStudyRelatedInstances.
     counts: bool,
     /// Whether it answers A-RELEASE-RQ (a peer that does not just goes silent).
@@ -75,6 +82,7 @@ impl Archive {
             studies,
             lists: Lists::Work,
             date_cap: None,
+            silent_cap: None,
             counts: true,
             releases: true,
             asked: Asked::default(),
@@ -102,7 +110,7 @@ impl Archive {
                 let mut found: Vec<&Held> = self
                     .studies
                     .iter()
-                    .filter(|s| s.date.as_str() >= from && s.date.as_str() <= to)
+                    .filter(|s| s.date.as_str() >= from && (to.is_empty() || s.date.as_str() <= to))
                     .collect();
                 match self.date_cap {
                     Some(cap) if found.len() > cap => {
@@ -122,6 +130,7 @@ impl Archive {
                     Lists::Work => (self.held(&uids), 0),
                     Lists::AnswerEmpty => (vec![], 0),
                     Lists::UseFirstOnly => (self.held(&uids[..1]), 0),
+                    Lists::UseLastOnly => (self.held(&uids[uids.len() - 1..]), 0),
                     Lists::Fail(status) => (vec![], status),
                     Lists::FailFirst(status) => {
                         if self.asked.get("uid_list") == 1 {
@@ -133,9 +142,24 @@ impl Archive {
                 }
             }
         };
+        let mut chosen = chosen;
+        if let Some(cap) = self.silent_cap {
+            chosen.truncate(cap);
+        }
         let matches = chosen
             .into_iter()
-            .map(|s| study_match(&s.uid, &s.date, &s.time, self.counts.then_some(s.instances)))
+            .map(|s| {
+                let mut m =
+                    study_match(&s.uid, &s.date, &s.time, self.counts.then_some(s.instances));
+                if let Some(offset) = &s.offset {
+                    m.put(DataElement::new(
+                        tags::TIMEZONE_OFFSET_FROM_UTC,
+                        VR::SH,
+                        PrimitiveValue::from(offset.clone()),
+                    ));
+                }
+                m
+            })
             .collect();
         (matches, status)
     }
@@ -192,6 +216,24 @@ fn held(uid: &str, minutes_ago: i64, instances: u32) -> Held {
         date,
         time,
         instances,
+        offset: None,
+    }
+}
+
+/// `minutes` ago on a source `hours` east of UTC, with that offset recorded.
+fn held_at_offset(uid: &str, minutes_ago: i64, hours: i64) -> Held {
+    let t = chrono::Utc::now().naive_utc() + chrono::Duration::hours(hours)
+        - chrono::Duration::minutes(minutes_ago);
+    Held {
+        uid: uid.to_string(),
+        date: t.format("%Y%m%d").to_string(),
+        time: t.format("%H%M%S").to_string(),
+        instances: 2,
+        offset: Some(format!(
+            "{}{:02}00",
+            if hours < 0 { '-' } else { '+' },
+            hours.abs()
+        )),
     }
 }
 
@@ -620,4 +662,124 @@ async fn a_hostile_uid_becomes_a_clean_bounded_label() {
         "{} characters",
         uid.chars().count()
     );
+}
+
+/// A source whose studies carry TimezoneOffsetFromUTC far east or west of the exporter, and a
+/// module without `timezone`: every study of the window is asked for and judged (east of the
+/// exporter the newest are dated tomorrow; west of it the oldest yesterday), and studies dated
+/// days ahead are counted as future.
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_east_and_west_of_the_exporter_are_judged_whole() {
+    for hours in [14, 9, -5, -12] {
+        // Twelve studies over the last 23 hours, one a day ahead, one three days ahead.
+        let mut source: Vec<Held> = (0..12)
+            .map(|i| held_at_offset(&format!("1.2.826.9.{i}"), 20 + 115 * i, hours))
+            .collect();
+        source.push(held_at_offset("1.2.826.9.100", -24 * 60, hours));
+        source.push(held_at_offset("1.2.826.9.101", -3 * 24 * 60, hours));
+        let destination: Vec<Held> = source
+            .iter()
+            .filter(|s| s.uid != "1.2.826.9.3" && s.uid != "1.2.826.9.11")
+            .cloned()
+            .collect();
+        let source = Archive::new(source).start().await;
+        let destination = Archive::new(destination).start().await;
+        let answer = probe(&source, &destination, "auto", "").await;
+        assert_eq!(
+            answer.metric("probe_success"),
+            1.0,
+            "{hours}: {}",
+            answer.body
+        );
+        assert_eq!(
+            answer.metric("pacs_studies_checked"),
+            12.0,
+            "{hours}: {}",
+            answer.body
+        );
+        assert_eq!(
+            unsent(&answer),
+            expect(&["1.2.826.9.3", "1.2.826.9.11"], &[]),
+            "{hours}: {}",
+            answer.body
+        );
+        assert_eq!(answer.metric("pacs_studies_future"), 2.0, "{hours}");
+        assert_eq!(answer.metric("pacs_studies_pending"), 2.0, "{hours}");
+    }
+}
+
+/// Fifty studies the destination all holds, 49 under another StudyDate: its date-range answer
+/// shows one, so one witness is known; the archive uses only the last UID of a list. A list
+/// with that witness last proves nothing: no study is reported missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_witness_and_last_value_list_matching() {
+    let source: Vec<Held> = (0..50)
+        .map(|i| held(&format!("1.2.826.7.{i}"), 20 + 10 * i, 3))
+        .collect();
+    let mut destination: Vec<Held> = source[1..].iter().map(moved).collect();
+    destination.push(source[0].clone());
+    let source = Archive::new(source).start().await;
+    let destination = Archive {
+        lists: Lists::UseLastOnly,
+        ..Archive::new(destination)
+    }
+    .start()
+    .await;
+    let answer = probe(&source, &destination, "auto", "").await;
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(unsent(&answer), expect(&[], &[]), "{}", answer.body);
+    assert_eq!(answer.metric("pacs_studies_checked"), 50.0);
+}
+
+/// An archive that stops every answer after 20 matches with success, in storage order,
+/// holding all fifty studies, half under another StudyDate: nothing is reported missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_cap_reports_nothing_missing() {
+    let source: Vec<Held> = (0..50)
+        .map(|i| held(&format!("1.2.826.8.{i}"), 20 + 10 * i, 3))
+        .collect();
+    let destination: Vec<Held> = source
+        .iter()
+        .enumerate()
+        .map(|(i, s)| if i % 2 == 0 { s.clone() } else { moved(s) })
+        .collect();
+    let source = Archive::new(source).start().await;
+    let destination = Archive {
+        silent_cap: Some(20),
+        ..Archive::new(destination)
+    }
+    .start()
+    .await;
+    let answer = probe(&source, &destination, "auto", "").await;
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(unsent(&answer), expect(&[], &[]), "{}", answer.body);
+    assert_eq!(answer.metric("pacs_studies_checked"), 50.0);
+}
+
+/// One StudyInstanceUID filed twice (under two patients) on either side: its instances add up
+/// per side. s0 is on the source twice (2 + 3) and on the destination twice (2 + 2): one
+/// instance short. s1 is once on the source (5) and twice on the destination (2 + 3): whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_uid_filed_twice_adds_up_on_each_side() {
+    let with = |study: &Held, instances| Held {
+        instances,
+        ..study.clone()
+    };
+    let s0 = held("1.2.826.6.0", 30, 0);
+    let s1 = held("1.2.826.6.1", 40, 0);
+    let source = vec![with(&s0, 2), with(&s0, 3), with(&s1, 5)];
+    let destination = vec![with(&s0, 2), with(&s1, 2), with(&s0, 2), with(&s1, 3)];
+    let source = Archive::new(source).start().await;
+    let destination = Archive::new(destination).start().await;
+    for strategy in ["auto", "date_range", "uid_list", "per_study"] {
+        let answer = probe(&source, &destination, strategy, "").await;
+        assert_eq!(
+            unsent(&answer),
+            expect(&[], &["1.2.826.6.0"]),
+            "{strategy}: {}",
+            answer.body
+        );
+        assert_eq!(answer.metric("pacs_instances_missing"), 1.0, "{strategy}");
+        assert_eq!(answer.metric("pacs_studies_checked"), 2.0, "{strategy}");
+    }
 }

@@ -19,8 +19,11 @@ use super::{Association, Error};
 /// Which studies a query selects.
 #[derive(Clone, Copy, Debug)]
 pub enum StudySelection<'a> {
-    /// StudyDate in `from`..=`to`.
-    Dates { from: NaiveDate, to: NaiveDate },
+    /// StudyDate from `from`, up to `to` or, without it, open-ended.
+    Dates {
+        from: NaiveDate,
+        to: Option<NaiveDate>,
+    },
     /// StudyInstanceUID list matching (one UID: single value matching).
     Uids(&'a [&'a str]),
 }
@@ -79,7 +82,12 @@ impl StudyQuery<'_> {
     fn identifier(&self) -> Identifier {
         let (date, uids) = match self.selection {
             StudySelection::Dates { from, to } => (
-                format!("{}-{}", from.format("%Y%m%d"), to.format("%Y%m%d")),
+                format!(
+                    "{}-{}",
+                    from.format("%Y%m%d"),
+                    to.map(|to| to.format("%Y%m%d").to_string())
+                        .unwrap_or_default()
+                ),
                 String::new(),
             ),
             StudySelection::Uids(uids) => (String::new(), uids.join("\\")),

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
+use chrono::{
+    DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc,
+};
 
 use super::plan::Found;
 use crate::config::TimeZone as ZoneName;
@@ -64,6 +66,20 @@ impl Zone {
     }
 }
 
+/// UTC-12:00, the westernmost offset from UTC in use.
+const WESTERNMOST_OFFSET: i64 = -12 * 3600;
+
+/// The TimezoneOffsetFromUTC values a source's studies may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Offsets {
+    /// None: its studies are read in the module's (or the exporter's) zone.
+    None,
+    /// Some, the westernmost this many seconds east of UTC (learnt from earlier probes).
+    Westernmost(i32),
+    /// Not known yet: any offset in use.
+    Unknown,
+}
+
 /// When and how long: the window a probe judges, fixed at its start.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Window {
@@ -78,12 +94,19 @@ impl Window {
         self.now - chrono::Duration::from_std(self.lookback).unwrap_or(chrono::Duration::MAX)
     }
 
-    /// The StudyDate range to ask for: the window's first and last day in the PACS' zone.
-    pub fn dates(&self) -> (NaiveDate, NaiveDate) {
-        (
-            self.zone.local(self.start()).date(),
-            self.zone.local(self.now).date(),
-        )
+    /// The first StudyDate to ask for: the earliest local date the window's start has for
+    /// the offsets in play. Nothing bounds the last one: a study dated after today (a source
+    /// east of the exporter, a wrong clock) is still asked for, and counted as future.
+    pub fn first_date(&self, offsets: Offsets) -> NaiveDate {
+        let start = self.start();
+        let in_zone = self.zone.local(start).date();
+        let west = match offsets {
+            Offsets::None => return in_zone,
+            Offsets::Westernmost(seconds) => i64::from(seconds),
+            Offsets::Unknown => WESTERNMOST_OFFSET,
+        };
+        let local = start + chrono::Duration::seconds(west);
+        in_zone.min(local.date_naive())
     }
 
     /// Today in the PACS' zone (for `today` in a module's query keys).
@@ -163,7 +186,6 @@ pub(super) fn sort_out(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
         window.now - chrono::Duration::from_std(window.grace).unwrap_or(chrono::Duration::MAX);
     let future_from = window.now
         + chrono::Duration::from_std(FUTURE_TOLERANCE).unwrap_or(chrono::Duration::zero());
-    let (first_day, today) = window.dates();
     for found in matches {
         if found.uid.is_empty() {
             sorted.without_uid += 1;
@@ -174,21 +196,19 @@ pub(super) fn sort_out(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
             sorted.outside += 1;
             continue;
         };
-        let in_window = if study.untimed {
-            // An untimed study belongs to the window when its day overlaps it.
-            study
-                .found
-                .date
-                .is_some_and(|d| d >= first_day && d <= today)
+        // An untimed study is placed at the end of its day: it belongs to the window when
+        // its day overlaps it, and is in the future when its whole day is.
+        let begins = if study.untimed {
+            when - chrono::Duration::seconds(i64::from(END_OF_DAY.num_seconds_from_midnight()))
         } else {
-            when >= start
+            when
         };
-        if !in_window {
+        if when < start {
             sorted.outside += 1;
         } else if when <= judged_until {
             sorted.checked.push(study);
         } else {
-            if !study.untimed && when > future_from {
+            if begins > future_from {
                 sorted.future += 1;
             }
             sorted.pending.push(study);
@@ -202,27 +222,36 @@ pub(super) fn sort_out(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
 /// first match's (unknown if either is), as the source holds both. Also returns how many
 /// matches were merged away.
 fn merge_duplicates(matches: Vec<StudyMatch>) -> (Vec<StudyMatch>, usize) {
-    let mut first: HashMap<String, usize> = HashMap::with_capacity(matches.len());
-    let mut merged: Vec<StudyMatch> = Vec::with_capacity(matches.len());
-    let mut duplicates = 0;
-    for found in matches {
-        match first.get(&found.uid) {
-            Some(&at) if !found.uid.is_empty() => {
-                duplicates += 1;
-                if let Some(kept) = merged.get_mut(at) {
-                    kept.instances = kept
-                        .instances
-                        .zip(found.instances)
-                        .map(|(a, b)| a.saturating_add(b));
+    // Which earlier match each repeat belongs to, found without copying a UID.
+    let repeats: Vec<(usize, usize)> = {
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(matches.len());
+        matches
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.uid.is_empty())
+            .filter_map(|(i, m)| match first.entry(m.uid.as_str()) {
+                std::collections::hash_map::Entry::Occupied(at) => Some((i, *at.get())),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(i);
+                    None
                 }
-            }
-            _ => {
-                first.insert(found.uid.clone(), merged.len());
-                merged.push(found);
-            }
+            })
+            .collect()
+    };
+    if repeats.is_empty() {
+        return (matches, 0);
+    }
+    let mut matches: Vec<Option<StudyMatch>> = matches.into_iter().map(Some).collect();
+    for &(repeat, first) in &repeats {
+        let count = matches.get(repeat).and_then(|m| m.as_ref()?.instances);
+        if let Some(Some(kept)) = matches.get_mut(first) {
+            kept.instances = kept.instances.zip(count).map(|(a, b)| a.saturating_add(b));
+        }
+        if let Some(slot) = matches.get_mut(repeat) {
+            *slot = None;
         }
     }
-    (merged, duplicates)
+    (matches.into_iter().flatten().collect(), repeats.len())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,7 +417,7 @@ mod tests {
         // 06:58 in New York is 11:58 UTC: two minutes old, pending.
         let sorted = sort_out(vec![west], &window);
         assert_eq!((sorted.checked.len(), sorted.pending.len()), (0, 1));
-        assert_eq!(window.dates(), (at(24, 0, 0).date(), at(25, 0, 0).date()));
+        assert_eq!(window.first_date(Offsets::None), at(24, 0, 0).date());
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub(super) async fn survey(
     ctx: &ProbeContext<'_>,
     side: &mut Side<'_, '_>,
     strategy: DestinationQuery,
-    dates: (NaiveDate, NaiveDate),
+    from: NaiveDate,
 ) -> Result<Survey, Failure> {
     if !matches!(
         strategy,
@@ -34,10 +34,7 @@ pub(super) async fn survey(
         return Ok(Survey::default());
     }
     let query = StudyQuery {
-        selection: StudySelection::Dates {
-            from: dates.0,
-            to: dates.1,
-        },
+        selection: StudySelection::Dates { from, to: None },
         details: false,
         timezone_offset: false,
         extra: None,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::compare::Offsets;
 use super::plan::Learnt;
 use crate::config::DicomOptions;
 use crate::prober::peer::called_aet;
@@ -55,8 +56,9 @@ impl ArchiveKey {
 struct Entry {
     learnt: Learnt,
     broken_since: Option<Instant>,
-    /// Whether its study matches carried TimezoneOffsetFromUTC when it was last asked, and when.
-    sends_offsets: Option<(bool, Instant)>,
+    /// The TimezoneOffsetFromUTC values its study matches carried when it was last asked, and
+    /// since when that is known.
+    offsets: Option<(Offsets, Instant)>,
     used: Instant,
 }
 
@@ -106,21 +108,39 @@ impl Archives {
         });
     }
 
-    /// Whether `key`'s study matches carried TimezoneOffsetFromUTC when last asked; `None`
-    /// when it was never asked, showed no study, or was asked longer ago than
+    /// The TimezoneOffsetFromUTC values `key`'s study matches carry: [`Offsets::Unknown`] when
+    /// it was never asked, showed no study, or was asked longer ago than
     /// [`FORGET_BROKEN_AFTER`] (a source reconfigured to send offsets is seen to).
-    pub(super) fn sends_offsets(&self, key: &ArchiveKey) -> Option<bool> {
+    pub(super) fn offsets(&self, key: &ArchiveKey) -> Offsets {
         let now = Instant::now();
-        self.with(|table| {
-            let (sends, since) = table.get(key)?.sends_offsets?;
-            (now.duration_since(since) <= FORGET_BROKEN_AFTER).then_some(sends)
-        })
+        self.with(
+            |table| match table.get(key).and_then(|entry| entry.offsets) {
+                Some((offsets, since)) if now.duration_since(since) <= FORGET_BROKEN_AFTER => {
+                    offsets
+                }
+                _ => Offsets::Unknown,
+            },
+        )
     }
 
-    /// Keeps whether `key`'s study matches carried TimezoneOffsetFromUTC.
-    pub(super) fn remember_offsets(&self, key: &ArchiveKey, sends: bool) {
+    /// Keeps the westernmost offset `key`'s studies carried (`None`: none carried one), the
+    /// one already known included while it is fresh.
+    pub(super) fn remember_offsets(&self, key: &ArchiveKey, westernmost: Option<i32>) {
         let now = Instant::now();
-        self.with(|table| entry(table, key, now).sends_offsets = Some((sends, now)));
+        let known = self.offsets(key);
+        self.with(|table| {
+            let offsets = match (known, westernmost) {
+                (Offsets::Westernmost(known), Some(seen)) => Offsets::Westernmost(known.min(seen)),
+                (_, Some(seen)) => Offsets::Westernmost(seen),
+                (_, None) => Offsets::None,
+            };
+            let entry = entry(table, key, now);
+            let since = match entry.offsets {
+                Some((_, since)) if offsets != Offsets::None && known != Offsets::Unknown => since,
+                _ => now,
+            };
+            entry.offsets = Some((offsets, since));
+        });
     }
 }
 
@@ -142,7 +162,7 @@ fn entry<'t>(
     let entry = table.entry(key.clone()).or_insert_with(|| Entry {
         learnt: Learnt::default(),
         broken_since: None,
-        sends_offsets: None,
+        offsets: None,
         used: now,
     });
     entry.used = now;

@@ -15,10 +15,13 @@
 //! properly, and its `pacs_peer_up` says how it did.
 //!
 //! Time: StudyDate/StudyTime are the PACS' local time: read with the match's
-//! TimezoneOffsetFromUTC when the source sends one (asked for only when the module names no
-//! `timezone`: Orthanc reads every study's files to answer it), else in the module's
-//! `timezone`, else in the exporter's zone (TZ). Studies younger than `grace` are pending; see [`compare`] for
-//! untimed studies and studies timed in the future.
+//! TimezoneOffsetFromUTC when the source sends one, else in the module's `timezone`, else in
+//! the exporter's zone (TZ). Without a `timezone` the offset is asked for until the source
+//! shows it sends none ([`memory`]: Orthanc reads every study's files to answer it), and the
+//! dates asked reach back as far as the westernmost offset in play ([`Window::first_date`]);
+//! no date bounds the window ahead, so studies dated in the future are counted however far
+//! ahead they are. Studies younger than `grace` are pending; see [`compare`] for untimed
+//! studies and studies timed in the future.
 
 mod compare;
 mod destination;
@@ -29,10 +32,11 @@ mod side;
 
 pub use memory::Archives;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use self::compare::{Study, Window, Zone};
+use self::compare::{Offsets, Study, Window, Zone};
 use self::destination::Survey;
+use self::memory::ArchiveKey;
 use self::metrics::Metrics;
 use self::side::{Endpoint, Side};
 use super::peer::incomplete_failure;
@@ -65,9 +69,22 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
         restricted: false,
     };
 
+    // With a configured zone the offset is not needed; without one it is asked for until the
+    // source shows that it does not send it (Orthanc reads every study's files to answer it),
+    // and the dates asked for reach as far west as the offsets in play.
+    let source_archive = ArchiveKey::new(ctx.target, &ctx.module.dicom);
+    let offsets = match options.timezone {
+        Some(_) => Offsets::None,
+        None => ctx.archives.offsets(&source_archive),
+    };
+    let dates = Dates {
+        from: window.first_date(offsets),
+        today: window.today(),
+    };
+
     let (studies, destination) = tokio::join!(
-        query_source(ctx, source, &metrics, options, &window),
-        survey_destination(ctx, destination, &metrics, options, &window),
+        query_source(ctx, source, &metrics, options, dates, offsets),
+        survey_destination(ctx, destination, &metrics, options, dates),
     );
     let studies = match studies {
         Ok(studies) => studies,
@@ -120,27 +137,33 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
     Ok(())
 }
 
+/// The StudyDates a probe asks both sides for: from `from` on, open-ended (future studies are
+/// counted however far ahead they are dated); `today` is for `today` in the module's keys.
+#[derive(Clone, Copy, Debug)]
+struct Dates {
+    from: NaiveDate,
+    today: NaiveDate,
+}
+
 /// The source's studies in the window: one detailed query, which must be complete.
 async fn query_source(
     ctx: &ProbeContext<'_>,
     endpoint: Endpoint<'_>,
     metrics: &Metrics,
     options: &SendCheckOptions,
-    window: &Window,
+    dates: Dates,
+    offsets: Offsets,
 ) -> Result<Vec<StudyMatch>, Failure> {
     let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
-    let (from, to) = window.dates();
-    // With a configured zone the offset is not needed; without one it is asked for until the
-    // source shows whether it sends it (a source that does not is not asked again: Orthanc
-    // reads every study's files to answer it).
-    let archive = side.archive();
-    let ask_offsets =
-        options.timezone.is_none() && ctx.archives.sends_offsets(&archive) != Some(false);
+    let ask_offsets = offsets != Offsets::None;
     let query = StudyQuery {
-        selection: StudySelection::Dates { from, to },
+        selection: StudySelection::Dates {
+            from: dates.from,
+            to: None,
+        },
         details: true,
         timezone_offset: ask_offsets,
-        extra: Some((&options.query, window.today())),
+        extra: Some((&options.query, dates.today)),
     };
     let mut studies = Vec::new();
     let answer = side
@@ -150,13 +173,18 @@ async fn query_source(
             Some(why) => Err(side.failure(why)),
             None => Ok(()),
         });
+    let archive = side.archive();
     side.close_with(ctx, answer).await?;
     if ask_offsets && !studies.is_empty() {
-        let sends = studies.iter().any(|s| s.timezone_offset.is_some());
-        ctx.archives.remember_offsets(&archive, sends);
-        if !sends {
+        let westernmost = studies
+            .iter()
+            .filter_map(|s| s.timezone_offset)
+            .map(|offset| offset.local_minus_utc())
+            .min();
+        ctx.archives.remember_offsets(&archive, westernmost);
+        if westernmost.is_none() {
             ctx.log.debug(
-                "source: no study carried TimezoneOffsetFromUTC; it is not asked for again (remembered)",
+                "source: no study carried TimezoneOffsetFromUTC; it is not asked for again for an hour",
             );
         }
     }
@@ -180,10 +208,10 @@ async fn survey_destination<'a, 'p>(
     endpoint: Endpoint<'p>,
     metrics: &'a Metrics,
     options: &SendCheckOptions,
-    window: &Window,
+    dates: Dates,
 ) -> Result<(Side<'a, 'p>, Survey), Failure> {
     let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
-    match destination::survey(ctx, &mut side, options.destination_query, window.dates()).await {
+    match destination::survey(ctx, &mut side, options.destination_query, dates.from).await {
         Ok(survey) => Ok((side, survey)),
         Err(failure) => side.close_with(ctx, Err(failure)).await,
     }
