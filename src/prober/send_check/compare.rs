@@ -10,7 +10,7 @@ use chrono::{
 };
 
 use super::plan::Found;
-use crate::config::TimeZone as ZoneName;
+use crate::config::{StudyLabel, TimeZone as ZoneName};
 use crate::dicom::study::StudyMatch;
 
 /// A study without StudyTime is placed at the end of its day, so that it is judged only once
@@ -115,35 +115,69 @@ impl Window {
     }
 }
 
-/// A source study placed in time.
+/// A source study as the check keeps it: what the verdict needs, and the text of the opt-in
+/// labels only when the module asks for them (a probe may hold `max_matches` of these).
 #[derive(Clone, Debug)]
 pub(super) struct Study {
-    pub found: StudyMatch,
-    /// When it was made; `None` without a readable StudyDate.
+    uid: Box<str>,
+    date: Option<NaiveDate>,
+    time: Option<NaiveTime>,
+    offset: Option<FixedOffset>,
+    pub instances: Option<u64>,
+    /// The values of the module's `labels`, in their order; `None` without labels.
+    labels: Option<Box<[Option<String>]>>,
+    /// When it was made (set by [`sort_out`]); `None` without a readable StudyDate.
     pub when: Option<DateTime<Utc>>,
     /// Whether `when` is the end of its day, for lack of a StudyTime.
     pub untimed: bool,
 }
 
 impl Study {
-    pub fn uid(&self) -> &str {
-        &self.found.uid
+    /// Keeps of `found` what the check needs, and the values of `labels`.
+    pub fn keep(found: StudyMatch, labels: &[StudyLabel]) -> Study {
+        let labels = (!labels.is_empty()).then(|| {
+            labels
+                .iter()
+                .map(|label| match label {
+                    StudyLabel::PatientName => found.patient_name.clone(),
+                    StudyLabel::PatientId => found.patient_id.clone(),
+                    StudyLabel::StudyId => found.study_id.clone(),
+                    StudyLabel::AccessionNumber => found.accession_number.clone(),
+                    StudyLabel::Modality => found.modalities.as_ref().map(|m| m.replace('\\', ",")),
+                    StudyLabel::StudyDate => found.study_date.clone(),
+                })
+                .collect()
+        });
+        Study {
+            uid: found.uid.into_boxed_str(),
+            date: found.date,
+            time: found.time,
+            offset: found.timezone_offset,
+            instances: found.instances,
+            labels,
+            when: None,
+            untimed: false,
+        }
     }
 
-    fn place(found: StudyMatch, zone: Zone) -> Study {
-        let untimed = found.time.is_none();
-        let when = found.date.map(|date| {
-            let local = date.and_time(found.time.unwrap_or(END_OF_DAY));
-            match found.timezone_offset {
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// The value of the module's `index`th label, if the source gave one.
+    pub fn label(&self, index: usize) -> Option<&str> {
+        self.labels.as_ref()?.get(index)?.as_deref()
+    }
+
+    fn place(&mut self, zone: Zone) {
+        self.untimed = self.time.is_none();
+        self.when = self.date.map(|date| {
+            let local = date.and_time(self.time.unwrap_or(END_OF_DAY));
+            match self.offset {
                 Some(offset) => instant_at(offset, local),
                 None => zone.instant(local),
             }
         });
-        Study {
-            found,
-            when,
-            untimed,
-        }
     }
 
     /// Seconds since it was made, at `now`; 0 for a study timed after now.
@@ -176,60 +210,65 @@ pub(super) struct Sorted {
     pub without_uid: usize,
 }
 
-/// Places each source match in time and sorts it into checked, pending or left out.
-pub(super) fn sort_out(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
-    let mut sorted = Sorted::default();
-    let (matches, duplicates) = merge_duplicates(matches);
-    sorted.duplicates = duplicates;
+/// Places each source study in time and sorts it into checked, pending or left out, in
+/// place: the checked studies stay in the vector they came in.
+pub(super) fn sort_out(mut studies: Vec<Study>, window: &Window) -> Sorted {
+    let mut sorted = Sorted {
+        duplicates: merge_duplicates(&mut studies),
+        ..Sorted::default()
+    };
     let start = window.start();
     let judged_until =
         window.now - chrono::Duration::from_std(window.grace).unwrap_or(chrono::Duration::MAX);
     let future_from = window.now
         + chrono::Duration::from_std(FUTURE_TOLERANCE).unwrap_or(chrono::Duration::zero());
-    for found in matches {
-        if found.uid.is_empty() {
-            sorted.without_uid += 1;
-            continue;
+    let (mut without_uid, mut outside) = (0, 0);
+    studies.retain_mut(|study| {
+        study.place(window.zone);
+        if study.uid.is_empty() {
+            without_uid += 1;
+            return false;
         }
-        let study = Study::place(found, window.zone);
-        let Some(when) = study.when else {
-            sorted.outside += 1;
-            continue;
-        };
+        let inside = study.when.is_some_and(|when| when >= start);
+        outside += usize::from(!inside);
+        inside
+    });
+    sorted.without_uid = without_uid;
+    sorted.outside = outside;
+    sorted.pending = studies
+        .extract_if(.., |study| {
+            study.when.is_some_and(|when| when > judged_until)
+        })
+        .collect();
+    for study in &sorted.pending {
         // An untimed study is placed at the end of its day: it belongs to the window when
         // its day overlaps it, and is in the future when its whole day is.
+        let Some(when) = study.when else { continue };
         let begins = if study.untimed {
             when - chrono::Duration::seconds(i64::from(END_OF_DAY.num_seconds_from_midnight()))
         } else {
             when
         };
-        if when < start {
-            sorted.outside += 1;
-        } else if when <= judged_until {
-            sorted.checked.push(study);
-        } else {
-            if begins > future_from {
-                sorted.future += 1;
-            }
-            sorted.pending.push(study);
+        if begins > future_from {
+            sorted.future += 1;
         }
     }
-    sorted.checked.sort_by_key(|s| s.when);
+    studies.sort_by_key(|s| s.when);
+    sorted.checked = studies;
     sorted
 }
 
-/// One match per UID, in the order they came: a repeated UID adds its instance count to the
-/// first match's (unknown if either is), as the source holds both. Also returns how many
-/// matches were merged away.
-fn merge_duplicates(matches: Vec<StudyMatch>) -> (Vec<StudyMatch>, usize) {
-    // Which earlier match each repeat belongs to, found without copying a UID.
+/// Keeps one study per UID, the first: a repeated UID adds its instance count to it (unknown
+/// if either is), as the source holds both. Returns how many were merged away.
+fn merge_duplicates(studies: &mut Vec<Study>) -> usize {
+    // Which earlier study each repeat belongs to, found without copying a UID.
     let repeats: Vec<(usize, usize)> = {
-        let mut first: HashMap<&str, usize> = HashMap::with_capacity(matches.len());
-        matches
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(studies.len());
+        studies
             .iter()
             .enumerate()
-            .filter(|(_, m)| !m.uid.is_empty())
-            .filter_map(|(i, m)| match first.entry(m.uid.as_str()) {
+            .filter(|(_, s)| !s.uid.is_empty())
+            .filter_map(|(i, s)| match first.entry(&s.uid) {
                 std::collections::hash_map::Entry::Occupied(at) => Some((i, *at.get())),
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     slot.insert(i);
@@ -238,20 +277,25 @@ fn merge_duplicates(matches: Vec<StudyMatch>) -> (Vec<StudyMatch>, usize) {
             })
             .collect()
     };
-    if repeats.is_empty() {
-        return (matches, 0);
-    }
-    let mut matches: Vec<Option<StudyMatch>> = matches.into_iter().map(Some).collect();
     for &(repeat, first) in &repeats {
-        let count = matches.get(repeat).and_then(|m| m.as_ref()?.instances);
-        if let Some(Some(kept)) = matches.get_mut(first) {
+        let count = studies.get(repeat).and_then(|s| s.instances);
+        if let Some(kept) = studies.get_mut(first) {
             kept.instances = kept.instances.zip(count).map(|(a, b)| a.saturating_add(b));
         }
-        if let Some(slot) = matches.get_mut(repeat) {
-            *slot = None;
-        }
     }
-    (matches.into_iter().flatten().collect(), repeats.len())
+    if !repeats.is_empty() {
+        let mut index = 0;
+        let mut next_repeat = repeats.iter().map(|(i, _)| *i).peekable();
+        studies.retain(|_| {
+            let keep = next_repeat.peek() != Some(&index);
+            if !keep {
+                next_repeat.next();
+            }
+            index += 1;
+            keep
+        });
+    }
+    repeats.len()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,7 +333,7 @@ pub(super) fn compare<'a>(
 ) -> Verdict<'a> {
     let mut verdict = Verdict::default();
     for study in checked {
-        let here = study.found.instances;
+        let here = study.instances;
         match found.get(study.uid()) {
             None => {
                 verdict.instances_missing =
@@ -340,6 +384,13 @@ mod tests {
         }
     }
 
+    fn sort(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
+        sort_out(
+            matches.into_iter().map(|m| Study::keep(m, &[])).collect(),
+            window,
+        )
+    }
+
     fn uids(studies: &[Study]) -> Vec<&str> {
         studies.iter().map(Study::uid).collect()
     }
@@ -347,7 +398,7 @@ mod tests {
     #[test]
     fn window_grace_and_untimed_studies() {
         let window = utc_window(at(25, 12, 0));
-        let sorted = sort_out(
+        let sorted = sort(
             vec![
                 study("old", Some(at(24, 11, 0)), false),
                 study("yesterday", Some(at(24, 13, 0)), false),
@@ -388,7 +439,7 @@ mod tests {
         let moscow = chrono_tz::Europe::Moscow;
 
         // Read in UTC (the wrong zone), it looks 2.5 hours ahead: pending, flagged as future.
-        let sorted = sort_out(vec![local.clone()], &utc_window(now));
+        let sorted = sort(vec![local.clone()], &utc_window(now));
         assert_eq!((sorted.checked.len(), sorted.future), (0, 1));
 
         // Read in the module's zone, it is 30 minutes old: judged.
@@ -396,7 +447,7 @@ mod tests {
             zone: Zone::Named(moscow),
             ..utc_window(now)
         };
-        let sorted = sort_out(vec![local.clone()], &window);
+        let sorted = sort(vec![local.clone()], &window);
         assert_eq!(uids(&sorted.checked), ["east"]);
         assert_eq!(sorted.checked[0].age(window.now), 1800.0);
 
@@ -405,7 +456,7 @@ mod tests {
             timezone_offset: FixedOffset::east_opt(3 * 3600),
             ..local
         };
-        let sorted = sort_out(vec![with_offset], &utc_window(now));
+        let sorted = sort(vec![with_offset], &utc_window(now));
         assert_eq!(uids(&sorted.checked), ["east"]);
 
         // A site west of UTC read in UTC: its studies look hours older, never newer.
@@ -415,7 +466,7 @@ mod tests {
             ..utc_window(now)
         };
         // 06:58 in New York is 11:58 UTC: two minutes old, pending.
-        let sorted = sort_out(vec![west], &window);
+        let sorted = sort(vec![west], &window);
         assert_eq!((sorted.checked.len(), sorted.pending.len()), (0, 1));
         assert_eq!(window.first_date(Offsets::None), at(24, 0, 0).date());
     }
@@ -436,7 +487,7 @@ mod tests {
                 ..study(uid, Some(at(25, 10, 0)), false)
             });
         }
-        let sorted = sort_out(studies, &window);
+        let sorted = sort(studies, &window);
         let found: Found = [("b", Some(2)), ("c", None), ("d", Some(5)), ("e", Some(2))]
             .into_iter()
             .map(|(uid, count)| (uid.to_string(), count))

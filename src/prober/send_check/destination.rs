@@ -121,7 +121,7 @@ pub(super) async fn confirm(
             let checked: Vec<(String, Option<u64>)> = checked
                 .iter()
                 .map(|s| {
-                    let count = s.found.instances.filter(|_| options.compare_instances);
+                    let count = s.instances.filter(|_| options.compare_instances);
                     (s.uid().to_string(), count)
                 })
                 .collect();

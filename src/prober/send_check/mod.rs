@@ -32,6 +32,8 @@ mod side;
 
 pub use memory::Archives;
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, NaiveDate, Utc};
 
 use self::compare::{Offsets, Study, Window, Zone};
@@ -41,9 +43,9 @@ use self::metrics::Metrics;
 use self::side::{Endpoint, Side};
 use super::peer::incomplete_failure;
 use super::{Failure, Peer, ProbeContext};
-use crate::config::{SendCheckOptions, StudyLabel};
+use crate::config::SendCheckOptions;
 use crate::dicom::charset::label_value;
-use crate::dicom::study::{StudyMatch, StudyQuery, StudySelection};
+use crate::dicom::study::{StudyQuery, StudySelection};
 
 /// Longest value of an opt-in label (patient name, IDs…), in characters.
 const MAX_LABEL_CHARS: usize = 128;
@@ -153,7 +155,7 @@ async fn query_source(
     options: &SendCheckOptions,
     dates: Dates,
     offsets: Offsets,
-) -> Result<Vec<StudyMatch>, Failure> {
+) -> Result<Vec<Study>, Failure> {
     let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
     let ask_offsets = offsets != Offsets::None;
     let query = StudyQuery {
@@ -166,8 +168,17 @@ async fn query_source(
         extra: Some((&options.query, dates.today)),
     };
     let mut studies = Vec::new();
+    let mut westernmost: Option<i32> = None;
+    let mut unknown: BTreeSet<String> = BTreeSet::new();
     let answer = side
-        .find(ctx, &query, &mut |m| studies.push(m))
+        .find(ctx, &query, &mut |m| {
+            if let Some(offset) = m.timezone_offset {
+                let seconds = offset.local_minus_utc();
+                westernmost = Some(westernmost.map_or(seconds, |w| w.min(seconds)));
+            }
+            unknown.extend(m.unknown_character_sets.iter().cloned());
+            studies.push(Study::keep(m, &options.labels));
+        })
         .await
         .and_then(|answer| match incomplete_failure(side.stage(), &answer) {
             Some(why) => Err(side.failure(why)),
@@ -176,11 +187,6 @@ async fn query_source(
     let archive = side.archive();
     side.close_with(ctx, answer).await?;
     if ask_offsets && !studies.is_empty() {
-        let westernmost = studies
-            .iter()
-            .filter_map(|s| s.timezone_offset)
-            .map(|offset| offset.local_minus_utc())
-            .min();
         ctx.archives.remember_offsets(&archive, westernmost);
         if westernmost.is_none() {
             ctx.log.debug(
@@ -188,12 +194,6 @@ async fn query_source(
             );
         }
     }
-    let mut unknown: Vec<&str> = studies
-        .iter()
-        .flat_map(|s| s.unknown_character_sets.iter().map(String::as_str))
-        .collect();
-    unknown.sort_unstable();
-    unknown.dedup();
     if !unknown.is_empty() {
         ctx.log.info(format!(
             "source: unknown SpecificCharacterSet terms {unknown:?}; their text was read as ASCII"
@@ -240,7 +240,7 @@ fn report(
         // A UID is at most 64 characters of digits and dots; a peer's is still cleaned.
         let uid = label_value(study.uid(), MAX_LABEL_CHARS);
         let mut values = vec![uid, state.as_str().to_string()];
-        values.extend(options.labels.iter().map(|l| label(study, *l)));
+        values.extend((0..options.labels.len()).map(|i| label(study, i)));
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
         metrics.unsent.with_label_values(&values).set(1.0);
     }
@@ -253,14 +253,14 @@ fn report(
         let allowed: Vec<String> = options
             .labels
             .iter()
-            .map(|l| format!("{}={:?}", l.name(), label(study, *l)))
+            .enumerate()
+            .map(|(i, l)| format!("{}={:?}", l.name(), label(study, i)))
             .collect();
         ctx.log.debug(format!(
             "{} study {:?} ({} source instances) {}",
             state.as_str(),
             study.uid(),
             study
-                .found
                 .instances
                 .map_or("unknown".to_string(), |n| n.to_string()),
             allowed.join(" ")
@@ -268,16 +268,8 @@ fn report(
     }
 }
 
-/// An opt-in label's value for `study`, fit for a label (no control characters, capped).
-fn label(study: &Study, label: StudyLabel) -> String {
-    let found = &study.found;
-    let value = match label {
-        StudyLabel::PatientName => found.patient_name.clone(),
-        StudyLabel::PatientId => found.patient_id.clone(),
-        StudyLabel::StudyId => found.study_id.clone(),
-        StudyLabel::AccessionNumber => found.accession_number.clone(),
-        StudyLabel::Modality => found.modalities.as_ref().map(|m| m.replace('\\', ",")),
-        StudyLabel::StudyDate => found.study_date.clone(),
-    };
-    label_value(&value.unwrap_or_default(), MAX_LABEL_CHARS)
+/// The value of the module's `index`th opt-in label for `study`, fit for a label (no control
+/// characters, capped).
+fn label(study: &Study, index: usize) -> String {
+    label_value(study.label(index).unwrap_or_default(), MAX_LABEL_CHARS)
 }
