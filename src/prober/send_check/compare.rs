@@ -120,21 +120,19 @@ impl Window {
 #[derive(Clone, Debug)]
 pub(super) struct Study {
     uid: Box<str>,
-    date: Option<NaiveDate>,
-    time: Option<NaiveTime>,
-    offset: Option<FixedOffset>,
     pub instances: Option<u64>,
     /// The values of the module's `labels`, in their order; `None` without labels.
     labels: Option<Box<[Option<String>]>>,
-    /// When it was made (set by [`sort_out`]); `None` without a readable StudyDate.
+    /// When it was made: StudyDate and StudyTime read with its TimezoneOffsetFromUTC, else in
+    /// `zone`; `None` without a readable StudyDate.
     pub when: Option<DateTime<Utc>>,
     /// Whether `when` is the end of its day, for lack of a StudyTime.
     pub untimed: bool,
 }
 
 impl Study {
-    /// Keeps of `found` what the check needs, and the values of `labels`.
-    pub fn keep(found: StudyMatch, labels: &[StudyLabel]) -> Study {
+    /// Keeps of `found` what the check needs, placed in time, and the values of `labels`.
+    pub fn keep(found: StudyMatch, labels: &[StudyLabel], zone: Zone) -> Study {
         let labels = (!labels.is_empty()).then(|| {
             labels
                 .iter()
@@ -148,15 +146,19 @@ impl Study {
                 })
                 .collect()
         });
+        let when = found.date.map(|date| {
+            let local = date.and_time(found.time.unwrap_or(END_OF_DAY));
+            match found.timezone_offset {
+                Some(offset) => instant_at(offset, local),
+                None => zone.instant(local),
+            }
+        });
         Study {
+            untimed: found.time.is_none(),
             uid: found.uid.into_boxed_str(),
-            date: found.date,
-            time: found.time,
-            offset: found.timezone_offset,
             instances: found.instances,
             labels,
-            when: None,
-            untimed: false,
+            when,
         }
     }
 
@@ -167,17 +169,6 @@ impl Study {
     /// The value of the module's `index`th label, if the source gave one.
     pub fn label(&self, index: usize) -> Option<&str> {
         self.labels.as_ref()?.get(index)?.as_deref()
-    }
-
-    fn place(&mut self, zone: Zone) {
-        self.untimed = self.time.is_none();
-        self.when = self.date.map(|date| {
-            let local = date.and_time(self.time.unwrap_or(END_OF_DAY));
-            match self.offset {
-                Some(offset) => instant_at(offset, local),
-                None => zone.instant(local),
-            }
-        });
     }
 
     /// Seconds since it was made, at `now`; 0 for a study timed after now.
@@ -210,8 +201,8 @@ pub(super) struct Sorted {
     pub without_uid: usize,
 }
 
-/// Places each source study in time and sorts it into checked, pending or left out, in
-/// place: the checked studies stay in the vector they came in.
+/// Sorts the source's studies into checked, pending or left out, in place: the checked
+/// studies stay in the vector they came in.
 pub(super) fn sort_out(mut studies: Vec<Study>, window: &Window) -> Sorted {
     let mut sorted = Sorted {
         duplicates: merge_duplicates(&mut studies),
@@ -223,8 +214,7 @@ pub(super) fn sort_out(mut studies: Vec<Study>, window: &Window) -> Sorted {
     let future_from = window.now
         + chrono::Duration::from_std(FUTURE_TOLERANCE).unwrap_or(chrono::Duration::zero());
     let (mut without_uid, mut outside) = (0, 0);
-    studies.retain_mut(|study| {
-        study.place(window.zone);
+    studies.retain(|study| {
         if study.uid.is_empty() {
             without_uid += 1;
             return false;
@@ -342,7 +332,7 @@ pub(super) fn compare<'a>(
                 verdict.unsent.push((study, State::Missing));
             }
             Some(Some(there)) if compare_instances => {
-                if let Some(here) = here.filter(|here| there < here) {
+                if let Some(here) = here.filter(|here| there < *here) {
                     verdict.instances_missing =
                         verdict.instances_missing.saturating_add(here - there);
                     verdict.incomplete += 1;
@@ -386,7 +376,10 @@ mod tests {
 
     fn sort(matches: Vec<StudyMatch>, window: &Window) -> Sorted {
         sort_out(
-            matches.into_iter().map(|m| Study::keep(m, &[])).collect(),
+            matches
+                .into_iter()
+                .map(|m| Study::keep(m, &[], window.zone))
+                .collect(),
             window,
         )
     }

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use super::compare::Study;
 use super::memory::{ArchiveKey, Archives};
 pub(super) use super::plan::Survey;
-use super::plan::{self, add, Found, Next, Note, Plan};
+use super::plan::{self, Found, Next, Note, Plan};
 use super::side::Side;
 use crate::config::{DestinationQuery, SendCheckOptions};
 use crate::dicom::find::{Completeness, FindAnswer};
@@ -39,12 +39,12 @@ pub(super) async fn survey(
         timezone_offset: false,
         extra: None,
     };
-    let mut found = Found::new();
+    let mut found = Found::default();
     let mut matches = 0;
     let answer = side
         .find(ctx, &query, &mut |m| {
             matches += 1;
-            add(&mut found, &m.uid, m.instances);
+            found.add(&m.uid, m.instances);
         })
         .await;
     let answer = match (strategy, answer) {
@@ -235,10 +235,7 @@ fn unanswered(side: &Side<'_, '_>, uid: &str, why: Failure) -> Failure {
 /// Merges one answer's tally into what a literal strategy found: a study answered twice
 /// keeps the larger sum.
 fn merge(found: &mut Found, matches: &plan::Matches) {
-    for (uid, count) in plan::tally(matches) {
-        let known = found.entry(uid).or_insert(count);
-        *known = (*known).max(count);
-    }
+    found.merge_larger(&plan::tally(matches));
 }
 
 /// One C-FIND for `uids` (one value, or a list); returns the answer and its matches.

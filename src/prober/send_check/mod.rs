@@ -156,6 +156,7 @@ async fn query_source(
     dates: Dates,
     offsets: Offsets,
 ) -> Result<Vec<Study>, Failure> {
+    let zone = Zone::of(options.timezone);
     let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
     let ask_offsets = offsets != Offsets::None;
     let query = StudyQuery {
@@ -177,7 +178,7 @@ async fn query_source(
                 westernmost = Some(westernmost.map_or(seconds, |w| w.min(seconds)));
             }
             unknown.extend(m.unknown_character_sets.iter().cloned());
-            studies.push(Study::keep(m, &options.labels));
+            studies.push(Study::keep(m, &options.labels, zone));
         })
         .await
         .and_then(|answer| match incomplete_failure(side.stage(), &answer) {

@@ -28,7 +28,9 @@
 //! witness, marks the archive's list matching broken ([`Learnt`]). Studies confirmed one by one
 //! are bounded by `max_confirmations`; past it the probe fails rather than guess.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 
 use crate::dicom::find::Completeness;
 
@@ -42,27 +44,109 @@ const LIST_RETRIES: usize = 3;
 /// One answer's matches: StudyInstanceUID and NumberOfStudyRelatedInstances, as read.
 pub(super) type Matches = [(String, Option<u64>)];
 
-/// What is known of the studies an archive holds: UID → instance count, where known.
-pub(super) type Found = HashMap<String, Option<u64>>;
+/// UIDs a [`Found`] keeps as text, first come: witness candidates.
+const SAMPLE: usize = 8;
+
+/// What is known of the studies an archive holds: instance count (where known) by
+/// StudyInstanceUID.
+///
+/// A probe may hold `max_matches` of these per side, so a UID is kept as a 128-bit keyed hash
+/// rather than as text (24 bytes an entry instead of about 100): two UIDs of one probe share
+/// a key with a probability of about n²/2¹²⁹ (10⁻²⁷ for a million studies), and the keys are
+/// drawn anew in every process, so a peer cannot choose UIDs that collide. The first
+/// [`SAMPLE`] UIDs are kept as text too, as witnesses.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Found {
+    counts: HashMap<u128, Option<u64>>,
+    sample: Vec<String>,
+}
+
+/// The keys of the hashes [`Found`] keeps UIDs as, drawn once per process.
+fn uid_key(uid: &str) -> u128 {
+    static KEYS: std::sync::OnceLock<(RandomState, RandomState)> = std::sync::OnceLock::new();
+    let (high, low) = KEYS.get_or_init(|| (RandomState::new(), RandomState::new()));
+    (u128::from(high.hash_one(uid)) << 64) | u128::from(low.hash_one(uid))
+}
+
+impl Found {
+    pub fn with_capacity(capacity: usize) -> Found {
+        Found {
+            counts: HashMap::with_capacity(capacity),
+            sample: Vec::new(),
+        }
+    }
+
+    /// Whether `uid` is held, and its count: `None` when not held.
+    pub fn get(&self, uid: &str) -> Option<Option<u64>> {
+        self.counts.get(&uid_key(uid)).copied()
+    }
+
+    pub fn contains(&self, uid: &str) -> bool {
+        self.counts.contains_key(&uid_key(uid))
+    }
+
+    /// How many studies it holds.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Up to [`SAMPLE`] of its UIDs, as first recorded.
+    pub fn sample(&self) -> &[String] {
+        &self.sample
+    }
+
+    /// Records `uid` with `count`, replacing what was known of it.
+    pub fn insert(&mut self, uid: &str, count: Option<u64>) {
+        if self.counts.insert(uid_key(uid), count).is_none() && self.sample.len() < SAMPLE {
+            self.sample.push(uid.to_string());
+        }
+    }
+
+    pub fn remove(&mut self, uid: &str) {
+        self.counts.remove(&uid_key(uid));
+        self.sample.retain(|u| u != uid);
+    }
+
+    /// Adds one match of an answer (see [`tally`]).
+    pub fn add(&mut self, uid: &str, count: Option<u64>) {
+        match self.counts.get_mut(&uid_key(uid)) {
+            Some(sum) => *sum = sum.zip(count).map(|(a, b)| a.saturating_add(b)),
+            None => self.insert(uid, count),
+        }
+    }
+
+    /// Takes in another answer's tally: a study known from both keeps the larger count.
+    pub fn merge_larger(&mut self, other: &Found) {
+        for (key, count) in &other.counts {
+            let known = self.counts.entry(*key).or_insert(*count);
+            *known = (*known).max(*count);
+        }
+        for uid in &other.sample {
+            if self.sample.len() < SAMPLE && !self.sample.contains(uid) {
+                self.sample.push(uid.clone());
+            }
+        }
+    }
+}
+
+impl FromIterator<(String, Option<u64>)> for Found {
+    fn from_iter<I: IntoIterator<Item = (String, Option<u64>)>>(iter: I) -> Found {
+        let mut found = Found::default();
+        for (uid, count) in iter {
+            found.insert(&uid, count);
+        }
+        found
+    }
+}
 
 /// One answer's matches summed per UID: a study filed twice (under two patients) counts
 /// all its instances; a count missing from any of its matches makes the sum unknown.
 pub(super) fn tally(matches: &Matches) -> Found {
     let mut tally = Found::with_capacity(matches.len());
     for (uid, count) in matches {
-        add(&mut tally, uid, *count);
+        tally.add(uid, *count);
     }
     tally
-}
-
-/// Adds one match to a tally (see [`tally`]).
-pub(super) fn add(tally: &mut Found, uid: &str, count: Option<u64>) {
-    match tally.get_mut(uid) {
-        Some(sum) => *sum = sum.zip(count).map(|(a, b)| a.saturating_add(b)),
-        None => {
-            tally.insert(uid.to_string(), count);
-        }
-    }
 }
 
 /// Whether a failure status says the archive was busy rather than unwilling: out of
@@ -188,13 +272,14 @@ impl Plan {
             .collect();
         let queue = checked
             .iter()
-            .filter(|(uid, _)| source.contains_key(uid))
+            .filter(|(uid, _)| source.contains(uid))
             .map(|(uid, _)| uid.clone())
             .collect();
         // Witnesses are settled studies, never ones still to confirm.
         let mut witnesses: Vec<Witness> = survey
-            .keys()
-            .filter(|uid| !source.contains_key(*uid))
+            .sample()
+            .iter()
+            .filter(|uid| !source.contains(uid))
             .take(2)
             .map(|uid| Witness {
                 uid: uid.clone(),
@@ -202,7 +287,7 @@ impl Plan {
             })
             .collect();
         for uid in &learnt.witnesses {
-            let free = !source.contains_key(uid) && witnesses.iter().all(|w| w.uid != *uid);
+            let free = !source.contains(uid) && witnesses.iter().all(|w| w.uid != *uid);
             if witnesses.len() < 2 && free {
                 witnesses.push(Witness {
                     uid: uid.clone(),
@@ -306,8 +391,8 @@ impl Plan {
         self.flags_caps |= completeness == Completeness::CutOff;
         match asked {
             Asked::One(uid) => {
-                let source = self.source.get(&uid).copied().flatten();
-                let shown = answer.get(&uid).copied();
+                let source = self.source.get(&uid).flatten();
+                let shown = answer.get(&uid);
                 if completeness == Completeness::Complete {
                     self.queue.pop_front();
                     self.settle(&uid, shown);
@@ -330,7 +415,7 @@ impl Plan {
             Asked::List { batch, first, last } => {
                 let proof = self.judge_list(matches.len(), largest_before, completeness, status);
                 let proof = proof.and_then(|()| {
-                    let shown = |w: &str| answer.contains_key(w);
+                    let shown = |w: &str| answer.contains(w);
                     if shown(&first) && shown(&last) {
                         Ok(())
                     } else {
@@ -340,7 +425,7 @@ impl Plan {
                 match proof {
                     Ok(()) => {
                         for uid in &batch {
-                            self.settle(uid, answer.get(uid).copied());
+                            self.settle(uid, answer.get(uid));
                         }
                     }
                     Err(why) => {
@@ -351,7 +436,7 @@ impl Plan {
                     }
                 }
                 for w in &mut self.witnesses {
-                    w.fresh |= answer.contains_key(&w.uid);
+                    w.fresh |= answer.contains(&w.uid);
                 }
             }
         }
@@ -406,7 +491,7 @@ impl Plan {
         let stale: Vec<String> = self
             .witnesses
             .iter()
-            .filter(|w| !w.fresh && !answer.contains_key(&w.uid))
+            .filter(|w| !w.fresh && !answer.contains(&w.uid))
             .map(|w| w.uid.clone())
             .collect();
         if !stale.is_empty() {
@@ -433,10 +518,10 @@ impl Plan {
         for uid in batch.into_iter().rev() {
             if let Some(count) = answer.get(&uid) {
                 // Shown: held. A count from an unproven answer is only a lower bound.
-                let known = self.found.entry(uid.clone()).or_insert(*count);
-                *known = (*known).max(*count);
+                let known = self.found.get(&uid).map_or(count, |known| known.max(count));
+                self.found.insert(&uid, known);
             }
-            let source = self.source.get(&uid).copied().flatten();
+            let source = self.source.get(&uid).flatten();
             if !settled(&self.found, &uid, source) {
                 self.queue.push_front(uid);
             }
@@ -447,7 +532,7 @@ impl Plan {
     fn settle(&mut self, uid: &str, count: Option<Option<u64>>) {
         match count {
             Some(count) => {
-                self.found.insert(uid.to_string(), count);
+                self.found.insert(uid, count);
                 if self.witnesses.iter().all(|w| w.uid != uid) {
                     self.witnesses.insert(
                         0,
@@ -490,7 +575,7 @@ impl Plan {
 fn settled(found: &Found, uid: &str, source: Option<u64>) -> bool {
     match (found.get(uid), source) {
         (None, _) => false,
-        (Some(Some(there)), Some(here)) => *there >= here,
+        (Some(Some(there)), Some(here)) => there >= here,
         (Some(_), _) => true,
     }
 }
@@ -698,7 +783,7 @@ mod tests {
                 None => {
                     missing.insert(uid.clone());
                 }
-                Some(Some(there)) if source.is_some_and(|here| *there < here) => {
+                Some(Some(there)) if source.is_some_and(|here| there < here) => {
                     incomplete.insert(uid.clone());
                 }
                 Some(_) => {}
@@ -967,8 +1052,10 @@ mod tests {
             ("c".to_string(), None),
         ];
         let tally = tally(&matches);
-        assert_eq!(tally["a"], Some(5));
-        assert_eq!(tally["b"], Some(u64::MAX));
-        assert_eq!(tally["c"], None);
+        assert_eq!(tally.get("a"), Some(Some(5)));
+        assert_eq!(tally.get("b"), Some(Some(u64::MAX)));
+        assert_eq!(tally.get("c"), Some(None));
+        assert_eq!(tally.get("d"), None);
+        assert_eq!(tally.len(), 3);
     }
 }
