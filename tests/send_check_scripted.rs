@@ -44,6 +44,9 @@ struct Held {
     instances: u32,
     /// TimezoneOffsetFromUTC, e.g. "+1400", when the archive records one.
     offset: Option<String>,
+    /// NumberOfStudyRelatedInstances as sent, in place of `instances` (a value no archive
+    /// could hold).
+    count_text: Option<&'static str>,
 }
 
 /// The query kinds an archive was asked, as the exporter counts them.
@@ -151,6 +154,13 @@ impl Archive {
             .map(|s| {
                 let mut m =
                     study_match(&s.uid, &s.date, &s.time, self.counts.then_some(s.instances));
+                if let Some(count) = s.count_text.filter(|_| self.counts) {
+                    m.put(DataElement::new(
+                        tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+                        VR::IS,
+                        PrimitiveValue::from(count),
+                    ));
+                }
                 if let Some(offset) = &s.offset {
                     m.put(DataElement::new(
                         tags::TIMEZONE_OFFSET_FROM_UTC,
@@ -217,6 +227,7 @@ fn held(uid: &str, minutes_ago: i64, instances: u32) -> Held {
         time,
         instances,
         offset: None,
+        count_text: None,
     }
 }
 
@@ -229,6 +240,7 @@ fn held_at_offset(uid: &str, minutes_ago: i64, hours: i64) -> Held {
         date: t.format("%Y%m%d").to_string(),
         time: t.format("%H%M%S").to_string(),
         instances: 2,
+        count_text: None,
         offset: Some(format!(
             "{}{:02}00",
             if hours < 0 { '-' } else { '+' },
@@ -782,4 +794,57 @@ async fn a_uid_filed_twice_adds_up_on_each_side() {
         assert_eq!(answer.metric("pacs_instances_missing"), 1.0, "{strategy}");
         assert_eq!(answer.metric("pacs_studies_checked"), 2.0, "{strategy}");
     }
+}
+
+/// Studies dated days and weeks ahead (a modality's clock, a wrong zone) are asked for and
+/// counted as future, however far ahead, and are not judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn studies_dated_ahead_are_counted_as_future() {
+    let source = vec![
+        held("1.2.826.5.0", 30, 3),
+        held("1.2.826.5.1", 60, 3),
+        held("1.2.826.5.2", -2 * 24 * 60, 3),
+        held("1.2.826.5.3", -40 * 24 * 60, 3),
+    ];
+    let destination = vec![source[0].clone()];
+    let source = Archive::new(source).start().await;
+    let destination = Archive::new(destination).start().await;
+    let answer = probe(&source, &destination, "auto", "").await;
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(answer.metric("pacs_studies_future"), 2.0, "{}", answer.body);
+    assert_eq!(answer.metric("pacs_studies_pending"), 2.0);
+    assert_eq!(answer.metric("pacs_studies_checked"), 2.0);
+    assert_eq!(unsent(&answer), expect(&["1.2.826.5.1"], &[]));
+}
+
+/// Two missing studies claiming 2^64 - 1 instances each: their counts are unknown, so no
+/// instances are reported missing, and the studies still are.
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_no_archive_could_hold_are_unknown() {
+    let absurd = |uid: &str| Held {
+        count_text: Some("18446744073709551615"),
+        ..held(uid, 30, 3)
+    };
+    let source = vec![
+        absurd("1.2.826.4.0"),
+        absurd("1.2.826.4.1"),
+        held("1.2.826.4.2", 40, 3),
+    ];
+    let destination = vec![source[2].clone()];
+    let source = Archive::new(source).start().await;
+    let destination = Archive::new(destination).start().await;
+    let answer = probe(&source, &destination, "auto", "").await;
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(
+        unsent(&answer),
+        expect(&["1.2.826.4.0", "1.2.826.4.1"], &[]),
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        answer.metric("pacs_instances_missing"),
+        0.0,
+        "{}",
+        answer.body
+    );
 }

@@ -64,6 +64,9 @@ pub struct StudyMatch {
     /// SpecificCharacterSet terms this layer could not decode with (the text fell back to the
     /// default repertoire).
     pub unknown_character_sets: Vec<String>,
+    /// Whether NumberOfStudyRelatedInstances was sent but is no count an archive could hold
+    /// (`instances` is then `None`).
+    pub absurd_count: bool,
 }
 
 /// Return keys of a detailed query: everything a transfer check reads, because a PACS such
@@ -158,6 +161,8 @@ pub fn study_match(elements: &[RawElement<'_>]) -> StudyMatch {
             .and_then(|text| trimmed(&text))
     };
     let study_date = ascii(raw(tags::STUDY_DATE));
+    let count =
+        ascii(raw(tags::NUMBER_OF_STUDY_RELATED_INSTANCES)).filter(|n| !n.trim().is_empty());
     StudyMatch {
         uid: ascii(raw(tags::STUDY_INSTANCE_UID)).unwrap_or_default(),
         date: study_date.as_deref().and_then(parse_date),
@@ -165,8 +170,10 @@ pub fn study_match(elements: &[RawElement<'_>]) -> StudyMatch {
         timezone_offset: ascii(raw(tags::TIMEZONE_OFFSET_FROM_UTC))
             .as_deref()
             .and_then(parse_offset),
-        instances: ascii(raw(tags::NUMBER_OF_STUDY_RELATED_INSTANCES))
-            .and_then(|n| instance_count(&n)),
+        instances: count.as_deref().and_then(instance_count),
+        absurd_count: count
+            .as_deref()
+            .is_some_and(|n| instance_count(n).is_none()),
         patient_name: decoded(tags::PATIENT_NAME, VR::PN),
         patient_id: decoded(tags::PATIENT_ID, VR::LO),
         study_id: decoded(tags::STUDY_ID, VR::SH),

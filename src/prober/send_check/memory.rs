@@ -168,3 +168,54 @@ fn entry<'t>(
     entry.used = now;
     entry
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn key(config: &str, target: &str) -> ArchiveKey {
+        let config = Config::parse(config).unwrap_or_else(|e| panic!("{e}"));
+        let target = Target::parse(target).unwrap_or_else(|e| panic!("{e}"));
+        ArchiveKey::new(&target, &config.modules["m"].dicom)
+    }
+
+    const PLAIN: &str = "modules:\n  m:\n    prober: echo\n";
+
+    /// What one way of reaching an archive showed is not taught to another: calling AE titles
+    /// (which many archives answer differently) and TLS are part of who it is.
+    #[tokio::test]
+    async fn archives_are_told_apart_by_everything_that_changes_their_answers() {
+        let archives = Archives::default();
+        let broken = Learnt {
+            lists_broken: Some("answered a UID list with status 0xc320".into()),
+            witnesses: vec!["1.2.3".into()],
+        };
+        let plain = key(PLAIN, "ARCHIVE@127.0.0.1:104");
+        archives.remember(&plain, broken.clone());
+        assert_eq!(archives.recall(&plain), broken);
+
+        let others = [
+            key(PLAIN, "OTHER@127.0.0.1:104"),
+            key(PLAIN, "ARCHIVE@127.0.0.1:105"),
+            key(
+                "modules:\n  m:\n    prober: echo\n    dicom: {calling_aet: SECOND}\n",
+                "ARCHIVE@127.0.0.1:104",
+            ),
+            key(
+                "modules:\n  m:\n    prober: echo\n    dicom:\n      tls: {insecure_skip_verify: true}\n",
+                "ARCHIVE@127.0.0.1:104",
+            ),
+        ];
+        for other in &others {
+            assert_ne!(other, &plain);
+            assert_eq!(archives.recall(other), Learnt::default(), "{other:?}");
+        }
+        // The same archive named by the module's called_aet is the same archive.
+        let named = key(
+            "modules:\n  m:\n    prober: echo\n    dicom: {called_aet: ARCHIVE}\n",
+            "127.0.0.1:104",
+        );
+        assert_eq!(named, plain);
+    }
+}

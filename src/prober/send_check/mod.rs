@@ -170,6 +170,7 @@ async fn query_source(
     };
     let mut studies = Vec::new();
     let mut westernmost: Option<i32> = None;
+    let mut absurd_counts = 0;
     let mut unknown: BTreeSet<String> = BTreeSet::new();
     let answer = side
         .find(ctx, &query, &mut |m| {
@@ -178,6 +179,7 @@ async fn query_source(
                 westernmost = Some(westernmost.map_or(seconds, |w| w.min(seconds)));
             }
             unknown.extend(m.unknown_character_sets.iter().cloned());
+            absurd_counts += usize::from(m.absurd_count);
             studies.push(Study::keep(m, &options.labels, zone));
         })
         .await
@@ -194,6 +196,11 @@ async fn query_source(
                 "source: no study carried TimezoneOffsetFromUTC; it is not asked for again for an hour",
             );
         }
+    }
+    if absurd_counts > 0 {
+        ctx.log.info(format!(
+            "source: {absurd_counts} studies reported a NumberOfStudyRelatedInstances no archive could hold; their instance counts are unknown"
+        ));
     }
     if !unknown.is_empty() {
         ctx.log.info(format!(
