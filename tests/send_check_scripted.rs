@@ -322,6 +322,24 @@ fn expect(missing: &[&str], incomplete: &[&str]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// Asserts that the probe ran, checked `checked` studies and found exactly these missing and
+/// incomplete.
+fn assert_verdict(answer: &Answer, checked: usize, missing: &[&str], incomplete: &[&str]) {
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(
+        unsent(answer),
+        expect(missing, incomplete),
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        answer.metric("pacs_studies_checked"),
+        checked as f64,
+        "{}",
+        answer.body
+    );
+}
+
 fn queries(answer: &Answer, peer: &str, kind: &str) -> usize {
     answer.metric(&format!(
         "pacs_find_queries{{kind=\"{kind}\",peer=\"{peer}\"}}"
@@ -738,9 +756,7 @@ async fn one_witness_and_last_value_list_matching() {
     .start()
     .await;
     let answer = probe(&source, &destination, "auto", "").await;
-    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
-    assert_eq!(unsent(&answer), expect(&[], &[]), "{}", answer.body);
-    assert_eq!(answer.metric("pacs_studies_checked"), 50.0);
+    assert_verdict(&answer, 50, &[], &[]);
 }
 
 /// An archive that stops every answer after 20 matches with success, in storage order,
@@ -763,9 +779,7 @@ async fn a_silent_cap_reports_nothing_missing() {
     .start()
     .await;
     let answer = probe(&source, &destination, "auto", "").await;
-    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
-    assert_eq!(unsent(&answer), expect(&[], &[]), "{}", answer.body);
-    assert_eq!(answer.metric("pacs_studies_checked"), 50.0);
+    assert_verdict(&answer, 50, &[], &[]);
 }
 
 /// One StudyInstanceUID filed twice (under two patients) on either side: its instances add up
@@ -834,13 +848,7 @@ async fn counts_no_archive_could_hold_are_unknown() {
     let source = Archive::new(source).start().await;
     let destination = Archive::new(destination).start().await;
     let answer = probe(&source, &destination, "auto", "").await;
-    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
-    assert_eq!(
-        unsent(&answer),
-        expect(&["1.2.826.4.0", "1.2.826.4.1"], &[]),
-        "{}",
-        answer.body
-    );
+    assert_verdict(&answer, 3, &["1.2.826.4.0", "1.2.826.4.1"], &[]);
     assert_eq!(
         answer.metric("pacs_instances_missing"),
         0.0,

@@ -655,20 +655,8 @@ fn spawn_qrscp(python: &Path, aet: &str, dir: &Path) -> (Child, Duration, u16) {
             .current_dir(dir)
             .env_remove("TCP_NODELAY")
             .env("PYTHONDONTWRITEBYTECODE", "1");
-        let started = Instant::now();
-        let mut child = spawn_logged(&mut command, &log_path);
-        let pid = child.id();
-        match wait_ready(&mut child, QRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
-            Ok(()) => Ok((child, started.elapsed())),
-            Err(why) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(StartFailure::new(
-                    &format!("qrscp (AET {aet}, port {port}) did not become ready: {why}"),
-                    &log_path,
-                ))
-            }
-        }
+        let what = format!("qrscp (AET {aet}, port {port})");
+        spawn_listening_on(&mut command, &log_path, port, QRSCP_READY_TIMEOUT, &what)
     };
     start_retrying_on_fresh_port(free_port(), attempt)
 }
@@ -863,23 +851,36 @@ fn spawn_listening(command: impl Fn(u16) -> Command, log_path: &Path, what: &str
     let attempt = |port: u16| -> Result<(Child, Duration), StartFailure> {
         let mut command = command(port);
         command.env_remove("TCP_NODELAY");
-        let started = Instant::now();
-        let mut child = spawn_logged(&mut command, log_path);
-        let pid = child.id();
-        match wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
-            Ok(()) => Ok((child, started.elapsed())),
-            Err(why) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(StartFailure::new(
-                    &format!("{what} (port {port}) did not become ready: {why}"),
-                    log_path,
-                ))
-            }
-        }
+        let what = format!("{what} (port {port})");
+        spawn_listening_on(&mut command, log_path, port, DCMQRSCP_READY_TIMEOUT, &what)
     };
     let (child, _, port) = start_retrying_on_fresh_port(free_port(), attempt);
     (child, port)
+}
+
+/// Spawns `command` with its output in `log_path` and waits until it listens on `port`;
+/// returns it and how long that took, or, killed, why it did not start (`what`: the peer).
+fn spawn_listening_on(
+    command: &mut Command,
+    log_path: &Path,
+    port: u16,
+    timeout: Duration,
+    what: &str,
+) -> Result<(Child, Duration), StartFailure> {
+    let started = Instant::now();
+    let mut child = spawn_logged(command, log_path);
+    let pid = child.id();
+    match wait_ready(&mut child, timeout, || listens_on(pid, port)) {
+        Ok(()) => Ok((child, started.elapsed())),
+        Err(why) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(StartFailure::new(
+                &format!("{what} did not become ready: {why}"),
+                log_path,
+            ))
+        }
+    }
 }
 
 /// Writes dcmqrscp's configuration for `port` into `dir` and starts it there, retrying once on a
@@ -916,20 +917,8 @@ fn spawn_dcmqrscp(
         } else {
             command.env_remove("TCP_NODELAY");
         }
-        let started = Instant::now();
-        let mut child = spawn_logged(&mut command, &log_path);
-        let pid = child.id();
-        match wait_ready(&mut child, DCMQRSCP_READY_TIMEOUT, || listens_on(pid, port)) {
-            Ok(()) => Ok((child, started.elapsed())),
-            Err(why) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(StartFailure::new(
-                    &format!("dcmqrscp (AET {aet}, port {port}) did not become ready: {why}"),
-                    &log_path,
-                ))
-            }
-        }
+        let what = format!("dcmqrscp (AET {aet}, port {port})");
+        spawn_listening_on(&mut command, &log_path, port, DCMQRSCP_READY_TIMEOUT, &what)
     };
     start_retrying_on_fresh_port(port, attempt)
 }
