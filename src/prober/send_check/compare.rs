@@ -500,4 +500,42 @@ mod tests {
         assert_eq!((verdict.missing, verdict.incomplete), (1, 0));
         assert_eq!(verdict.instances_missing, 3);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2000,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5043_4f4d),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Whatever the time, lookback and the source's offset from UTC (UTC-12:00 to
+        /// UTC+14:00), a study made within the window carries a StudyDate the probe asks for,
+        /// with the offset unknown or learnt; in the module's zone likewise.
+        #[test]
+        fn the_dates_asked_cover_every_offset(
+            now in 0i64..4_000_000_000,
+            lookback_hours in 1u64..=24 * 31,
+            age in 0.0f64..=1.0,
+            offset_minutes in -720i32..=840,
+            west_by in 0i32..=600,
+        ) {
+            let Some(now) = DateTime::from_timestamp(now, 0) else {
+                return Ok(());
+            };
+            let window = Window {
+                now,
+                lookback: Duration::from_secs(lookback_hours * 3600),
+                grace: Duration::ZERO,
+                zone: Zone::Named(chrono_tz::Asia::Tokyo),
+            };
+            let made = now - chrono::Duration::seconds((age * (lookback_hours * 3600) as f64) as i64);
+            let offset = offset_minutes * 60;
+            let local = (made + chrono::Duration::seconds(i64::from(offset))).date_naive();
+            proptest::prop_assert!(local >= window.first_date(Offsets::Unknown));
+            let westernmost = Offsets::Westernmost(offset - west_by * 60);
+            proptest::prop_assert!(local >= window.first_date(westernmost));
+            let in_zone = made.with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+            proptest::prop_assert!(in_zone >= window.first_date(Offsets::None));
+        }
+    }
 }
