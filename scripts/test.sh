@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting, lints, unit tests, and the integration tests against
-# real peers (Orthanc, DCMTK, Prometheus, Alertmanager's amtool, headless Chromium,
+# Runs the code's tests on stable Rust: formatting, lints, unit and property tests, and the
+# integration tests against real peers (Orthanc, DCMTK, Prometheus, Alertmanager's amtool, headless Chromium,
 # systemd-analyze, pynetdicom's qrscp). Installs missing peers from Debian's packages when run as
 # root; otherwise says exactly what to install. The Python peers go into a virtual environment at
 # target/python-peers, with pinned versions from PyPI (scripts/python-peers.sh; python3's venv
 # module is enough, no Debian package is needed for it on the machines we test on). A missing
-# peer is never skipped: the tests that need it fail.
+# peer is never skipped: the tests that need it fail. The release checks (package, images,
+# schemas, fuzz smoke pass) are scripts/release-checks.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,6 @@ declare -A PEERS=(
   [amtool]=prometheus-alertmanager
   [chromium]=chromium
   [systemd-analyze]=systemd
-  [npm]=npm
 )
 
 missing=()
@@ -53,7 +53,3 @@ bash scripts/python-peers.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
-
-# Every fuzz target for a short while on nightly Rust (fuzz/; the committed corpora are also
-# replayed on stable by tests/fuzz_regressions.rs above).
-bash scripts/fuzz-smoke.sh 20

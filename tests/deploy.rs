@@ -617,6 +617,7 @@ fn expand_grafana_variables(expr: &str) -> String {
 
 /// The dashboard fits Grafana's published dashboard schema (npm @grafana/schema's `Dashboard`,
 /// checked by TypeScript's compiler), and the check itself refuses a dashboard that does not.
+#[cfg(feature = "release-checks")]
 #[test]
 fn grafana_dashboard_fits_grafanas_schema() {
     let script = repo().join("scripts/grafana-check.sh");
