@@ -8,7 +8,7 @@
 //! object tree, so a peer's answer costs what its bytes cost and no more.
 
 use chrono::NaiveDate;
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::text::SpecificCharacterSet;
 use dicom_object::InMemDicomObject;
@@ -19,7 +19,7 @@ use dicom_transfer_syntax_registry::entries::{
 use super::association::MAX_IDENTIFIER_BYTES;
 use super::guard::RawElement;
 use super::message::{command_field, encode_command, status_is_failure};
-use super::query::{self, QueryKeys};
+use super::query::{self, text_element, QueryKeys};
 use super::{Association, Error, ErrorKind, Step, EXPLICIT_VR_LE};
 
 /// The query information models a C-FIND can use.
@@ -182,27 +182,6 @@ fn declared_character_set(identifier: &InMemDicomObject) -> SpecificCharacterSet
         .and_then(|e| e.to_str().ok())
         .and_then(|cs| SpecificCharacterSet::from_code(cs.trim_matches([' ', '\0'])))
         .unwrap_or_default()
-}
-
-/// Builds an identifier element from a keyword's VR and a text value ("" for a return key).
-pub fn text_element(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObject> {
-    if value.is_empty() {
-        return DataElement::new(tag, vr, PrimitiveValue::Empty);
-    }
-    let value = if vr == VR::UI {
-        super::message::uid_value(value)
-    } else {
-        value.to_string()
-    };
-    DataElement::new(tag, vr, PrimitiveValue::from(value))
-}
-
-/// A text attribute of a parsed data set (the demo SCP reads requests this way), trimmed of
-/// padding; `None` when absent, empty or undecodable.
-pub fn text(object: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let value = object.get(tag)?.to_str().ok()?;
-    let value = value.trim_matches(|c: char| c == '\0' || c == ' ');
-    (!value.is_empty()).then(|| value.to_string())
 }
 
 #[cfg(test)]

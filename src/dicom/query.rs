@@ -9,12 +9,10 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntryRef, TagRange};
 use dicom_core::value::DataSetSequence;
-use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_core::{DataElement, Length, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
-
-use super::find::text_element;
 
 /// A value in a config query.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -153,6 +151,27 @@ fn resolve_dates(text: &str, today: NaiveDate) -> String {
         .join("-")
 }
 
+/// Builds an identifier element from a keyword's VR and a text value ("" for a return key).
+pub fn text_element(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObject> {
+    if value.is_empty() {
+        return DataElement::new(tag, vr, PrimitiveValue::Empty);
+    }
+    let value = if vr == VR::UI {
+        super::message::uid_value(value)
+    } else {
+        value.to_string()
+    };
+    DataElement::new(tag, vr, PrimitiveValue::from(value))
+}
+
+/// A text attribute of a parsed data set (the demo SCP reads requests this way), trimmed of
+/// padding; `None` when absent, empty or undecodable.
+pub fn text(object: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let value = object.get(tag)?.to_str().ok()?;
+    let value = value.trim_matches(|c: char| c == '\0' || c == ' ');
+    (!value.is_empty()).then(|| value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,7 +193,7 @@ mod tests {
             let keys: QueryKeys = yaml_serde::from_str(yaml).unwrap();
             let mut identifier = InMemDicomObject::new_empty();
             apply(&mut identifier, &keys, today);
-            let declared = super::super::find::text(&identifier, tags::SPECIFIC_CHARACTER_SET);
+            let declared = super::text(&identifier, tags::SPECIFIC_CHARACTER_SET);
             assert_eq!(declared.as_deref(), Some(character_set(&keys)), "{yaml}");
             character_set(&keys)
         };
@@ -219,7 +238,7 @@ mod tests {
             .expect("a sequence");
         assert_eq!(items.len(), 1);
         assert_eq!(
-            super::super::find::text(&items[0], tags::MODALITY).as_deref(),
+            super::text(&items[0], tags::MODALITY).as_deref(),
             Some("MR")
         );
     }

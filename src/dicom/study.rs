@@ -11,8 +11,9 @@ use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
 
 use super::charset::CharacterSets;
-use super::find::{find, text_element, FindAnswer, Identifier, InformationModel};
+use super::find::{find, FindAnswer, Identifier, InformationModel};
 use super::guard::RawElement;
+use super::query::text_element;
 use super::query::QueryKeys;
 use super::{Association, Error};
 
@@ -287,7 +288,7 @@ mod tests {
     #[test]
     fn study_queries_declare_a_character_set() {
         let declared = |query: &StudyQuery<'_>| {
-            crate::dicom::find::text(&query.identifier().0, tags::SPECIFIC_CHARACTER_SET)
+            crate::dicom::query::text(&query.identifier().0, tags::SPECIFIC_CHARACTER_SET)
         };
         let uids = ["1.2.3", "1.2.4"];
         let mut query = StudyQuery {

@@ -3,8 +3,8 @@
 
 use prometheus::{Gauge, GaugeVec};
 
-use super::side::QueryKind;
 use crate::config::StudyLabel;
+use crate::dicom::study::StudySelection;
 use crate::prober::{gauge, gauge_vec, Peer, ProbeContext};
 
 const PEERS: [Peer; 2] = [Peer::Source, Peer::Destination];
@@ -95,6 +95,34 @@ impl Metrics {
                 "A missing or incomplete study, oldest first, at most max_listed_studies.",
                 &unsent_labels,
             ),
+        }
+    }
+}
+
+/// The kinds of query a side sends: the `kind` label of `pacs_find_queries`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum QueryKind {
+    DateRange,
+    UidList,
+    Uid,
+}
+
+impl QueryKind {
+    pub const ALL: [QueryKind; 3] = [QueryKind::DateRange, QueryKind::UidList, QueryKind::Uid];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryKind::DateRange => "date_range",
+            QueryKind::UidList => "uid_list",
+            QueryKind::Uid => "uid",
+        }
+    }
+
+    pub fn of(selection: &StudySelection<'_>) -> QueryKind {
+        match selection {
+            StudySelection::Dates { .. } => QueryKind::DateRange,
+            StudySelection::Uids([_]) => QueryKind::Uid,
+            StudySelection::Uids(_) => QueryKind::UidList,
         }
     }
 }

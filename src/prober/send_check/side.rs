@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::memory::ArchiveKey;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, QueryKind};
 use crate::config::DicomOptions;
 use crate::dicom::find::FindAnswer;
-use crate::dicom::study::{find_studies, StudyMatch, StudyQuery, StudySelection};
+use crate::dicom::study::{find_studies, StudyMatch, StudyQuery};
 use crate::dicom::{Association, Timings};
 use crate::prober::peer::{called_aet, establish};
 use crate::prober::{Failure, Peer, ProbeContext, Stage};
@@ -23,34 +23,6 @@ use crate::target::Target;
 
 /// How long a side waits for A-RELEASE-RP before it aborts instead.
 pub(super) const RELEASE_WAIT: Duration = Duration::from_secs(1);
-
-/// The kinds of query a side sends: the `kind` label of `pacs_find_queries`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum QueryKind {
-    DateRange,
-    UidList,
-    Uid,
-}
-
-impl QueryKind {
-    pub const ALL: [QueryKind; 3] = [QueryKind::DateRange, QueryKind::UidList, QueryKind::Uid];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueryKind::DateRange => "date_range",
-            QueryKind::UidList => "uid_list",
-            QueryKind::Uid => "uid",
-        }
-    }
-
-    fn of(selection: &StudySelection<'_>) -> QueryKind {
-        match selection {
-            StudySelection::Dates { .. } => QueryKind::DateRange,
-            StudySelection::Uids([_]) => QueryKind::Uid,
-            StudySelection::Uids(_) => QueryKind::UidList,
-        }
-    }
-}
 
 /// Who a side talks to.
 pub(super) struct Endpoint<'p> {
