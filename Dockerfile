@@ -12,6 +12,7 @@ ARG REVISION=""
 ARG BRANCH=""
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY build ./build
 COPY src ./src
 RUN PACS_EXPORTER_REVISION="$REVISION" PACS_EXPORTER_BRANCH="$BRANCH" \
     cargo build --release --locked \

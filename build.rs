@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+// The decisions, shared with their test target (`build_facts`, Cargo.toml).
+#[path = "build/facts.rs"]
+mod facts;
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     for var in [
@@ -23,11 +27,11 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
     // The date and the revision follow the sources and the checked-out commit.
-    for path in ["build.rs", "src", "Cargo.toml", "Cargo.lock"] {
+    for path in ["build.rs", "build", "src", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={path}");
     }
-    let checkout = is_checkout(&manifest_dir);
-    let from_git = |args: &[&str]| checkout.then(|| git(&manifest_dir, args)).flatten();
+    let checkout = facts::is_checkout(&manifest_dir);
+    let from_git = |args: &[&str]| checkout.then(|| facts::git(&manifest_dir, args)).flatten();
     if let Some(git_dir) = from_git(&["rev-parse", "--absolute-git-dir"]) {
         let git_dir = Path::new(&git_dir);
         println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
@@ -43,19 +47,14 @@ fn main() {
         }
     }
 
-    let revision = from_git(&["rev-parse", "HEAD"])
-        .or_else(|| non_empty_var("PACS_EXPORTER_REVISION"))
-        .unwrap_or_else(|| "unknown".into());
-    let branch = from_git(&["symbolic-ref", "-q", "--short", "HEAD"])
-        .or_else(|| non_empty_var("PACS_EXPORTER_BRANCH"))
-        .unwrap_or_else(|| "unknown".into());
+    let (revision, branch) = facts::revision_and_branch(&manifest_dir, &non_empty_var);
     let build_date = build_date();
     let build_user = build_user();
     let rust_version = rust_version();
     let platform = format!(
         "{}/{}",
         env::var("CARGO_CFG_TARGET_OS").unwrap_or_else(|_| "unknown".into()),
-        go_arch(&env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "unknown".into())),
+        facts::go_arch(&env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "unknown".into())),
     );
 
     for (name, value) in [
@@ -70,24 +69,6 @@ fn main() {
         let value = value.lines().next().unwrap_or("unknown").trim().to_string();
         println!("cargo:rustc-env={name}={value}");
     }
-}
-
-/// Whether `dir` is a git checkout of this crate: inside a repository that tracks its
-/// Cargo.toml. Sources copied or unpacked into some other repository's tree (a release archive
-/// under a home directory kept in git, a copy under an ignored `target/`) are not.
-fn is_checkout(dir: &Path) -> bool {
-    git(dir, &["ls-files", "--error-unmatch", "--", "Cargo.toml"]).is_some()
-}
-
-/// Runs `git args…` in `dir`; its trimmed output if it succeeded and printed something.
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
-    (output.status.success() && !text.is_empty()).then_some(text)
 }
 
 fn non_empty_var(name: &str) -> Option<String> {
@@ -107,28 +88,13 @@ fn build_date() -> String {
             .unwrap_or(0),
     };
     let (days, time) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = facts::civil_from_days(days);
     format!(
         "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}",
         time / 3600,
         time % 3600 / 60,
         time % 60
     )
-}
-
-/// The proleptic Gregorian date of a count of days since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// `user@host`, as promu records it.
@@ -165,16 +131,4 @@ fn rust_version() -> String {
         })
         .filter(|text| text.starts_with("rustc "))
         .unwrap_or_else(|| "unknown".into())
-}
-
-/// Rust's architecture names in the spelling of Go's GOARCH, which Prometheus' `platform`
-/// uses (`linux/amd64`).
-fn go_arch(arch: &str) -> &str {
-    match arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "loongarch64" => "loong64",
-        other => other,
-    }
 }

@@ -10,6 +10,9 @@
 //! build takes); later runs recompile only the two copies of the crate, and only when its
 //! sources changed.
 
+// A release check: `bash scripts/release-checks.sh` runs it (Cargo.toml, `release-checks`).
+#![cfg(feature = "release-checks")]
+
 #[path = "support/output.rs"]
 mod output;
 mod support;

@@ -4,6 +4,9 @@
 //!
 //! A missing tool fails the test with what to install; nothing is skipped.
 
+// A release check: `bash scripts/release-checks.sh` runs it (Cargo.toml, `release-checks`).
+#![cfg(feature = "release-checks")]
+
 #[path = "support/output.rs"]
 mod output;
 
