@@ -283,7 +283,7 @@ async fn serve(
         },
     ));
     let web = match &flags.web_config_file {
-        Some(path) => WebConfig::load(path).map_err(anyhow::Error::msg)?,
+        Some(path) => WebConfig::load(path)?,
         None => WebConfig::default(),
     };
     for listener in &listeners {

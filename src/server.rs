@@ -24,7 +24,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::target::Target;
 
 /// Prometheus tells the exporter how long it will wait for a scrape in this header.
@@ -108,18 +108,18 @@ impl AppState {
     /// Reads the config file again. A broken or module-less file is refused and the old
     /// config keeps serving. Reading and parsing run on a blocking thread, so that a large
     /// file does not hold up probes and `/metrics`.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         let Some(path) = &self.options.config_path else {
-            return Err("the config was not read from a file; nothing to reload".into());
+            return Err(ReloadError::NoFile);
         };
         let _one_at_a_time = self.reloading.lock().await;
         let file = path.clone();
         let loaded = match tokio::task::spawn_blocking(move || Config::load(&file)).await {
-            Ok(loaded) => loaded.map_err(|e| e.to_string()),
-            Err(e) => Err(format!(
-                "{}: reading the config failed: {e}",
-                path.display()
-            )),
+            Ok(loaded) => loaded.map_err(ReloadError::Config),
+            Err(e) => Err(ReloadError::Interrupted {
+                path: path.display().to_string(),
+                source: e,
+            }),
         };
         match loaded {
             Ok(config) => {
@@ -143,6 +143,21 @@ impl AppState {
             }
         }
     }
+}
+
+/// Why a reload kept the config in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the config was not read from a file; nothing to reload")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The blocking read was cancelled or panicked.
+    #[error("{path}: reading the config failed: {source}")]
+    Interrupted {
+        path: String,
+        source: tokio::task::JoinError,
+    },
 }
 
 /// The exporter's own metrics, served on `/metrics`.

@@ -197,25 +197,75 @@ impl Drop for CheckSlot<'_> {
     }
 }
 
+/// Why a web config file cannot be used; the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Invalid {
+        path: String,
+        source: WebConfigProblem,
+    },
+}
+
+/// What is wrong in a web config's text.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigProblem {
+    #[error("{0}")]
+    Yaml(#[from] yaml_serde::Error),
+    #[error("basic_auth_users.{user}: not a bcrypt hash: {source}")]
+    Hash {
+        user: String,
+        source: bcrypt::BcryptError,
+    },
+    /// A `tls_server_config` key whose file or value cannot be used, and why.
+    #[error("tls_server_config{}: {why}", key.map(|k| format!(".{k}")).unwrap_or_default())]
+    Tls {
+        key: Option<&'static str>,
+        why: String,
+    },
+}
+
+impl WebConfigProblem {
+    fn tls(key: &'static str, why: impl std::fmt::Display) -> WebConfigProblem {
+        WebConfigProblem::Tls {
+            key: Some(key),
+            why: why.to_string(),
+        }
+    }
+}
+
 impl WebConfig {
     /// Reads and checks the file; the error names the file and what is wrong.
-    pub fn load(path: &Path) -> Result<WebConfig, String> {
-        let at = |e: String| format!("{}: {e}", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| at(e.to_string()))?;
+    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        WebConfig::parse(&text, base).map_err(at)
+        WebConfig::parse(&text, base).map_err(|source| WebConfigError::Invalid {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// Checks the text of a web config file; relative paths in it are read from `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<WebConfig, String> {
-        let file: WebConfigFile = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str, base: &Path) -> Result<WebConfig, WebConfigProblem> {
+        let file: WebConfigFile = yaml_serde::from_str(text)?;
         let tls = file
             .tls_server_config
             .map(|tls| tls_config(&tls, base).map(Arc::new))
             .transpose()?;
         for (user, hash) in &file.basic_auth_users {
             hash.parse::<bcrypt::HashParts>()
-                .map_err(|e| format!("basic_auth_users.{user}: not a bcrypt hash: {e}"))?;
+                .map_err(|source| WebConfigProblem::Hash {
+                    user: user.clone(),
+                    source,
+                })?;
         }
         let auth = (!file.basic_auth_users.is_empty()).then(|| {
             Arc::new(BasicAuth {
@@ -237,16 +287,22 @@ impl WebConfig {
     }
 }
 
-fn tls_config(tls: &TlsServerConfig, base: &Path) -> Result<rustls::ServerConfig, String> {
+fn tls_config(
+    tls: &TlsServerConfig,
+    base: &Path,
+) -> Result<rustls::ServerConfig, WebConfigProblem> {
     let path = |p: &Path| base.join(p);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path(&tls.cert_file))
         .and_then(|certs| certs.collect())
-        .map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
+        .map_err(|e| WebConfigProblem::tls("cert_file", e))?;
     if certs.is_empty() {
-        return Err("tls_server_config.cert_file: no certificate in the file".into());
+        return Err(WebConfigProblem::tls(
+            "cert_file",
+            "no certificate in the file",
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(path(&tls.key_file))
-        .map_err(|e| format!("tls_server_config.key_file: {e}"))?;
+        .map_err(|e| WebConfigProblem::tls("key_file", e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
         Some(TlsVersion::TLS13) => &[&rustls::version::TLS13],
@@ -254,23 +310,31 @@ fn tls_config(tls: &TlsServerConfig, base: &Path) -> Result<rustls::ServerConfig
     };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| format!("tls_server_config: {e}"))?;
+        .map_err(|e| WebConfigProblem::Tls {
+            key: None,
+            why: e.to_string(),
+        })?;
     let auth = tls.client_auth_type.unwrap_or(ClientAuth::NoClientCert);
+    let ca_problem = |e: &dyn std::fmt::Display| WebConfigProblem::tls("client_ca_file", e);
     let builder = match (auth, &tls.client_ca_file) {
         (ClientAuth::NoClientCert, None) => builder.with_no_client_auth(),
         (ClientAuth::NoClientCert, Some(_)) => {
-            return Err("tls_server_config.client_ca_file: set client_auth_type to use it".into())
+            return Err(WebConfigProblem::tls(
+                "client_ca_file",
+                "set client_auth_type to use it",
+            ))
         }
-        (_, None) => return Err("tls_server_config.client_auth_type: needs client_ca_file".into()),
+        (_, None) => {
+            return Err(WebConfigProblem::tls(
+                "client_auth_type",
+                "needs client_ca_file",
+            ))
+        }
         (auth, Some(ca)) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path(ca))
-                .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?
-            {
-                let cert = cert.map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            for cert in CertificateDer::pem_file_iter(path(ca)).map_err(|e| ca_problem(&e))? {
+                let cert = cert.map_err(|e| ca_problem(&e))?;
+                roots.add(cert).map_err(|e| ca_problem(&e))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -281,15 +345,16 @@ fn tls_config(tls: &TlsServerConfig, base: &Path) -> Result<rustls::ServerConfig
             } else {
                 verifier
             };
-            let verifier = verifier
-                .build()
-                .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            let verifier = verifier.build().map_err(|e| ca_problem(&e))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("tls_server_config: certificate and key do not go together: {e}"))?;
+        .map_err(|e| WebConfigProblem::Tls {
+            key: None,
+            why: format!("certificate and key do not go together: {e}"),
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

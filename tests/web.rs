@@ -297,7 +297,8 @@ fn broken_web_configs_are_refused_with_the_reason() {
         let path = write(dir.path(), name, text);
         let err = WebConfig::load(&path)
             .err()
-            .unwrap_or_else(|| panic!("{name} should be refused"));
+            .unwrap_or_else(|| panic!("{name} should be refused"))
+            .to_string();
         assert!(err.contains(want), "{name}: {err}");
         assert!(
             err.contains(name),
