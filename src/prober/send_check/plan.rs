@@ -52,8 +52,9 @@ const SAMPLE: usize = 8;
 ///
 /// A probe may hold `max_matches` of these per side, so a UID is kept as a 128-bit keyed hash
 /// rather than as text (24 bytes an entry instead of about 100): two UIDs of one probe share
-/// a key with a probability of about n²/2¹²⁹ (10⁻²⁷ for a million studies), and the keys are
-/// drawn anew in every process, so a peer cannot choose UIDs that collide. The first
+/// a key with a probability of about n²/2¹²⁹ (10⁻²⁷ for a million studies), which would mix
+/// up their verdicts, and the keys are drawn anew in every process, so a peer cannot choose
+/// UIDs that collide. The first
 /// [`SAMPLE`] UIDs are kept as text too, as witnesses.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Found {
