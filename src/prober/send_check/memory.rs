@@ -94,17 +94,29 @@ impl Archives {
         })
     }
 
-    /// Keeps what a probe learnt of `key`'s list matching.
+    /// Keeps what a probe learnt of `key`'s list matching: lists seen broken, or seen to
+    /// prove themselves; a probe that did not try them leaves what is known as it is (so a
+    /// broken list matching is still forgotten on time), and its witnesses replace the old.
     pub(super) fn remember(&self, key: &ArchiveKey, learnt: Learnt) {
         let now = Instant::now();
         self.with(|table| {
             let entry = entry(table, key, now);
-            if learnt.lists_broken.is_none() {
-                entry.broken_since = None;
-            } else if entry.learnt.lists_broken.is_none() {
-                entry.broken_since = Some(now);
+            match (&learnt.lists_broken, learnt.lists_proven) {
+                (Some(_), _) => {
+                    if entry.learnt.lists_broken.is_none() {
+                        entry.broken_since = Some(now);
+                    }
+                    entry.learnt.lists_broken = learnt.lists_broken.clone();
+                }
+                (None, true) => {
+                    entry.learnt.lists_broken = None;
+                    entry.broken_since = None;
+                }
+                (None, false) => {}
             }
-            entry.learnt = learnt;
+            if !learnt.witnesses.is_empty() {
+                entry.learnt.witnesses = learnt.witnesses;
+            }
         });
     }
 
@@ -129,8 +141,11 @@ impl Archives {
         let now = Instant::now();
         let known = self.offsets(key);
         self.with(|table| {
+            // A source known to send offsets keeps that while it is fresh, even through a
+            // window in which none of its studies carried one.
             let offsets = match (known, westernmost) {
                 (Offsets::Westernmost(known), Some(seen)) => Offsets::Westernmost(known.min(seen)),
+                (Offsets::Westernmost(known), None) => Offsets::Westernmost(known),
                 (_, Some(seen)) => Offsets::Westernmost(seen),
                 (_, None) => Offsets::None,
             };
@@ -189,6 +204,7 @@ mod tests {
         let archives = Archives::default();
         let broken = Learnt {
             lists_broken: Some("answered a UID list with status 0xc320".into()),
+            lists_proven: false,
             witnesses: vec!["1.2.3".into()],
         };
         let plain = key(PLAIN, "ARCHIVE@127.0.0.1:104");
@@ -217,5 +233,47 @@ mod tests {
             "127.0.0.1:104",
         );
         assert_eq!(named, plain);
+    }
+
+    /// A probe that took a broken list matching on trust teaches nothing: the archive is not
+    /// marked broken anew (which would put off its retest), and one that saw a list prove
+    /// itself clears it.
+    #[tokio::test]
+    async fn only_what_a_probe_saw_is_taught() {
+        let archives = Archives::default();
+        let plain = key(PLAIN, "ARCHIVE@127.0.0.1:104");
+        let seen = |broken: Option<&str>, proven: bool| Learnt {
+            lists_broken: broken.map(String::from),
+            lists_proven: proven,
+            witnesses: vec!["1.2.3".into(), "1.2.4".into()],
+        };
+        archives.remember(&plain, seen(Some("refused"), false));
+        let since = archives.with(|table| table.get(&plain).and_then(|e| e.broken_since));
+        assert!(since.is_some());
+        // On trust: nothing changes, not even when it was marked.
+        archives.remember(&plain, seen(None, false));
+        assert_eq!(
+            archives.recall(&plain).lists_broken.as_deref(),
+            Some("refused")
+        );
+        let again = archives.with(|table| table.get(&plain).and_then(|e| e.broken_since));
+        assert_eq!(again, since);
+        // Seen to work: cleared.
+        archives.remember(&plain, seen(None, true));
+        assert_eq!(archives.recall(&plain).lists_broken, None);
+    }
+
+    /// A source known to send offsets is still asked for them after a window without any.
+    #[tokio::test]
+    async fn a_quiet_window_keeps_the_offsets_asked_for() {
+        let archives = Archives::default();
+        let source = key(PLAIN, "SOURCE@127.0.0.1:104");
+        assert_eq!(archives.offsets(&source), Offsets::Unknown);
+        archives.remember_offsets(&source, Some(-5 * 3600));
+        archives.remember_offsets(&source, None);
+        assert_eq!(archives.offsets(&source), Offsets::Westernmost(-5 * 3600));
+        let quiet = key(PLAIN, "QUIET@127.0.0.1:104");
+        archives.remember_offsets(&quiet, None);
+        assert_eq!(archives.offsets(&quiet), Offsets::None);
     }
 }

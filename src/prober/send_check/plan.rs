@@ -159,8 +159,11 @@ pub(super) fn transient(status: u16) -> bool {
 /// What earlier probes of the same archive showed, handed in and handed back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Learnt {
-    /// Its UID list matching was seen not to work: why.
+    /// Its UID list matching was seen not to work: why. Handed in, what earlier probes saw;
+    /// handed back, only what this probe saw (a probe that took it on trust says nothing).
     pub lists_broken: Option<String>,
+    /// A UID list proved itself in this probe (handed back only).
+    pub lists_proven: bool,
     /// UIDs it was last seen to hold, to put in lists as witnesses (proof is re-checked in
     /// every answer: a remembered one may have been deleted since).
     pub witnesses: Vec<String>,
@@ -241,6 +244,10 @@ pub(super) struct Plan {
     flags_caps: bool,
     /// Lists are not used for the rest of this probe (why, and whether it is remembered).
     lists_off: Option<(String, bool)>,
+    /// Whether `lists_off` was only recalled, not seen in this probe.
+    lists_off_recalled: bool,
+    /// Whether a UID list proved itself in this probe.
+    lists_proven: bool,
     list_retries: usize,
     /// UIDs whose single query already had its transient failure retried.
     retried: HashSet<String>,
@@ -276,11 +283,12 @@ impl Plan {
             .filter(|(uid, _)| source.contains(uid))
             .map(|(uid, _)| uid.clone())
             .collect();
-        // Witnesses are settled studies, never ones still to confirm.
+        // Witnesses are settled studies, never ones still to confirm, and only UIDs that
+        // a list can carry as one value.
         let mut witnesses: Vec<Witness> = survey
             .sample()
             .iter()
-            .filter(|uid| !source.contains(uid))
+            .filter(|uid| !source.contains(uid) && is_uid(uid))
             .take(2)
             .map(|uid| Witness {
                 uid: uid.clone(),
@@ -288,7 +296,8 @@ impl Plan {
             })
             .collect();
         for uid in &learnt.witnesses {
-            let free = !source.contains(uid) && witnesses.iter().all(|w| w.uid != *uid);
+            let free =
+                !source.contains(uid) && is_uid(uid) && witnesses.iter().all(|w| w.uid != *uid);
             if witnesses.len() < 2 && free {
                 witnesses.push(Witness {
                     uid: uid.clone(),
@@ -305,6 +314,8 @@ impl Plan {
             largest_answer: survey_matches,
             flags_caps: completeness == Some(Completeness::CutOff),
             lists_off: learnt.lists_broken.clone().map(|why| (why, true)),
+            lists_off_recalled: learnt.lists_broken.is_some(),
+            lists_proven: false,
             list_retries: 0,
             retried: HashSet::new(),
             transient_list_retried: false,
@@ -381,6 +392,19 @@ impl Plan {
         let Some(asked) = self.asked.take() else {
             return Ok(Vec::new());
         };
+        // An archive that matches studies it was not asked for ignores the UID key: its
+        // answer proves nothing of the ones it was asked for.
+        let unasked = {
+            let list: HashSet<&str> = match &asked {
+                Asked::One(uid) => [uid.as_str()].into(),
+                Asked::List { batch, first, last } => batch
+                    .iter()
+                    .map(String::as_str)
+                    .chain([first.as_str(), last.as_str()])
+                    .collect(),
+            };
+            matches.iter().any(|(uid, _)| !list.contains(uid.as_str()))
+        };
         let answer = tally(matches);
         let mut notes = Vec::new();
         let twice = matches.len() - answer.len();
@@ -394,6 +418,9 @@ impl Plan {
             Asked::One(uid) => {
                 let source = self.source.get(&uid).flatten();
                 let shown = answer.get(&uid);
+                if unasked {
+                    return Err(Unanswered { uid });
+                }
                 if completeness == Completeness::Complete {
                     self.queue.pop_front();
                     self.settle(&uid, shown);
@@ -414,7 +441,14 @@ impl Plan {
                 }
             }
             Asked::List { batch, first, last } => {
-                let proof = self.judge_list(matches.len(), largest_before, completeness, status);
+                let proof = if unasked {
+                    Err(Some(self.lists_off_now(
+                        "answered a UID list with studies it was not asked for".into(),
+                        true,
+                    )))
+                } else {
+                    self.judge_list(matches.len(), largest_before, completeness, status)
+                };
                 let proof = proof.and_then(|()| {
                     let shown = |w: &str| answer.contains(w);
                     if shown(&first) && shown(&last) {
@@ -425,6 +459,7 @@ impl Plan {
                 });
                 match proof {
                     Ok(()) => {
+                        self.lists_proven = true;
                         for uid in &batch {
                             self.settle(uid, answer.get(uid));
                         }
@@ -511,6 +546,7 @@ impl Plan {
 
     fn lists_off_now(&mut self, why: String, broken: bool) -> Note {
         self.lists_off = Some((why.clone(), broken));
+        self.lists_off_recalled = false;
         Note::ListUnproven { why, broken }
     }
 
@@ -534,7 +570,7 @@ impl Plan {
         match count {
             Some(count) => {
                 self.found.insert(uid, count);
-                if self.witnesses.iter().all(|w| w.uid != uid) {
+                if is_uid(uid) && self.witnesses.iter().all(|w| w.uid != uid) {
                     self.witnesses.insert(
                         0,
                         Witness {
@@ -564,11 +600,17 @@ impl Plan {
             lists_broken: self
                 .lists_off
                 .as_ref()
-                .filter(|(_, broken)| *broken)
+                .filter(|(_, broken)| *broken && !self.lists_off_recalled)
                 .map(|(why, _)| why.clone()),
+            lists_proven: self.lists_proven,
             witnesses: self.witnesses.iter().map(|w| w.uid.clone()).collect(),
         }
     }
+}
+
+/// Whether `uid` is a UID: 1 to 64 digits and dots (what may stand as one value of a list).
+fn is_uid(uid: &str) -> bool {
+    (1..=64).contains(&uid.len()) && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 /// Whether what an archive showed of a study settles it: shown, with at least the source's
@@ -608,6 +650,9 @@ mod tests {
         Refused,
         /// Fails the first list with this transient status, then matches all values.
         FailsOnce(u16),
+        /// Ignores StudyInstanceUID altogether, lists and single values: answers every
+        /// study it holds (up to its cap).
+        IgnoresUids,
     }
 
     #[derive(Clone, Copy, Debug)]
@@ -668,13 +713,16 @@ mod tests {
             let mut status = 0;
             let mut chosen: Vec<&Record> = match uids {
                 None => self.records.iter().filter(|r| r.in_date_answer).collect(),
+                Some(_) if matches!(self.lists, ListMatching::IgnoresUids) => {
+                    self.records.iter().collect()
+                }
                 Some([uid]) => self.records.iter().filter(|r| r.uid == *uid).collect(),
                 Some(list) => {
                     let wanted: Vec<&String> = match self.lists {
                         ListMatching::All => list.iter().collect(),
                         ListMatching::FirstOnly => list.first().into_iter().collect(),
                         ListMatching::LastOnly => list.last().into_iter().collect(),
-                        ListMatching::WholeValue => Vec::new(),
+                        ListMatching::WholeValue | ListMatching::IgnoresUids => Vec::new(),
                         ListMatching::Refused => return (Vec::new(), 0xC320),
                         ListMatching::FailsOnce(failure) => {
                             if !self.lists_failed.replace(true) {
@@ -821,6 +869,7 @@ mod tests {
             1 => Just(ListMatching::WholeValue),
             1 => Just(ListMatching::Refused),
             1 => prop_oneof![Just(0xA700u16), Just(0xC001u16)].prop_map(ListMatching::FailsOnce),
+            1 => Just(ListMatching::IgnoresUids),
         ]
     }
 
@@ -956,7 +1005,12 @@ mod tests {
                         prop_assert_eq!(&outcome, &truth(&archive, &checked), "round {}", round)
                     }
                     Outcome::TooMany => prop_assert!(!roomy, "round {}: failed with room to confirm everything", round),
-                    Outcome::Unanswered => prop_assert!(false, "round {}: a single-UID query went unanswered", round),
+                    // Only an archive that ignores the UID key leaves one unanswered.
+                    Outcome::Unanswered => prop_assert!(
+                        matches!(lists, ListMatching::IgnoresUids),
+                        "round {}: a single-UID query went unanswered",
+                        round
+                    ),
                 }
                 if matches!(lists, ListMatching::All | ListMatching::FailsOnce(_)) {
                     prop_assert!(now_learnt.lists_broken.is_none(), "round {}: {:?}", round, now_learnt);
