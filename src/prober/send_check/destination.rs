@@ -208,7 +208,6 @@ fn log_notes(ctx: &ProbeContext<'_>, notes: &[Note]) {
 }
 
 fn too_many(plan: &Plan, needed: usize, max_confirmations: usize) -> Failure {
-    let learnt = plan.learnt();
     Failure::new(
         Stage::FindDestination,
         Reason::TooManyMatches,
@@ -216,7 +215,7 @@ fn too_many(plan: &Plan, needed: usize, max_confirmations: usize) -> Failure {
             "{needed} studies need confirming one by one, more than send_check.max_confirmations ({max_confirmations}): \
              the destination's UID list matching {}; raise max_confirmations, or use destination_query: \
              per_study if the archive only answers single UIDs",
-            match learnt.lists_broken {
+            match plan.lists_off() {
                 Some(why) => format!("does not work ({why})"),
                 None => "could not be proven (no two studies it is known to hold, or answers too small to rule out a cap)".to_string(),
             }

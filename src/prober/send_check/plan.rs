@@ -594,6 +594,11 @@ impl Plan {
         (self.found, learnt)
     }
 
+    /// Why lists are not used (any more) in this probe, if they are not.
+    pub fn lists_off(&self) -> Option<&str> {
+        self.lists_off.as_ref().map(|(why, _)| why.as_str())
+    }
+
     /// What this probe learnt, to hand to the next.
     pub fn learnt(&self) -> Learnt {
         Learnt {
