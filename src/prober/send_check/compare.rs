@@ -213,18 +213,15 @@ pub(super) fn sort_out(mut studies: Vec<Study>, window: &Window) -> Sorted {
         window.now - chrono::Duration::from_std(window.grace).unwrap_or(chrono::Duration::MAX);
     let future_from = window.now
         + chrono::Duration::from_std(FUTURE_TOLERANCE).unwrap_or(chrono::Duration::zero());
-    let (mut without_uid, mut outside) = (0, 0);
     studies.retain(|study| {
         if study.uid.is_empty() {
-            without_uid += 1;
+            sorted.without_uid += 1;
             return false;
         }
         let inside = study.when.is_some_and(|when| when >= start);
-        outside += usize::from(!inside);
+        sorted.outside += usize::from(!inside);
         inside
     });
-    sorted.without_uid = without_uid;
-    sorted.outside = outside;
     sorted.pending = studies
         .extract_if(.., |study| {
             study.when.is_some_and(|when| when > judged_until)

@@ -5,12 +5,12 @@
 //! whole truth, so they are right only on archives that behave as they assume (see the
 //! README). `auto` runs [`Plan`], the pure rule for calling a study missing: this module only
 //! sends the queries it asks for and hands it the answers. What an archive showed is kept
-//! between probes in [`Archives`], which the probe is handed.
+//! between probes in [`super::memory::Archives`], which the probe is handed.
 
 use chrono::NaiveDate;
 
 use super::compare::Study;
-use super::memory::{ArchiveKey, Archives};
+use super::memory::ArchiveKey;
 pub(super) use super::plan::Survey;
 use super::plan::{self, Found, Next, Note, Plan};
 use super::side::Side;
@@ -140,15 +140,7 @@ pub(super) async fn confirm(
                     if complete { "" } else { " (the answer was not complete)" }
                 ));
             }
-            run_plan(
-                ctx,
-                side,
-                plan,
-                options.max_confirmations,
-                ctx.archives,
-                &key,
-            )
-            .await
+            run_plan(ctx, side, plan, options.max_confirmations, &key).await
         }
     }
 }
@@ -159,7 +151,6 @@ async fn run_plan(
     side: &mut Side<'_, '_>,
     mut plan: Plan,
     max_confirmations: usize,
-    archives: &Archives,
     key: &ArchiveKey,
 ) -> Result<Found, Failure> {
     let outcome = loop {
@@ -182,9 +173,9 @@ async fn run_plan(
             }
         }
     };
-    archives.remember(key, plan.learnt());
+    ctx.archives.remember(key, plan.learnt());
     match outcome {
-        Ok(()) => Ok(plan.finish().0),
+        Ok(()) => Ok(plan.finish()),
         Err(failure) => Err(side.failure(failure)),
     }
 }

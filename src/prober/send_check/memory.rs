@@ -5,7 +5,7 @@
 //! answers: its address, the called and calling AE titles, and whether (and as whom) TLS is
 //! spoken; two modules that reach the same archive the same way share what they learnt. It
 //! holds at most [`MAX_ARCHIVES`] archives (targets come from requests), forgetting the one
-//! used least recently, and forgets a broken list matching after [`FORGET_BROKEN_AFTER`], so
+//! used least recently, and forgets a broken list matching after [`RETEST_AFTER`], so
 //! that an upgraded archive is tried again.
 
 use std::collections::HashMap;
@@ -20,8 +20,9 @@ use crate::config::DicomOptions;
 use crate::prober::peer::called_aet;
 use crate::target::Target;
 
-/// How long an archive's broken list matching is remembered before lists are tried again.
-pub(super) const FORGET_BROKEN_AFTER: Duration = Duration::from_secs(3600);
+/// How long an archive's broken list matching, or a source's offsets, are remembered before
+/// they are tested again.
+pub(super) const RETEST_AFTER: Duration = Duration::from_secs(3600);
 
 /// Archives remembered at once.
 pub const MAX_ARCHIVES: usize = 4096;
@@ -75,7 +76,7 @@ impl Archives {
     }
 
     /// What earlier probes learnt of `key`'s list matching, a broken one forgotten after
-    /// [`FORGET_BROKEN_AFTER`].
+    /// [`RETEST_AFTER`].
     pub(super) fn recall(&self, key: &ArchiveKey) -> Learnt {
         let now = Instant::now();
         self.with(|table| match table.get_mut(key) {
@@ -84,7 +85,7 @@ impl Archives {
                 entry.used = now;
                 if entry
                     .broken_since
-                    .is_some_and(|since| now.duration_since(since) > FORGET_BROKEN_AFTER)
+                    .is_some_and(|since| now.duration_since(since) > RETEST_AFTER)
                 {
                     entry.learnt.lists_broken = None;
                     entry.broken_since = None;
@@ -121,41 +122,45 @@ impl Archives {
     }
 
     /// The TimezoneOffsetFromUTC values `key`'s study matches carry: [`Offsets::Unknown`] when
-    /// it was never asked, showed no study, or was asked longer ago than
-    /// [`FORGET_BROKEN_AFTER`] (a source reconfigured to send offsets is seen to).
+    /// it was never asked, showed no study, or was asked longer ago than [`RETEST_AFTER`] (a
+    /// source reconfigured to send offsets is seen to).
     pub(super) fn offsets(&self, key: &ArchiveKey) -> Offsets {
         let now = Instant::now();
-        self.with(
-            |table| match table.get(key).and_then(|entry| entry.offsets) {
-                Some((offsets, since)) if now.duration_since(since) <= FORGET_BROKEN_AFTER => {
-                    offsets
-                }
-                _ => Offsets::Unknown,
-            },
-        )
+        self.with(|table| fresh_offsets(table.get(key), now).0)
     }
 
     /// Keeps the westernmost offset `key`'s studies carried (`None`: none carried one), the
     /// one already known included while it is fresh.
     pub(super) fn remember_offsets(&self, key: &ArchiveKey, westernmost: Option<i32>) {
         let now = Instant::now();
-        let known = self.offsets(key);
         self.with(|table| {
+            let (known, since) = fresh_offsets(table.get(key), now);
             // A source known to send offsets keeps that while it is fresh, even through a
-            // window in which none of its studies carried one.
+            // window in which none of its studies carried one; and it is asked again for all
+            // offsets when that knowledge is an hour old.
             let offsets = match (known, westernmost) {
                 (Offsets::Westernmost(known), Some(seen)) => Offsets::Westernmost(known.min(seen)),
                 (Offsets::Westernmost(known), None) => Offsets::Westernmost(known),
                 (_, Some(seen)) => Offsets::Westernmost(seen),
                 (_, None) => Offsets::None,
             };
-            let entry = entry(table, key, now);
-            let since = match entry.offsets {
-                Some((_, since)) if offsets != Offsets::None && known != Offsets::Unknown => since,
+            let since = match since {
+                Some(since) if offsets != Offsets::None => since,
                 _ => now,
             };
-            entry.offsets = Some((offsets, since));
+            entry(table, key, now).offsets = Some((offsets, since));
         });
+    }
+}
+
+/// What `entry` knows of its source's offsets while that is fresh, and since when;
+/// [`Offsets::Unknown`] otherwise.
+fn fresh_offsets(entry: Option<&Entry>, now: Instant) -> (Offsets, Option<Instant>) {
+    match entry.and_then(|entry| entry.offsets) {
+        Some((offsets, since)) if now.duration_since(since) <= RETEST_AFTER => {
+            (offsets, Some(since))
+        }
+        _ => (Offsets::Unknown, None),
     }
 }
 

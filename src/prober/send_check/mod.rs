@@ -85,7 +85,15 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
     };
 
     let (studies, destination) = tokio::join!(
-        query_source(ctx, source, &metrics, options, dates, offsets),
+        query_source(
+            ctx,
+            source,
+            &metrics,
+            options,
+            dates,
+            offsets,
+            &source_archive
+        ),
         survey_destination(ctx, destination, &metrics, options, dates),
     );
     let studies = match studies {
@@ -147,7 +155,8 @@ struct Dates {
     today: NaiveDate,
 }
 
-/// The source's studies in the window: one detailed query, which must be complete.
+/// The source's studies in the window: one detailed query, which must be complete. `offsets`
+/// are what `archive` (the source) was seen to send.
 async fn query_source(
     ctx: &ProbeContext<'_>,
     endpoint: Endpoint<'_>,
@@ -155,6 +164,7 @@ async fn query_source(
     options: &SendCheckOptions,
     dates: Dates,
     offsets: Offsets,
+    archive: &ArchiveKey,
 ) -> Result<Vec<Study>, Failure> {
     let zone = Zone::of(options.timezone);
     let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
@@ -187,10 +197,9 @@ async fn query_source(
             Some(why) => Err(side.failure(why)),
             None => Ok(()),
         });
-    let archive = side.archive();
     side.close_with(ctx, answer).await?;
     if ask_offsets && !studies.is_empty() {
-        ctx.archives.remember_offsets(&archive, westernmost);
+        ctx.archives.remember_offsets(archive, westernmost);
         if westernmost.is_none() {
             ctx.log.debug(
                 "source: no study carried TimezoneOffsetFromUTC; it is not asked for again for an hour",

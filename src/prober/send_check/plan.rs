@@ -54,8 +54,7 @@ const SAMPLE: usize = 8;
 /// rather than as text (24 bytes an entry instead of about 100): two UIDs of one probe share
 /// a key with a probability of about n²/2¹²⁹ (10⁻²⁷ for a million studies), which would mix
 /// up their verdicts, and the keys are drawn anew in every process, so a peer cannot choose
-/// UIDs that collide. The first
-/// [`SAMPLE`] UIDs are kept as text too, as witnesses.
+/// UIDs that collide. The first [`SAMPLE`] UIDs are kept as text too, as witnesses.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Found {
     counts: HashMap<u128, Option<u64>>,
@@ -234,8 +233,6 @@ pub(super) struct Plan {
     /// What the archive is known to hold: lower bounds from presence, replaced by the sums of
     /// answers that proved themselves.
     found: Found,
-    /// Studies a proven answer showed the archive does not hold.
-    missing: HashSet<String>,
     witnesses: Vec<Witness>,
     /// The most matches one answer of this probe held.
     largest_answer: usize,
@@ -309,7 +306,6 @@ impl Plan {
             queue,
             source,
             found: survey,
-            missing: HashSet::new(),
             witnesses,
             largest_answer: survey_matches,
             flags_caps: completeness == Some(Completeness::CutOff),
@@ -424,9 +420,7 @@ impl Plan {
                 if completeness == Completeness::Complete {
                     self.queue.pop_front();
                     self.settle(&uid, shown);
-                } else if shown
-                    .is_some_and(|count| settled(&answer, &uid, source) || count.is_none())
-                {
+                } else if settled(&answer, &uid, source) {
                     // Cut off or failed after showing the study: it is held, and what it
                     // showed of its instances is enough.
                     self.queue.pop_front();
@@ -565,7 +559,8 @@ impl Plan {
         }
     }
 
-    /// Records what a proven answer says of `uid`.
+    /// Records what a proven answer says of `uid`: held with a count, or not held (a study
+    /// not in `found` is missing).
     fn settle(&mut self, uid: &str, count: Option<Option<u64>>) {
         match count {
             Some(count) => {
@@ -581,17 +576,14 @@ impl Plan {
                     self.witnesses.truncate(2);
                 }
             }
-            None => {
-                self.found.remove(uid);
-                self.missing.insert(uid.to_string());
-            }
+            None => self.found.remove(uid),
         }
     }
 
-    /// What the archive holds of the checked studies, and what this probe learnt.
-    pub fn finish(self) -> (Found, Learnt) {
-        let learnt = self.learnt();
-        (self.found, learnt)
+    /// What the archive holds of the checked studies (see [`Plan::learnt`] for what this
+    /// probe learnt).
+    pub fn finish(self) -> Found {
+        self.found
     }
 
     /// Why lists are not used (any more) in this probe, if they are not.
@@ -829,7 +821,8 @@ mod tests {
                 }
             }
         }
-        let (found, learnt) = plan.finish();
+        let learnt = plan.learnt();
+        let found = plan.finish();
         let mut missing = BTreeSet::new();
         let mut incomplete = BTreeSet::new();
         for (uid, source) in checked {
