@@ -207,16 +207,7 @@ impl OrthancBuilder {
     /// fresh ports when one of its ports was taken before it bound them.
     pub fn start(self) -> Orthanc {
         let binary = require_binary("Orthanc", "orthanc");
-        let mut taken = Vec::new();
-        loop {
-            match self.try_start(&binary) {
-                Ok(orthanc) => return orthanc,
-                Err(failure) if failure.port_in_use && taken.len() + 1 < PORT_ATTEMPTS => {
-                    taken.push(failure.message);
-                }
-                Err(failure) => panic!("{}{}", failure.message, earlier_attempts(&taken)),
-            }
-        }
+        retry_on_taken_ports(|_| self.try_start(&binary))
     }
 
     fn try_start(&self, binary: &Path) -> Result<Orthanc, StartFailure> {
@@ -923,22 +914,29 @@ fn spawn_dcmqrscp(
     start_retrying_on_fresh_port(port, attempt)
 }
 
-/// Runs `attempt` on `port` and, while the peer finds its port taken (another process bound it
-/// between free_port() and the peer's bind), again on fresh ports, [`PORT_ATTEMPTS`] times in
-/// all. Returns the child, its startup time and the port it listens on; panics with the peer's
-/// log if it did not start.
+/// Runs `attempt` on `port` and, while the peer finds its port taken, again on fresh ports
+/// ([`retry_on_taken_ports`]). Returns the child, its startup time and the port it listens on.
 fn start_retrying_on_fresh_port(
     port: u16,
     attempt: impl Fn(u16) -> Result<(Child, Duration), StartFailure>,
 ) -> (Child, Duration, u16) {
-    let mut port = port;
+    retry_on_taken_ports(|tries| {
+        let port = if tries == 0 { port } else { free_port() };
+        attempt(port).map(|(child, startup)| (child, startup, port))
+    })
+}
+
+/// Starts a peer with `attempt` (given how many attempts came before, so that each can pick
+/// fresh ports) and, while the peer finds a port taken (another process bound it between
+/// free_port() and the peer's bind), once more, [`PORT_ATTEMPTS`] times in all; panics with
+/// the peer's log if it did not start.
+fn retry_on_taken_ports<T>(attempt: impl Fn(usize) -> Result<T, StartFailure>) -> T {
     let mut taken = Vec::new();
     loop {
-        match attempt(port) {
-            Ok((child, startup)) => return (child, startup, port),
+        match attempt(taken.len()) {
+            Ok(started) => return started,
             Err(failure) if failure.port_in_use && taken.len() + 1 < PORT_ATTEMPTS => {
                 taken.push(failure.message);
-                port = free_port();
             }
             Err(failure) => panic!("{}{}", failure.message, earlier_attempts(&taken)),
         }

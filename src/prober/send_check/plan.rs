@@ -1020,25 +1020,40 @@ mod tests {
         }
     }
 
-    /// Finding: one witness known, an archive that uses only the last value of a list.
-    #[test]
-    fn a_single_witness_proves_nothing() {
-        let archive = Archive {
-            records: (0..50)
+    /// An archive holding studies 1.2.0 to 1.2.`n - 1`, one instance each, answering in
+    /// storage order with counts; `in_date_answer` says which its date-range query finds.
+    fn storage_archive(
+        n: usize,
+        in_date_answer: impl Fn(usize) -> bool,
+        lists: ListMatching,
+        cap: Cap,
+    ) -> Archive {
+        Archive {
+            records: (0..n)
                 .map(|i| Record {
                     uid: format!("1.2.{i}"),
                     instances: 1,
-                    in_date_answer: i == 0,
+                    in_date_answer: in_date_answer(i),
                 })
                 .collect(),
-            lists: ListMatching::LastOnly,
-            cap: Cap::None,
+            lists,
+            cap,
             order: Order::Storage,
             counts: Counts::Present,
             lists_failed: std::cell::Cell::new(false),
-        };
-        let checked: Vec<(String, Option<u64>)> =
-            (0..50).map(|i| (format!("1.2.{i}"), Some(1))).collect();
+        }
+    }
+
+    /// Source studies 1.2.0 to 1.2.`n - 1`, one instance each.
+    fn checked(n: usize) -> Vec<(String, Option<u64>)> {
+        (0..n).map(|i| (format!("1.2.{i}"), Some(1))).collect()
+    }
+
+    /// Finding: one witness known, an archive that uses only the last value of a list.
+    #[test]
+    fn a_single_witness_proves_nothing() {
+        let archive = storage_archive(50, |i| i == 0, ListMatching::LastOnly, Cap::None);
+        let checked = checked(50);
         let (outcome, _) = probe(&archive, &checked, &Learnt::default(), 200);
         assert_eq!(outcome, truth(&archive, &checked));
     }
@@ -1046,22 +1061,8 @@ mod tests {
     /// Finding: a cap that answers success after K matches, in storage order.
     #[test]
     fn a_silent_cap_is_not_taken_for_absence() {
-        let archive = Archive {
-            records: (0..60)
-                .map(|i| Record {
-                    uid: format!("1.2.{i}"),
-                    instances: 1,
-                    in_date_answer: i % 2 == 0,
-                })
-                .collect(),
-            lists: ListMatching::All,
-            cap: Cap::Silent(20),
-            order: Order::Storage,
-            counts: Counts::Present,
-            lists_failed: std::cell::Cell::new(false),
-        };
-        let checked: Vec<(String, Option<u64>)> =
-            (0..60).map(|i| (format!("1.2.{i}"), Some(1))).collect();
+        let archive = storage_archive(60, |i| i % 2 == 0, ListMatching::All, Cap::Silent(20));
+        let checked = checked(60);
         let (outcome, _) = probe(&archive, &checked, &Learnt::default(), 200);
         assert_eq!(outcome, truth(&archive, &checked));
     }
@@ -1070,22 +1071,9 @@ mod tests {
     #[test]
     fn a_transient_failure_is_not_remembered() {
         for status in [0xA700, 0xA702, 0xC000, 0xC001] {
-            let archive = Archive {
-                records: (0..10)
-                    .map(|i| Record {
-                        uid: format!("1.2.{i}"),
-                        instances: 1,
-                        in_date_answer: i < 5,
-                    })
-                    .collect(),
-                lists: ListMatching::FailsOnce(status),
-                cap: Cap::None,
-                order: Order::Storage,
-                counts: Counts::Present,
-                lists_failed: std::cell::Cell::new(false),
-            };
-            let checked: Vec<(String, Option<u64>)> =
-                (0..12).map(|i| (format!("1.2.{i}"), Some(1))).collect();
+            let archive =
+                storage_archive(10, |i| i < 5, ListMatching::FailsOnce(status), Cap::None);
+            let checked = checked(12);
             let (outcome, learnt) = probe(&archive, &checked, &Learnt::default(), 3);
             assert_eq!(outcome, truth(&archive, &checked), "{status:#06x}");
             assert_eq!(learnt.lists_broken, None, "{status:#06x}");
