@@ -5,7 +5,7 @@
 # dashboard against their published schemas, and a fuzz smoke pass of every target on nightly
 # Rust. The checks install their own pinned tools (cargo-deb, hadolint, kubeconform, npm's
 # @grafana/schema and TypeScript, cargo-fuzz); none of them exercises a PACS. They are the
-# `release-checks` feature's test targets (Cargo.toml).
+# modules of tests/it that the `release-checks` feature compiles (Cargo.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +23,9 @@ fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
 cargo clippy --all-targets --locked --features release-checks -- -D warnings
-cargo test --locked --features release-checks \
-  --test packaging --test kubernetes --test build_info
-cargo test --locked --features release-checks --test deploy grafana_dashboard_fits_grafanas_schema
+cargo test --locked --features release-checks --test it -- \
+  packaging:: kubernetes:: build_info:: deploy::grafana_dashboard_fits_grafanas_schema
 
 # Every fuzz target for a short while (fuzz/; the committed corpora are also replayed on stable
-# by tests/fuzz_regressions.rs in the code's tests).
+# by tests/it/fuzz_regressions.rs in the code's tests).
 bash scripts/fuzz-smoke.sh 20

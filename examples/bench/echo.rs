@@ -5,10 +5,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::peers::{require_binary, require_python_peers, Orthanc};
 use crate::process::{connect, fetch, probe_path, Exporter};
 use crate::report::{ms, Context, Samples, Section, Table};
 use crate::Options;
+use testkit::peers::{require_binary, require_python_peers, Orthanc};
 
 /// Echoes in one pynetdicom process: one line per echo, its seconds (or `failed`).
 const PYNETDICOM_ECHO: &str = r#"

@@ -17,15 +17,9 @@
 mod echo;
 mod fleet;
 mod memory;
-#[path = "../../tests/support/peers.rs"]
-mod peers;
 mod process;
 mod report;
-#[path = "../../tests/support/scripted.rs"]
-mod scripted;
 mod send_check;
-#[path = "../../tests/support/studies.rs"]
-mod studies;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};

@@ -14,8 +14,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::process::{probe_at, Exporter};
 use crate::report::{mb, ms, Context, Section, Table};
-use crate::scripted::{encode_pdu, response_command, Conn, ScriptedPeer, STUDY_ROOT_FIND};
 use crate::Options;
+use testkit::scripted::{encode_pdu, response_command, Conn, ScriptedPeer, STUDY_ROOT_FIND};
 
 /// What each peer sends as a data set.
 const HOSTILE_BYTES: usize = 40 << 20;

@@ -9,13 +9,13 @@ use chrono::NaiveDateTime;
 use dicom_ul::pdu::Pdu;
 use tokio::io::AsyncWriteExt;
 
-use crate::peers::{require_binary, Orthanc};
 use crate::process::{metric, Exporter};
 use crate::report::{mb, ms, thousands, Context, Samples, Section, Table};
-use crate::scripted::{
+use testkit::peers::{require_binary, Orthanc};
+use testkit::scripted::{
     encode_command, response_command, Conn, Request, ScriptedPeer, STUDY_ROOT_FIND,
 };
-use crate::studies;
+
 use crate::Options;
 
 /// Destination strategies, as `destination_query` names them.
@@ -223,7 +223,7 @@ impl std::fmt::Display for Missing {
 
 /// A source and two destinations, loaded.
 struct Loaded {
-    studies: Vec<studies::Study>,
+    studies: Vec<testkit::studies::Study>,
     source: Orthanc,
     /// Every source study (until the 1% are deleted).
     full: Orthanc,
@@ -247,8 +247,8 @@ impl Loaded {
                 )
             })
             .collect();
-        let studies = studies::generate(n, 42, &when);
-        let others = studies::generate(OTHER_STUDIES, 7, &when);
+        let studies = testkit::studies::generate(n, 42, &when);
+        let others = testkit::studies::generate(OTHER_STUDIES, 7, &when);
         let (source, full, other) = (
             Orthanc::start("SOURCE"),
             Orthanc::start("ARCHIVE"),
@@ -295,7 +295,7 @@ fn check_module(port: u16, extra: &str) -> String {
 }
 
 /// Stores every instance of `studies` in `orthanc`; the number of instances.
-fn upload(orthanc: &Orthanc, studies: &[studies::Study]) -> usize {
+fn upload(orthanc: &Orthanc, studies: &[testkit::studies::Study]) -> usize {
     let mut count = 0;
     for study in studies {
         for bytes in study.instances() {

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| pacs_exporter_fuzz::pdu_pdv(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| testkit::fuzz::pdu_pdv(data));
