@@ -2,8 +2,6 @@
 //! small blocking HTTP client to talk to it.
 
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -130,26 +128,10 @@ impl Drop for Binary {
     }
 }
 
-/// One HTTP/1.0 request to 127.0.0.1:`port`; `None` when nothing answered.
+/// One request to 127.0.0.1:`port`: (status, body); `None` when nothing answered.
 pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).ok()?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer.get(9..12)?.parse().ok()?;
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
+    let answer = crate::http::send(port, crate::http::Request::method(method, path)).ok()?;
+    Some((answer.status, answer.text()))
 }
 
 /// Writes a file next to nothing in particular; for configs the binary reads again.

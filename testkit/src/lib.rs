@@ -7,6 +7,7 @@ pub mod binary;
 pub mod certs;
 pub mod exporter;
 pub mod fuzz;
+pub mod http;
 pub mod metrics;
 pub mod output;
 pub mod peers;

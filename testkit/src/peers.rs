@@ -30,7 +30,7 @@
 
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
+
+use crate::http;
 use tempfile::TempDir;
 
 /// How long Orthanc may take to answer `GET /system` and listen on its DICOM port.
@@ -49,8 +51,6 @@ const DCMQRSCP_READY_TIMEOUT: Duration = Duration::from_secs(15);
 const QRSCP_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between two readiness probes.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// Timeout for each HTTP exchange with Orthanc's REST API (uploads included).
-const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of a peer's log shown when a test panics while the peer is running.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -1121,12 +1121,7 @@ fn tcp_connects(port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Minimal HTTP/1.1 client for Orthanc's REST API
-// ---------------------------------------------------------------------------------------------
-
-/// Sends one HTTP/1.1 request (`Connection: close`) to 127.0.0.1:`port` and returns the status
-/// code and body. Handles `Content-Length`, chunked and read-to-close bodies.
+/// One request to Orthanc's REST API at 127.0.0.1:`port`: the status code and body.
 fn http_request(
     port: u16,
     method: &str,
@@ -1134,107 +1129,10 @@ fn http_request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> io::Result<(u16, Vec<u8>)> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_nodelay(true)?;
-
-    let content_type = content_type
-        .map(|content_type| format!("Content-Type: {content_type}\r\n"))
-        .unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n{content_type}\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    stream.flush()?;
-
-    let mut buf = Vec::new();
-    let header_end = loop {
-        if let Some(pos) = find(&buf, b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if read_more(&mut stream, &mut buf)? == 0 {
-            return Err(invalid(
-                "connection closed before the end of the HTTP headers",
-            ));
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| invalid(&format!("bad HTTP status line in {head:?}")))?;
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    let mut rest = buf.split_off(header_end);
-
-    if header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        stream.read_to_end(&mut rest)?;
-        return Ok((status, dechunk(&rest)?));
+    let mut request = http::Request::method(method, path);
+    if let Some(content_type) = content_type {
+        request = request.body(content_type, body);
     }
-    match header("Content-Length") {
-        Some(length) => {
-            let length: usize = length
-                .parse()
-                .map_err(|_| invalid(&format!("bad Content-Length {length:?}")))?;
-            while rest.len() < length {
-                if read_more(&mut stream, &mut rest)? == 0 {
-                    return Err(invalid("connection closed before the end of the HTTP body"));
-                }
-            }
-            rest.truncate(length);
-        }
-        None => {
-            stream.read_to_end(&mut rest)?;
-        }
-    }
-    Ok((status, rest))
-}
-
-fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = stream.read(&mut chunk)?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
-}
-
-fn dechunk(mut data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = find(data, b"\r\n").ok_or_else(|| invalid("truncated chunk size line"))?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| invalid(&format!("bad chunk size {size_hex:?}")))?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        if data.len() < size + 2 {
-            return Err(invalid("truncated chunk"));
-        }
-        body.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
-fn invalid(message: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+    let answer = http::send(port, request)?;
+    Ok((answer.status, answer.body))
 }

@@ -9,13 +9,14 @@
 
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use hyper::header::ACCEPT;
+
+use crate::http;
 use crate::peers::{free_port, require_binary};
 
 /// How long Prometheus may take to answer `/-/ready`.
@@ -113,26 +114,11 @@ impl Drop for Process {
     }
 }
 
-/// `GET path` on 127.0.0.1:port over HTTP/1.0: (status, body).
+/// `GET path` on 127.0.0.1:port, asking for JSON: (status, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
-    )?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
+    let request = http::Request::get(path).header(ACCEPT, "application/json");
+    let answer = http::send(port, request)?;
+    Ok((answer.status, answer.text()))
 }
 
 /// Polls `check` until it returns `Some`, at most `wait`; then panics with `what`, the last

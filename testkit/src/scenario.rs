@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use chrono::{Duration, NaiveDateTime};
+use chrono::{Duration, NaiveDateTime, TimeZone};
 
 use crate::exporter::Answer;
 use crate::peers::Orthanc;
@@ -217,15 +217,22 @@ impl Scenario {
 
 /// What the checks against the pynetdicom peer (tests/it/send_check_third_peer.rs) ask of a scenario.
 impl Scenario {
-    /// Instances one side holds of the studies whose StudyDate the probe's date range covers
-    /// (the window's first and last day): what qrscp answers that query with, one match each.
+    /// Instances one side holds of the studies whose StudyDate the date range of a source's
+    /// first probe covers: what qrscp answers that query with, one match each. Such a probe
+    /// does not know yet which offsets from UTC the source sends, so its range starts at the
+    /// earliest date the window's start has, in the exporter's zone or 12 hours west of UTC
+    /// (the westernmost offset); it has no end. Near midnight that is a day more than the
+    /// window's own first day.
     pub fn instances_in_date_range(&self, destination: bool) -> usize {
-        let first = (self.now - Duration::hours(24))
-            .format("%Y%m%d")
-            .to_string();
-        let last = self.now.format("%Y%m%d").to_string();
+        let start = self.now - Duration::hours(24);
+        let west = chrono::Local
+            .from_local_datetime(&start)
+            .earliest()
+            .map(|local| (local.naive_utc() - Duration::hours(12)).date());
+        let first = west.map_or(start.date(), |west| west.min(start.date()));
+        let first = first.format("%Y%m%d").to_string();
         self.held(destination)
-            .filter(|(s, _)| (first.as_str()..=last.as_str()).contains(&s.study_date.as_str()))
+            .filter(|(s, _)| s.study_date >= first)
             .map(|(_, count)| count)
             .sum()
     }

@@ -362,16 +362,6 @@ fn assert_build_info(body: &str) {
     );
 }
 
-/// Sends `GET path` to the exporter at `port` on 127.0.0.1; the status line.
-fn get_status(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    answer.lines().next().unwrap_or_default().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn process_log_keys_and_probe_levels_are_prometheus_like() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -397,13 +387,11 @@ async fn process_log_keys_and_probe_levels_are_prometheus_like() {
         let port = exporter.addresses(1)[0].port();
         let live = live.clone();
         tokio::task::spawn_blocking(move || {
-            assert!(
-                get_status(port, &format!("/probe?module=echo&target={live}")).contains(" 200 ")
-            );
-            assert!(
-                get_status(port, "/probe?module=echo&target=DEAD%40127.0.0.1%3A1")
-                    .contains(" 200 ")
-            );
+            for target in [live.as_str(), "DEAD%40127.0.0.1%3A1"] {
+                let path = format!("/probe?module=echo&target={target}");
+                let answer = testkit::http::get(port, &path).expect("an answer");
+                assert_eq!(answer.status, 200, "{path}");
+            }
         })
         .await
         .expect("probes");

@@ -11,7 +11,7 @@ use pacs_exporter::web::{serve, WebConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use testkit::certs::{write, Ca, Issued};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use testkit::http::{exchange, Request};
 use tokio::net::TcpStream;
 
 const MODULES: &str = "modules:\n  echo:\n    prober: echo\n";
@@ -41,35 +41,19 @@ async fn start(dir: &std::path::Path, web_config: &str) -> SocketAddr {
     address
 }
 
-/// One HTTP/1.1 request; returns the status code and body (status 0 when no HTTP answer came).
-async fn request<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut stream: S,
-    path: &str,
-    auth: Option<(&str, &str)>,
-) -> (u16, String) {
-    use base64::Engine;
-    let mut text = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+/// One GET; returns the status code and body (status 0 when no HTTP answer came).
+async fn request<S>(stream: S, path: &str, auth: Option<(&str, &str)>) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut request = Request::get(path);
     if let Some((user, password)) = auth {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        text.push_str(&format!("Authorization: Basic {token}\r\n"));
+        request = request.basic_auth(user, password);
     }
-    text.push_str("\r\n");
-    if stream.write_all(text.as_bytes()).await.is_err() {
-        return (0, String::new());
+    match exchange(stream, "localhost", request).await {
+        Ok(answer) => (answer.status, answer.text()),
+        Err(_) => (0, String::new()),
     }
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer).await;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn client_config(ca: &Ca, client: Option<&Issued>) -> Arc<rustls::ClientConfig> {
