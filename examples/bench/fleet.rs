@@ -95,17 +95,10 @@ pub async fn run(options: &Options, context: &Context) -> Section {
         ),
     );
 
-    let check_modules = format!(
-        "modules:
-  send_check:
-    prober: send_check
-    timeout: 10s
-    send_check:
-      destination: {destination}
-      lookback: 24h
-      grace: 10m
-"
-    );
+    let check_modules = testkit::modules::SendCheck::to(destination.to_string())
+        .named("send_check")
+        .timeout("10s")
+        .config();
     let check = sustained(
         options,
         context,

@@ -9,6 +9,7 @@ pub mod exporter;
 pub mod fuzz;
 pub mod http;
 pub mod metrics;
+pub mod modules;
 pub mod output;
 pub mod peers;
 pub mod prometheus;

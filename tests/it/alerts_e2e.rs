@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use testkit::binary::Binary;
+use testkit::modules::SendCheck;
 use testkit::peers::{free_port, require_binary, Orthanc};
 use testkit::prometheus::{self, wait_ready, Process, Prometheus};
 use testkit::studies::{generate, Study};
@@ -295,20 +296,13 @@ fn prometheus_config(
 
 /// The exporter's modules: echo, and send_check of a source against `destination`.
 fn modules(destination: &str) -> String {
+    let send_check = SendCheck::to(destination)
+        .named("send_check")
+        .timeout("30s")
+        .strategy("auto");
     format!(
-        "modules:
-  echo:
-    prober: echo
-    timeout: 5s
-  send_check:
-    prober: send_check
-    timeout: 30s
-    send_check:
-      destination: {destination}
-      lookback: 24h
-      grace: 10m
-      destination_query: auto
-"
+        "modules:\n  echo:\n    prober: echo\n    timeout: 5s\n{}",
+        send_check.module()
     )
 }
 

@@ -25,6 +25,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 use testkit::exporter::{Answer, Exporter};
+use testkit::modules::SendCheck;
 use testkit::peers::{require_binary, Dcmqrscp, Orthanc};
 use testkit::scripted::{response_command, Conn, Request, ScriptedPeer, STUDY_ROOT_FIND};
 use testkit::studies::{generate, Study};
@@ -323,19 +324,7 @@ fn assert_on_the_wire(answer: &[u8], charset: &str, name: &[u8], what: &str) {
 /// The send_check module with the `patient_name` label, from `source` (`AET@host:port`) to
 /// `destination`.
 async fn check(source: &str, destination: &str) -> Answer {
-    let config = format!(
-        "
-modules:
-  check:
-    prober: send_check
-    timeout: 20s
-    send_check:
-      destination: {destination}
-      lookback: 24h
-      grace: 10m
-      labels: [patient_name]
-"
-    );
+    let config = SendCheck::to(destination).labels("patient_name").config();
     Exporter::new(&config)
         .probe("check", source, Some(30.0))
         .await
@@ -684,20 +673,9 @@ fn list_destination(default_encoding: &str, studies: &[Study]) -> Orthanc {
 
 /// The send_check module with `destination_query: strategy` from `source` to `destination`.
 async fn list_check(source: &Orthanc, destination: &Orthanc, strategy: &str) -> Answer {
-    let config = format!(
-        "
-modules:
-  check:
-    prober: send_check
-    timeout: 20s
-    send_check:
-      destination: ARCHIVE@127.0.0.1:{}
-      lookback: 24h
-      grace: 10m
-      destination_query: {strategy}
-",
-        destination.dicom_port
-    );
+    let config = SendCheck::to(format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port))
+        .strategy(strategy)
+        .config();
     Exporter::new(&config)
         .probe(
             "check",

@@ -7,6 +7,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_ul::pdu::{AbortRQSource, Pdu};
 use testkit::exporter::{Answer, Exporter};
+use testkit::modules::SendCheck;
 use testkit::scripted::{encode_dataset, study_match, Conn, Layout, ScriptedPeer};
 
 const SCRAPE_TIMEOUT: f64 = 2.0;
@@ -23,20 +24,11 @@ modules:
 }
 
 fn send_check_config(destination: &str, labels: &str) -> String {
-    format!(
-        "
-modules:
-  check:
-    prober: send_check
-    timeout: 10s
-    send_check:
-      destination: {destination}
-      lookback: 24h
-      grace: 10m
-      destination_query: uid_list
-      labels: [{labels}]
-"
-    )
+    SendCheck::to(destination)
+        .timeout("10s")
+        .strategy("uid_list")
+        .labels(labels)
+        .config()
 }
 
 async fn checked(answer: Answer) -> Answer {

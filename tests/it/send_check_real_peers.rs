@@ -8,24 +8,16 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, NaiveDateTime};
 use testkit::exporter::{Answer, Exporter};
+use testkit::modules::SendCheck;
 use testkit::peers::{Dcmqrscp, Orthanc};
 use testkit::scenario::Scenario;
 use testkit::studies::{generate, Study};
 
 fn config(destination: &str, strategy: &str, extra: &str) -> String {
-    format!(
-        "
-modules:
-  check:
-    prober: send_check
-    timeout: 20s
-    send_check:
-      destination: {destination}
-      lookback: 24h
-      grace: 10m
-      destination_query: {strategy}
-{extra}"
-    )
+    SendCheck::to(destination)
+        .strategy(strategy)
+        .extra(extra)
+        .config()
 }
 
 /// The send_check module (`strategy`, `extra` settings) from `source` to `destination`.

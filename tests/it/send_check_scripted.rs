@@ -12,6 +12,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use testkit::exporter::{Answer, Exporter};
+use testkit::modules::SendCheck;
 use testkit::scripted::{study_match, Conn, Request, ScriptedPeer};
 
 const SCRAPE_TIMEOUT: f64 = 5.0;
@@ -274,21 +275,11 @@ async fn probe(
 
 /// An exporter whose module `check` checks transfers to `destination`.
 fn exporter(destination: &ScriptedPeer, strategy: &str, extra: &str) -> Exporter {
-    let config = format!(
-        "
-modules:
-  check:
-    prober: send_check
-    timeout: 30s
-    send_check:
-      destination: {}
-      lookback: 24h
-      grace: 10m
-      destination_query: {strategy}
-{extra}",
-        destination.target("DEST")
-    );
-    Exporter::new(&config)
+    let config = SendCheck::to(destination.target("DEST"))
+        .timeout("30s")
+        .strategy(strategy)
+        .extra(extra);
+    Exporter::new(&config.config())
 }
 
 /// Probes `source` with `exporter`'s module `check`, which keeps what earlier probes learnt.

@@ -5,6 +5,7 @@
 //! ModalitiesInStudy. The expected answer is computed from what was loaded, study by study.
 
 use testkit::exporter::{Answer, Exporter};
+use testkit::modules::SendCheck;
 use testkit::peers::{Orthanc, Qrscp};
 use testkit::scenario::Scenario;
 
@@ -22,19 +23,7 @@ fn matches(answer: &Answer, peer: &str) -> f64 {
 
 /// An exporter whose module `check` sends from its target to `destination` (`AET@host:port`).
 fn exporter(destination: &str) -> Exporter {
-    Exporter::new(&format!(
-        "
-modules:
-  check:
-    prober: send_check
-    timeout: 20s
-    send_check:
-      destination: {destination}
-      lookback: 24h
-      grace: 10m
-      destination_query: auto
-"
-    ))
+    Exporter::new(&SendCheck::to(destination).strategy("auto").config())
 }
 
 async fn probe(exporter: &Exporter, source: &str) -> Answer {
