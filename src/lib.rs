@@ -3,6 +3,11 @@
 //! Requests flow one way: [`server`] (HTTP) → [`prober`] (one function per check) →
 //! [`dicom`] (associations, DIMSE) → the peer; metrics come back up through a registry made
 //! fresh for each probe. [`config`] reads modules.yml, [`target`] parses `AET@host:port`.
+//!
+//! `config/` holds the file's shape and its validation into one closed prober per module,
+//! durations, the loading of TLS files. Each prober's own options, defaults and checks
+//! live with the prober (`prober/find.rs`, `prober/send_check/options.rs`); [`config`]
+//! re-exports them, so they are named `config::FindOptions`, `config::SendCheckOptions`, ...
 
 pub(crate) mod allow;
 pub mod config;

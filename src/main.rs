@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use pacs_exporter::config::{Config, PromDuration};
+use pacs_exporter::config::{Config, InvalidDuration, PromDuration};
 use pacs_exporter::http::HttpOptions;
 use pacs_exporter::server::{router, AppState, ServerOptions};
 use pacs_exporter::web::WebConfig;
@@ -83,18 +83,31 @@ struct Flags {
     max_connections: u32,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    match PromDuration::parse(text) {
-        Ok(d) if !d.0.is_zero() => Ok(d.0),
-        Ok(_) => Err("must be greater than 0".into()),
-        Err(e) => Err(e.to_string()),
+/// Why a duration flag (`--web.idle-timeout`, ...) was refused.
+#[derive(Debug, thiserror::Error)]
+enum DurationFlagError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidDuration),
+    #[error("must be greater than 0")]
+    Zero,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, DurationFlagError> {
+    match PromDuration::parse(text)? {
+        PromDuration(d) if d.is_zero() => Err(DurationFlagError::Zero),
+        PromDuration(d) => Ok(d),
     }
 }
 
-fn parse_offset(text: &str) -> Result<f64, String> {
+/// `--timeout-offset` that is not a non-negative, finite number of seconds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a non-negative number of seconds")]
+struct InvalidOffset(String);
+
+fn parse_offset(text: &str) -> Result<f64, InvalidOffset> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{text:?} is not a non-negative number of seconds")),
+        _ => Err(InvalidOffset(text.to_string())),
     }
 }
 

@@ -3,13 +3,19 @@
 //! Echo is not enough: some PACS answer C-ECHO while their database is down. This prober asks a
 //! real question and fails unless the answer is complete: a failure status is
 //! `status_failure`, an answer the peer cut off (0xFE00) is `too_many_matches`.
+//!
+//! The module's `find` block ([`FindOptions`]) is read, defaulted and checked here too.
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::peer::{incomplete_failure, AssociationMetrics};
 use super::{gauge, local_now, Failure, ProbeContext, Stage};
-use crate::config::{FindOptions, Level, Model};
-use crate::dicom::find::{find, Identifier};
+use crate::config::{
+    check_query, default_max_matches, reserved_keys, ModuleError, ProberKind, TimeZone,
+};
+use crate::dicom::find::{find, Identifier, InformationModel};
+use crate::dicom::query::QueryKeys;
 
 pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<(), Failure> {
     let metrics = AssociationMetrics::register(ctx);
@@ -67,4 +73,99 @@ fn identifier(options: &FindOptions) -> Identifier {
     };
     let today = local_now(options.timezone).date();
     Identifier::from_keys(level.map(Level::as_str), &options.query, today)
+}
+
+/// The `find` prober: one C-FIND.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindOptions {
+    /// `study_root` (default), `patient_root` or `worklist`.
+    #[serde(default)]
+    pub model: Model,
+    /// QueryRetrieveLevel: PATIENT, STUDY, SERIES or IMAGE. Default STUDY for study_root,
+    /// PATIENT for patient_root; not sent for worklist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    /// Matching and return keys by DICOM keyword; `today` in a date means the probe's day.
+    #[serde(default)]
+    pub query: QueryKeys,
+    /// How `today` is read; default: the exporter's local zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<TimeZone>,
+    /// Most matches the probe reads before it fails `too_many_matches` (a bound on the time a
+    /// peer can keep it reading; matches are counted, not kept).
+    #[serde(default = "default_max_matches")]
+    pub max_matches: usize,
+}
+
+impl Default for FindOptions {
+    fn default() -> Self {
+        FindOptions {
+            model: Model::default(),
+            level: None,
+            query: QueryKeys::default(),
+            timezone: None,
+            max_matches: default_max_matches(),
+        }
+    }
+}
+
+impl FindOptions {
+    /// Checks the `find` block: its query's keywords, that it leaves the level to `level`,
+    /// that a worklist query has no level, and that `max_matches` bounds something.
+    pub(crate) fn validate(&self) -> Result<(), ModuleError> {
+        check_query(ProberKind::Find, &self.query)?;
+        reserved_keys(
+            ProberKind::Find,
+            &self.query,
+            &["QueryRetrieveLevel"],
+            "set by find.level",
+        )?;
+        if self.model == Model::Worklist && self.level.is_some() {
+            return Err(ModuleError::WorklistLevel);
+        }
+        if self.max_matches == 0 {
+            return Err(ModuleError::MaxMatches(ProberKind::Find));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    #[default]
+    StudyRoot,
+    PatientRoot,
+    Worklist,
+}
+
+impl Model {
+    pub fn information_model(self) -> InformationModel {
+        match self {
+            Model::StudyRoot => InformationModel::StudyRoot,
+            Model::PatientRoot => InformationModel::PatientRoot,
+            Model::Worklist => InformationModel::Worklist,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Patient,
+    Study,
+    Series,
+    Image,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Patient => "PATIENT",
+            Level::Study => "STUDY",
+            Level::Series => "SERIES",
+            Level::Image => "IMAGE",
+        }
+    }
 }

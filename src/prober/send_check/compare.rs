@@ -9,8 +9,9 @@ use chrono::{
     DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc,
 };
 
+use super::options::StudyLabel;
 use super::plan::Found;
-use crate::config::{StudyLabel, TimeZone as ZoneName};
+use crate::config::TimeZone as ZoneName;
 use crate::dicom::study::StudyMatch;
 
 /// A study without StudyTime is placed at the end of its day, so that it is judged only once

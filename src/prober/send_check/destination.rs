@@ -11,10 +11,10 @@ use chrono::NaiveDate;
 
 use super::compare::Study;
 use super::memory::ArchiveKey;
+use super::options::{DestinationQuery, SendCheckOptions};
 pub(super) use super::plan::Survey;
 use super::plan::{self, Found, Next, Note, Plan};
 use super::side::Side;
-use crate::config::{DestinationQuery, SendCheckOptions};
 use crate::dicom::find::{Completeness, FindAnswer};
 use crate::dicom::study::{StudyQuery, StudySelection};
 use crate::prober::peer::incomplete_failure;

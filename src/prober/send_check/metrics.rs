@@ -3,7 +3,7 @@
 
 use prometheus::{Gauge, GaugeVec};
 
-use crate::config::StudyLabel;
+use super::options::StudyLabel;
 use crate::dicom::study::StudySelection;
 use crate::prober::{gauge, gauge_vec, Peer, ProbeContext};
 

@@ -22,11 +22,14 @@
 //! no date bounds the window ahead, so studies dated in the future are counted however far
 //! ahead they are. Studies younger than `grace` are pending; see [`compare`] for untimed
 //! studies and studies timed in the future.
+//!
+//! The module's `send_check` block, its defaults and its checks are in [`options`].
 
 mod compare;
 mod destination;
 mod memory;
 mod metrics;
+pub(crate) mod options;
 mod plan;
 mod side;
 
@@ -40,10 +43,10 @@ use self::compare::{Offsets, Study, Window, Zone};
 use self::destination::Survey;
 use self::memory::ArchiveKey;
 use self::metrics::Metrics;
+use self::options::SendCheckOptions;
 use self::side::{Endpoint, Side};
 use super::peer::incomplete_failure;
 use super::{Failure, Peer, ProbeContext};
-use crate::config::SendCheckOptions;
 use crate::dicom::charset::label_value;
 use crate::dicom::study::{StudyQuery, StudySelection};
 

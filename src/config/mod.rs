@@ -1,32 +1,45 @@
-//! modules.yml: the types, their defaults and their validation, in one place.
+//! modules.yml: the file's shape, and its validation into a closed [`Prober`] per module.
+//!
+//! Here is what is about the file and the module as a whole: [`Config`] and [`Module`], the
+//! [`Prober`] dispatch, load/parse/render, the warnings, the error types, and the helpers the
+//! probers' checks share (reserved query keys, query keywords, PDU length). Beside it:
+//! `duration` (durations as Prometheus writes them), `tls` (the `tls` blocks and the loading of
+//! their files), `dicom` (the `dicom` block every module has) and `values` (a target, a time
+//! zone). Each prober's own block, its defaults and its validation live with the prober
+//! (`prober::find`, `prober::send_check::options`); they are re-exported here, so every config
+//! type has one public path: `config::FindOptions`, `config::SendCheckOptions`, ...
 //!
 //! Parsing is strict: an unknown key, a bad duration, an invalid AE title or an unknown prober is
 //! an error that names the module and the key, with the line where the YAML library gives it. A
 //! config that fails here is never half-applied.
 
+mod dicom;
+mod duration;
+mod tls;
+mod values;
+
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::allow::{AllowList, AllowListError};
-use crate::dicom::find::InformationModel;
 use crate::dicom::query::{self, QueryKeys};
-use crate::dicom::tls::{self, ClientFiles};
-use crate::dicom::TlsOptions;
-use crate::target::{AeTitle, Host, Target};
+use crate::prober::send_check::options::MAX_LOOKBACK;
+
+pub use self::dicom::{
+    DicomOptions, DicomOverrides, DEFAULT_CALLED_AET, DEFAULT_CALLING_AET, DEFAULT_MAX_PDU_LENGTH,
+};
+pub use self::duration::{InvalidDuration, PromDuration};
+pub use self::tls::{TlsError, TlsSettings};
+pub use self::values::{TargetSpec, TimeZone};
+pub use crate::prober::find::{FindOptions, Level, Model};
+pub use crate::prober::send_check::options::{DestinationQuery, SendCheckOptions, StudyLabel};
 
 /// The probe timeout of a module that names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The calling AE title of a module that names none.
-pub const DEFAULT_CALLING_AET: &str = "PACS_EXPORTER";
-/// The called AE title for targets without `AET@`, unless the module names one.
-pub const DEFAULT_CALLED_AET: &str = "ANY-SCP";
-/// The largest PDU we tell peers we accept, unless the module says otherwise.
-pub const DEFAULT_MAX_PDU_LENGTH: u32 = 16_384;
 
 /// A validated config: every module a closed [`Prober`] with its own options.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -151,385 +164,8 @@ impl fmt::Display for ProberKind {
         f.write_str(self.name())
     }
 }
-
-/// The `find` prober: one C-FIND.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FindOptions {
-    /// `study_root` (default), `patient_root` or `worklist`.
-    #[serde(default)]
-    pub model: Model,
-    /// QueryRetrieveLevel: PATIENT, STUDY, SERIES or IMAGE. Default STUDY for study_root,
-    /// PATIENT for patient_root; not sent for worklist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub level: Option<Level>,
-    /// Matching and return keys by DICOM keyword; `today` in a date means the probe's day.
-    #[serde(default)]
-    pub query: QueryKeys,
-    /// How `today` is read; default: the exporter's local zone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<TimeZone>,
-    /// Most matches the probe reads before it fails `too_many_matches` (a bound on the time a
-    /// peer can keep it reading; matches are counted, not kept).
-    #[serde(default = "default_max_matches")]
-    pub max_matches: usize,
-}
-
-impl Default for FindOptions {
-    fn default() -> Self {
-        FindOptions {
-            model: Model::default(),
-            level: None,
-            query: QueryKeys::default(),
-            timezone: None,
-            max_matches: default_max_matches(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Model {
-    #[default]
-    StudyRoot,
-    PatientRoot,
-    Worklist,
-}
-
-impl Model {
-    pub fn information_model(self) -> InformationModel {
-        match self {
-            Model::StudyRoot => InformationModel::StudyRoot,
-            Model::PatientRoot => InformationModel::PatientRoot,
-            Model::Worklist => InformationModel::Worklist,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Level {
-    Patient,
-    Study,
-    Series,
-    Image,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Patient => "PATIENT",
-            Level::Study => "STUDY",
-            Level::Series => "SERIES",
-            Level::Image => "IMAGE",
-        }
-    }
-}
-
-/// The `send_check` prober: did the source's recent studies reach the destination, whole?
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendCheckOptions {
-    /// The destination PACS, `AET@host:port`; the probe's target is the source.
-    pub destination: TargetSpec,
-    /// Connection settings for the destination where they differ from the module's `dicom`.
-    #[serde(default, skip_serializing_if = "DicomOverrides::is_empty")]
-    pub destination_dicom: DicomOverrides,
-    /// Studies whose StudyDate/StudyTime lie in [now − lookback, now] are checked.
-    #[serde(default = "default_lookback")]
-    pub lookback: PromDuration,
-    /// Studies younger than this are pending, not judged yet.
-    #[serde(default = "default_grace")]
-    pub grace: PromDuration,
-    /// How StudyDate/StudyTime are read; default: the exporter's local zone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<TimeZone>,
-    /// Extra C-FIND keys narrowing the source query (e.g. ModalitiesInStudy).
-    #[serde(default)]
-    pub query: QueryKeys,
-    /// Also flag studies that arrived with fewer instances.
-    #[serde(default = "default_true")]
-    pub compare_instances: bool,
-    #[serde(default)]
-    pub destination_query: DestinationQuery,
-    /// Cap on the per-study series.
-    #[serde(default = "default_max_listed")]
-    pub max_listed_studies: usize,
-    /// Opt-in identifying labels on the per-study series (patient data: see the README).
-    #[serde(default)]
-    pub labels: Vec<StudyLabel>,
-    /// Most matches one side may return before the probe gives up (memory bound).
-    #[serde(default = "default_max_matches")]
-    pub max_matches: usize,
-    /// Most single-UID queries `auto` sends to confirm studies one by one (when the
-    /// destination's UID list matching is unproven or broken); past it the probe fails.
-    #[serde(default = "default_max_confirmations")]
-    pub max_confirmations: usize,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DestinationQuery {
-    /// `date_range`, then every study it did not find confirmed by UID queries whose
-    /// answers prove themselves (see the README's send_check section).
-    #[default]
-    Auto,
-    DateRange,
-    UidList,
-    PerStudy,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StudyLabel {
-    PatientName,
-    PatientId,
-    StudyId,
-    AccessionNumber,
-    Modality,
-    StudyDate,
-}
-
-impl StudyLabel {
-    pub fn name(self) -> &'static str {
-        match self {
-            StudyLabel::PatientName => "patient_name",
-            StudyLabel::PatientId => "patient_id",
-            StudyLabel::StudyId => "study_id",
-            StudyLabel::AccessionNumber => "accession_number",
-            StudyLabel::Modality => "modality",
-            StudyLabel::StudyDate => "study_date",
-        }
-    }
-}
-
-/// Per-peer overrides of [`DicomOptions`].
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DicomOverrides {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calling_aet: Option<AeTitle>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_pdu_length: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsSettings>,
-}
-
-impl DicomOverrides {
-    fn is_empty(&self) -> bool {
-        self.calling_aet.is_none() && self.max_pdu_length.is_none() && self.tls.is_none()
-    }
-
-    /// The module's options with these overrides applied.
-    pub fn apply(&self, base: &DicomOptions) -> DicomOptions {
-        DicomOptions {
-            calling_aet: self
-                .calling_aet
-                .clone()
-                .unwrap_or_else(|| base.calling_aet.clone()),
-            called_aet: base.called_aet.clone(),
-            max_pdu_length: self.max_pdu_length.unwrap_or(base.max_pdu_length),
-            // The module's TLS settings name the source's certificate, not the destination's.
-            tls: self.tls.clone().or_else(|| {
-                base.tls.clone().map(|tls| TlsSettings {
-                    server_name: None,
-                    ..tls
-                })
-            }),
-        }
-    }
-}
-
-/// A target written in the config (`AET@host:port`), parsed when the config is read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetSpec(pub Target);
-
-impl<'de> Deserialize<'de> for TargetSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Target::parse(&text)
-            .map(TargetSpec)
-            .map_err(|e| serde::de::Error::custom(format!("invalid target {text:?}: {e}")))
-    }
-}
-
-impl Serialize for TargetSpec {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
-
-/// An IANA time zone name (`Europe/Moscow`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeZone(pub chrono_tz::Tz);
-
-impl<'de> Deserialize<'de> for TimeZone {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse::<chrono_tz::Tz>()
-            .map(TimeZone)
-            .map_err(|_| serde::de::Error::custom(format!("unknown time zone {text:?}")))
-    }
-}
-
-impl Serialize for TimeZone {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.0.name())
-    }
-}
-
-fn default_lookback() -> PromDuration {
-    PromDuration(Duration::from_secs(24 * 3600))
-}
-
-fn default_grace() -> PromDuration {
-    PromDuration(Duration::from_secs(600))
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_max_listed() -> usize {
-    100
-}
-
-fn default_max_matches() -> usize {
-    100_000
-}
-
-fn default_max_confirmations() -> usize {
-    200
-}
-
-/// How the exporter presents itself to a PACS.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DicomOptions {
-    /// Our AE title; many PACS only accept calling AE titles they know.
-    #[serde(default = "default_calling_aet")]
-    pub calling_aet: AeTitle,
-    /// The called AE title for targets written without `AET@`.
-    #[serde(default = "default_called_aet")]
-    pub called_aet: AeTitle,
-    /// The largest PDU we accept from the peer (bytes, 4096–1048576).
-    #[serde(default = "default_max_pdu_length")]
-    pub max_pdu_length: u32,
-    /// DICOM over TLS, when present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsSettings>,
-}
-
-/// `dicom.tls`: DICOM over TLS to the PACS.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    /// CA certificates (PEM) the PACS' certificate must chain to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// Our client certificate and key (PEM), for PACS that require one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_file: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<PathBuf>,
-    /// The name the PACS' certificate must carry; default: the target's host.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    /// Accept any certificate (still encrypted). For testing only.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    /// The rustls config built from the above when the config is loaded.
-    #[serde(skip)]
-    pub client: Option<Arc<rustls::ClientConfig>>,
-}
-
-/// Why a `tls` block cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// The files or choices make no TLS client; the text names the key (`ca_file: ...`).
-    #[error("{0}")]
-    Client(String),
-    /// `server_name`, or the target's host when it is not set, is not a name TLS can verify.
-    #[error("{0}")]
-    ServerName(String),
-    #[error("TLS settings were not loaded")]
-    NotLoaded,
-}
-
-impl TlsError {
-    /// The key below `tls` that the message does not name itself.
-    fn key(&self) -> &'static str {
-        match self {
-            TlsError::ServerName(_) => "server_name: ",
-            TlsError::Client(_) | TlsError::NotLoaded => "",
-        }
-    }
-}
-
-impl TlsSettings {
-    /// Reads the files (relative to `base`) into a rustls client config.
-    fn build(&mut self, base: &Path) -> Result<(), TlsError> {
-        let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
-        let (ca, cert, key) = (
-            resolve(&self.ca_file),
-            resolve(&self.cert_file),
-            resolve(&self.key_file),
-        );
-        self.client = Some(
-            tls::client_config(&ClientFiles {
-                ca_file: ca.as_deref(),
-                cert_file: cert.as_deref(),
-                key_file: key.as_deref(),
-                insecure_skip_verify: self.insecure_skip_verify,
-            })
-            .map_err(TlsError::Client)?,
-        );
-        if let Some(name) = &self.server_name {
-            tls::server_name(name).map_err(TlsError::ServerName)?;
-        }
-        Ok(())
-    }
-
-    /// What an association to `host` needs.
-    pub fn options(&self, host: &Host) -> Result<TlsOptions, TlsError> {
-        let config = self.client.clone().ok_or(TlsError::NotLoaded)?;
-        let name = match (&self.server_name, host) {
-            (Some(name), _) => name.clone(),
-            (None, Host::Ip(ip)) => ip.to_string(),
-            (None, Host::Name(name)) => name.clone(),
-        };
-        Ok(TlsOptions {
-            config,
-            server_name: tls::server_name(&name).map_err(TlsError::ServerName)?,
-        })
-    }
-}
-
-impl Default for DicomOptions {
-    fn default() -> Self {
-        DicomOptions {
-            calling_aet: default_calling_aet(),
-            called_aet: default_called_aet(),
-            max_pdu_length: DEFAULT_MAX_PDU_LENGTH,
-            tls: None,
-        }
-    }
-}
-
 fn default_timeout() -> PromDuration {
     PromDuration(DEFAULT_TIMEOUT)
-}
-
-fn default_calling_aet() -> AeTitle {
-    AeTitle::new(DEFAULT_CALLING_AET).unwrap_or_else(|_| unreachable!("constant is a valid title"))
-}
-
-fn default_called_aet() -> AeTitle {
-    AeTitle::new(DEFAULT_CALLED_AET).unwrap_or_else(|_| unreachable!("constant is a valid title"))
-}
-
-fn default_max_pdu_length() -> u32 {
-    DEFAULT_MAX_PDU_LENGTH
 }
 
 /// Why a config was refused. The text is meant for the operator: it names the file, the module
@@ -719,12 +355,14 @@ impl Config {
     }
 }
 
-/// The longest lookback: a transfer check over more than a year of studies is a migration,
-/// not monitoring.
-const MAX_LOOKBACK: Duration = Duration::from_secs(366 * 86_400);
+/// Most matches a prober that reads them takes from one peer, unless its block says otherwise:
+/// the same bound for `find` and `send_check`.
+pub(crate) fn default_max_matches() -> usize {
+    100_000
+}
 
 /// Keys a prober sets itself may not be given in its query.
-fn reserved_keys(
+pub(crate) fn reserved_keys(
     prober: ProberKind,
     keys: &QueryKeys,
     reserved: &[&str],
@@ -741,7 +379,7 @@ fn reserved_keys(
 }
 
 /// `block` is the key of the `dicom` block that gives `length`.
-fn check_pdu(block: &'static str, length: u32) -> Result<(), ModuleError> {
+pub(crate) fn check_pdu(block: &'static str, length: u32) -> Result<(), ModuleError> {
     if (4096..=1_048_576).contains(&length) {
         Ok(())
     } else {
@@ -750,7 +388,7 @@ fn check_pdu(block: &'static str, length: u32) -> Result<(), ModuleError> {
 }
 
 /// Checks a query's keywords.
-fn check_query(prober: ProberKind, keys: &QueryKeys) -> Result<(), ModuleError> {
+pub(crate) fn check_query(prober: ProberKind, keys: &QueryKeys) -> Result<(), ModuleError> {
     query::validate(keys).map_err(|reason| ModuleError::Query { prober, reason })
 }
 
@@ -780,56 +418,11 @@ impl ModuleFile {
                 })
             }
         };
-        if let Prober::Find(find) = &prober {
-            check_query(ProberKind::Find, &find.query)?;
-            reserved_keys(
-                ProberKind::Find,
-                &find.query,
-                &["QueryRetrieveLevel"],
-                "set by find.level",
-            )?;
-            if find.model == Model::Worklist && find.level.is_some() {
-                return Err(ModuleError::WorklistLevel);
-            }
-            if find.max_matches == 0 {
-                return Err(ModuleError::MaxMatches(ProberKind::Find));
-            }
-        }
-        if let Prober::SendCheck(check) = &prober {
-            check_query(ProberKind::SendCheck, &check.query)?;
-            reserved_keys(
-                ProberKind::SendCheck,
-                &check.query,
-                &[
-                    "QueryRetrieveLevel",
-                    "StudyDate",
-                    "StudyTime",
-                    "StudyInstanceUID",
-                    "NumberOfStudyRelatedInstances",
-                    "SpecificCharacterSet",
-                    "TimezoneOffsetFromUTC",
-                ],
-                "the check sets it (the window is lookback)",
-            )?;
-            if let Some(pdu) = check.destination_dicom.max_pdu_length {
-                check_pdu("send_check.destination_dicom", pdu)?;
-            }
-            if check.lookback.0.is_zero() || check.lookback.0 > MAX_LOOKBACK {
-                return Err(ModuleError::Lookback);
-            }
-            if check.grace >= check.lookback {
-                return Err(ModuleError::Grace);
-            }
-            if check.max_matches == 0 {
-                return Err(ModuleError::MaxMatches(ProberKind::SendCheck));
-            }
-            let mut seen = Vec::with_capacity(check.labels.len());
-            for label in &check.labels {
-                if seen.contains(label) {
-                    return Err(ModuleError::DuplicateLabel(*label));
-                }
-                seen.push(*label);
-            }
+        // Each prober checks its own block.
+        match &prober {
+            Prober::Echo => {}
+            Prober::Find(find) => find.validate()?,
+            Prober::SendCheck(check) => check.validate()?,
         }
         Ok(Module {
             prober,
@@ -849,13 +442,9 @@ impl Module {
                 source,
             })?;
         }
-        if let Prober::SendCheck(check) = &mut self.prober {
-            if let Some(tls) = &mut check.destination_dicom.tls {
-                tls.build(base).map_err(|source| ModuleError::Tls {
-                    block: "send_check.destination_dicom",
-                    source,
-                })?;
-            }
+        match &mut self.prober {
+            Prober::Echo | Prober::Find(_) => {}
+            Prober::SendCheck(check) => check.load_tls(base)?,
         }
         Ok(())
     }
@@ -865,147 +454,9 @@ impl Module {
     }
 }
 
-/// A duration written as Prometheus writes them: `500ms`, `10s`, `1m30s`, `24h`, `7d`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PromDuration(pub Duration);
-
-/// Text that is not a duration as Prometheus writes them (or one too long to hold).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid duration {0:?}: expected e.g. 500ms, 10s, 1m30s, 24h")]
-pub struct InvalidDuration(pub String);
-
-impl PromDuration {
-    pub fn parse(text: &str) -> Result<PromDuration, InvalidDuration> {
-        // Largest first; each unit may appear once, in this order, as in Prometheus.
-        const UNITS: [(&str, u64); 7] = [
-            ("y", 31_536_000_000),
-            ("w", 604_800_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ];
-        let bad = || InvalidDuration(text.to_string());
-        if text == "0" {
-            return Ok(PromDuration(Duration::ZERO));
-        }
-        if text.is_empty() {
-            return Err(bad());
-        }
-        let mut rest = text;
-        let mut total: u64 = 0;
-        let mut next_unit = 0;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let letters = rest[digits..]
-                .bytes()
-                .take_while(u8::is_ascii_alphabetic)
-                .count();
-            if digits == 0 || letters == 0 {
-                return Err(bad());
-            }
-            let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
-            let unit = &rest[digits..digits + letters];
-            let index = UNITS[next_unit..]
-                .iter()
-                .position(|(name, _)| *name == unit)
-                .ok_or_else(bad)?
-                + next_unit;
-            next_unit = index + 1;
-            total = value
-                .checked_mul(UNITS[index].1)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(bad)?;
-            rest = &rest[digits + letters..];
-        }
-        Ok(PromDuration(Duration::from_millis(total)))
-    }
-}
-
-impl fmt::Display for PromDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ms = self.0.as_millis();
-        if ms == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, size) in [
-            ("y", 31_536_000_000u128),
-            ("w", 604_800_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ] {
-            if ms >= size {
-                write!(f, "{}{unit}", ms / size)?;
-                ms %= size;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<'de> Deserialize<'de> for PromDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        PromDuration::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for PromDuration {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_prometheus() {
-        let ok = [
-            ("0", 0),
-            ("500ms", 500),
-            ("10s", 10_000),
-            ("1m30s", 90_000),
-            ("24h", 86_400_000),
-            ("1d", 86_400_000),
-            ("1w", 604_800_000),
-            ("1h0m5s10ms", 3_605_010),
-        ];
-        for (text, ms) in ok {
-            assert_eq!(
-                PromDuration::parse(text),
-                Ok(PromDuration(Duration::from_millis(ms))),
-                "{text}"
-            );
-        }
-        for text in [
-            "",
-            "10",
-            "s",
-            "1.5s",
-            "-1s",
-            "10 s",
-            "5s1m",
-            "1s1s",
-            "10sec",
-            "1x",
-            "99999999999999999999y",
-        ] {
-            assert_eq!(
-                PromDuration::parse(text),
-                Err(InvalidDuration(text.to_string())),
-                "{text:?} should be refused"
-            );
-        }
-        for text in ["500ms", "10s", "1m30s", "1d", "1h5s10ms"] {
-            assert_eq!(PromDuration::parse(text).unwrap().to_string(), text);
-        }
-    }
 
     /// Whether `err` is a YAML error at `key`.
     fn yaml_at(err: &ParseError, key: &str) -> bool {

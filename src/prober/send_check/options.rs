@@ -1,0 +1,173 @@
+//! The module's `send_check` block: the destination and how to reach it, the window, the
+//! strategy for the destination's queries, the bounds, the opt-in labels; their defaults, and
+//! the checks the loader runs on them ([`SendCheckOptions::validate`]).
+//!
+//! Nothing here talks to a peer: the probe reads these options once validated and never
+//! re-checks what [`SendCheckOptions::validate`] guaranteed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{
+    check_pdu, check_query, default_max_matches, reserved_keys, DicomOverrides, ModuleError,
+    ProberKind, PromDuration, TargetSpec, TimeZone,
+};
+use crate::dicom::query::QueryKeys;
+
+/// The `send_check` prober: did the source's recent studies reach the destination, whole?
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendCheckOptions {
+    /// The destination PACS, `AET@host:port`; the probe's target is the source.
+    pub destination: TargetSpec,
+    /// Connection settings for the destination where they differ from the module's `dicom`.
+    #[serde(default, skip_serializing_if = "DicomOverrides::is_empty")]
+    pub destination_dicom: DicomOverrides,
+    /// Studies whose StudyDate/StudyTime lie in [now − lookback, now] are checked.
+    #[serde(default = "default_lookback")]
+    pub lookback: PromDuration,
+    /// Studies younger than this are pending, not judged yet.
+    #[serde(default = "default_grace")]
+    pub grace: PromDuration,
+    /// How StudyDate/StudyTime are read; default: the exporter's local zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<TimeZone>,
+    /// Extra C-FIND keys narrowing the source query (e.g. ModalitiesInStudy).
+    #[serde(default)]
+    pub query: QueryKeys,
+    /// Also flag studies that arrived with fewer instances.
+    #[serde(default = "default_true")]
+    pub compare_instances: bool,
+    #[serde(default)]
+    pub destination_query: DestinationQuery,
+    /// Cap on the per-study series.
+    #[serde(default = "default_max_listed")]
+    pub max_listed_studies: usize,
+    /// Opt-in identifying labels on the per-study series (patient data: see the README).
+    #[serde(default)]
+    pub labels: Vec<StudyLabel>,
+    /// Most matches one side may return before the probe gives up (memory bound).
+    #[serde(default = "default_max_matches")]
+    pub max_matches: usize,
+    /// Most single-UID queries `auto` sends to confirm studies one by one (when the
+    /// destination's UID list matching is unproven or broken); past it the probe fails.
+    #[serde(default = "default_max_confirmations")]
+    pub max_confirmations: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationQuery {
+    /// `date_range`, then every study it did not find confirmed by UID queries whose
+    /// answers prove themselves (see the README's send_check section).
+    #[default]
+    Auto,
+    DateRange,
+    UidList,
+    PerStudy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StudyLabel {
+    PatientName,
+    PatientId,
+    StudyId,
+    AccessionNumber,
+    Modality,
+    StudyDate,
+}
+
+impl StudyLabel {
+    pub fn name(self) -> &'static str {
+        match self {
+            StudyLabel::PatientName => "patient_name",
+            StudyLabel::PatientId => "patient_id",
+            StudyLabel::StudyId => "study_id",
+            StudyLabel::AccessionNumber => "accession_number",
+            StudyLabel::Modality => "modality",
+            StudyLabel::StudyDate => "study_date",
+        }
+    }
+}
+
+impl SendCheckOptions {
+    /// Checks the `send_check` block: its query's keywords and that it leaves the window's
+    /// keys to the check, the destination's PDU length, the window (`lookback` within
+    /// [`MAX_LOOKBACK`], `grace` shorter), `max_matches`, and labels listed once.
+    pub(crate) fn validate(&self) -> Result<(), ModuleError> {
+        check_query(ProberKind::SendCheck, &self.query)?;
+        reserved_keys(
+            ProberKind::SendCheck,
+            &self.query,
+            &[
+                "QueryRetrieveLevel",
+                "StudyDate",
+                "StudyTime",
+                "StudyInstanceUID",
+                "NumberOfStudyRelatedInstances",
+                "SpecificCharacterSet",
+                "TimezoneOffsetFromUTC",
+            ],
+            "the check sets it (the window is lookback)",
+        )?;
+        if let Some(pdu) = self.destination_dicom.max_pdu_length {
+            check_pdu("send_check.destination_dicom", pdu)?;
+        }
+        if self.lookback.0.is_zero() || self.lookback.0 > MAX_LOOKBACK {
+            return Err(ModuleError::Lookback);
+        }
+        if self.grace >= self.lookback {
+            return Err(ModuleError::Grace);
+        }
+        if self.max_matches == 0 {
+            return Err(ModuleError::MaxMatches(ProberKind::SendCheck));
+        }
+        let mut seen = Vec::with_capacity(self.labels.len());
+        for label in &self.labels {
+            if seen.contains(label) {
+                return Err(ModuleError::DuplicateLabel(*label));
+            }
+            seen.push(*label);
+        }
+        Ok(())
+    }
+
+    /// Builds the destination's TLS client config, when `destination_dicom` has its own
+    /// `tls`; relative paths are read from `base`.
+    pub(crate) fn load_tls(&mut self, base: &Path) -> Result<(), ModuleError> {
+        if let Some(tls) = &mut self.destination_dicom.tls {
+            tls.build(base).map_err(|source| ModuleError::Tls {
+                block: "send_check.destination_dicom",
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The longest lookback: a transfer check over more than a year of studies is a migration,
+/// not monitoring.
+pub(crate) const MAX_LOOKBACK: Duration = Duration::from_secs(366 * 86_400);
+
+fn default_lookback() -> PromDuration {
+    PromDuration(Duration::from_secs(24 * 3600))
+}
+
+fn default_grace() -> PromDuration {
+    PromDuration(Duration::from_secs(600))
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_listed() -> usize {
+    100
+}
+
+fn default_max_confirmations() -> usize {
+    200
+}
