@@ -10,6 +10,7 @@ pub mod demo;
 pub mod dicom;
 pub(crate) mod history;
 pub mod http;
+pub mod metrics;
 pub(crate) mod prober;
 pub(crate) mod scheduler;
 pub mod server;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use prometheus::proto::MetricFamily;
-use prometheus::{Gauge, GaugeVec, Opts, Registry};
+use prometheus::Registry;
 use tokio::time::Instant;
 
 use chrono::NaiveDateTime;
@@ -24,6 +24,7 @@ use chrono::NaiveDateTime;
 use crate::allow::AllowList;
 use crate::config::{Module, Prober, ProberKind, TimeZone};
 use crate::dicom;
+use crate::metrics;
 use crate::target::Target;
 
 pub use log::ProbeLog;
@@ -245,14 +246,6 @@ pub struct Progress {
     names_peers: AtomicBool,
 }
 
-/// The series every probe has, added when it ends.
-const COMMON_SERIES: [&str; 4] = [
-    "probe_success",
-    "probe_duration_seconds",
-    "probe_timeout_seconds",
-    "probe_failure_info",
-];
-
 impl Default for Progress {
     fn default() -> Self {
         Progress::new()
@@ -299,7 +292,8 @@ impl Progress {
             .registry
             .gather()
             .into_iter()
-            .filter(|f| !COMMON_SERIES.contains(&f.name()))
+            // The series every probe has are added when it ends.
+            .filter(|f| !metrics::COMMON.iter().any(|m| m.name == f.name()))
             .chain(common.gather())
             .collect();
         families.sort_by(|a, b| a.name().cmp(b.name()));
@@ -309,24 +303,15 @@ impl Progress {
 
 /// Registers and sets the series every probe has but `probe_failure_info`.
 fn set_common(registry: &Registry, timeout: Duration, duration: Duration, success: bool) {
-    gauge(
-        registry,
-        "probe_success",
-        "Whether the probe succeeded (1) or failed (0).",
-    )
-    .set(if success { 1.0 } else { 0.0 });
-    gauge(
-        registry,
-        "probe_duration_seconds",
-        "How long the probe took to complete in seconds.",
-    )
-    .set(duration.as_secs_f64());
-    gauge(
-        registry,
-        "probe_timeout_seconds",
-        "The deadline the probe ran under, in seconds.",
-    )
-    .set(timeout.as_secs_f64());
+    metrics::PROBE_SUCCESS
+        .gauge(registry)
+        .set(if success { 1.0 } else { 0.0 });
+    metrics::PROBE_DURATION_SECONDS
+        .gauge(registry)
+        .set(duration.as_secs_f64());
+    metrics::PROBE_TIMEOUT_SECONDS
+        .gauge(registry)
+        .set(timeout.as_secs_f64());
 }
 
 /// Registers and sets `probe_failure_info`; with `names_peers` (send_check, whose label set
@@ -339,14 +324,10 @@ fn failure_info(registry: &Registry, names_peers: bool, failure: &Failure) {
     } else {
         (&["stage", "reason"], vec![stage, reason])
     };
-    gauge_vec(
-        registry,
-        "probe_failure_info",
-        "Why the probe failed: the stage and a reason from a fixed vocabulary.",
-        labels,
-    )
-    .with_label_values(&values)
-    .set(1.0);
+    metrics::PROBE_FAILURE_INFO
+        .gauge_vec(registry, labels)
+        .with_label_values(&values)
+        .set(1.0);
 }
 
 /// What a probe is handed beyond its request: the config's allowed_targets, and what earlier
@@ -454,27 +435,6 @@ pub(crate) fn local_now(zone: Option<TimeZone>) -> NaiveDateTime {
         Some(TimeZone(tz)) => chrono::Utc::now().with_timezone(&tz).naive_local(),
         None => chrono::Local::now().naive_local(),
     }
-}
-
-/// Registers a gauge. Names are constants of this crate, so registration only fails on a
-/// programming error; the probe still answers then, without that series, and says so in the log.
-pub(crate) fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
-    let gauge = Gauge::with_opts(Opts::new(name, help))
-        .unwrap_or_else(|e| unreachable!("invalid metric {name}: {e}"));
-    if let Err(e) = registry.register(Box::new(gauge.clone())) {
-        tracing::error!(metric = name, error = %e, "cannot register metric");
-    }
-    gauge
-}
-
-/// Registers a labelled gauge; see [`gauge`].
-pub(crate) fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let gauge = GaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("invalid metric {name}: {e}"));
-    if let Err(e) = registry.register(Box::new(gauge.clone())) {
-        tracing::error!(metric = name, error = %e, "cannot register metric");
-    }
-    gauge
 }
 
 #[cfg(test)]
