@@ -761,7 +761,7 @@ async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
         .iter()
         .map(|r| {
             let (result, class) = if r.success() { ("success", "ok") } else { ("failure", "failed") };
-            let found = r.summary.as_deref().unwrap_or_default();
+            let found = r.summary.map(|s| s.to_string()).unwrap_or_default();
             let reason = r
                 .failure
                 .as_ref()
@@ -773,7 +773,7 @@ async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
                 time = format_time(r.started_at),
                 module = html_escape(&r.module),
                 target = html_escape(&r.target),
-                found = html_escape(found),
+                found = html_escape(&found),
                 duration = r.duration.as_secs_f64(),
                 reason = html_escape(&reason),
                 id = r.id,

@@ -338,12 +338,32 @@ pub struct Known<'a> {
     pub archives: &'a send_check::Archives,
 }
 
-/// The result of one probe: its metrics and its verdict.
+/// The result of one probe: its metrics, its verdict and, if it succeeded, what it found.
 pub struct ProbeResult {
     pub registry: Registry,
     pub success: bool,
     pub duration: Duration,
     pub failure: Option<Failure>,
+    pub summary: Option<Summary>,
+}
+
+/// What a successful probe found beyond its verdict, as the landing page shows it. Only a
+/// transfer check has something to add; echo's and find's verdicts say it all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summary {
+    Transfer(send_check::Counts),
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Summary::Transfer(counts) => write!(
+                f,
+                "checked {}, missing {}, incomplete {}",
+                counts.checked, counts.missing, counts.incomplete
+            ),
+        }
+    }
 }
 
 /// Runs one probe under `deadline` and gathers its metrics into `progress`' registry, which
@@ -380,9 +400,11 @@ pub async fn run(
     ));
     let probe = async {
         match &module.prober {
-            Prober::Echo => echo::probe(&ctx).await,
-            Prober::Find(options) => find::probe(&ctx, options).await,
-            Prober::SendCheck(options) => send_check::probe(&ctx, options).await,
+            Prober::Echo => echo::probe(&ctx).await.map(|()| None),
+            Prober::Find(options) => find::probe(&ctx, options).await.map(|()| None),
+            Prober::SendCheck(options) => send_check::probe(&ctx, options)
+                .await
+                .map(|counts| Some(Summary::Transfer(counts))),
         }
     };
     // The probers keep the deadline themselves (and abort cleanly); this is the backstop.
@@ -398,7 +420,10 @@ pub async fn run(
     };
     let duration = start.elapsed();
 
-    let failure = outcome.err();
+    let (summary, failure) = match outcome {
+        Ok(summary) => (summary, None),
+        Err(failure) => (None, Some(failure)),
+    };
     set_common(&registry, timeout, duration, failure.is_none());
     match &failure {
         // The process log: a success at debug, a failure at info, with its stage and reason.
@@ -425,6 +450,7 @@ pub async fn run(
         success: failure.is_none(),
         duration,
         failure,
+        summary,
     }
 }
 
@@ -440,6 +466,16 @@ pub(crate) fn local_now(zone: Option<TimeZone>) -> NaiveDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transfer_checks_summary_names_its_counts() {
+        let summary = Summary::Transfer(send_check::Counts {
+            checked: 23,
+            missing: 3,
+            incomplete: 1,
+        });
+        assert_eq!(summary.to_string(), "checked 23, missing 3, incomplete 1");
+    }
 
     #[test]
     fn stage_round_trips_through_the_tracker() {
