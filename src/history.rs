@@ -1,4 +1,5 @@
-//! Recent probes, for the landing page and `/logs`.
+//! Recent probes, for the landing page and `/logs`: the scheduler records every probe it ran
+//! here, the pages read them.
 //!
 //! Successes and failures are kept in separate rings of `--history.limit` entries each, so a
 //! stream of successful scrapes never pushes the last failure out: the probe an operator wants
