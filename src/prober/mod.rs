@@ -1,9 +1,11 @@
 //! Probers: one function per protocol check, and the failure vocabulary they report in.
 //!
 //! A prober is handed a [`ProbeContext`] (target, module, deadline, a fresh registry, a log).
-//! It registers its metrics, logs why it failed and returns `Ok` or a [`Failure`]. It never
-//! knows about HTTP. [`run`] wraps every prober with the metrics every probe has
-//! (`probe_success`, `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`).
+//! It registers its metrics (named in the [`crate::metrics`] catalogue), logs why it failed and
+//! returns what it found (send_check: its counts of studies) or a [`Failure`]. It never knows
+//! about HTTP. [`run`] wraps every prober with the metrics every probe has (`probe_success`,
+//! `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`) and hands back
+//! what it found as a typed [`Summary`], which the landing page shows.
 
 pub mod echo;
 pub mod find;
