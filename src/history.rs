@@ -1,4 +1,5 @@
-//! Recent probes, for the landing page and `/logs`.
+//! Recent probes, for the landing page and `/logs`: the scheduler records every probe it ran
+//! here, the pages read them.
 //!
 //! Successes and failures are kept in separate rings of `--history.limit` entries each, so a
 //! stream of successful scrapes never pushes the last failure out: the probe an operator wants
@@ -7,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
-use crate::prober::Failure;
+use crate::prober::{Failure, Summary};
 
 /// One finished probe.
 #[derive(Clone, Debug)]
@@ -20,36 +21,15 @@ pub struct ProbeRecord {
     pub failure: Option<Failure>,
     /// The probe's log, rendered.
     pub log: String,
-    /// What the probe found beyond its verdict, e.g. a transfer check's
-    /// "checked 23, missing 3, incomplete 1"; see [`summary`].
-    pub summary: Option<String>,
+    /// What the probe found beyond its verdict, if it succeeded: e.g. a transfer check's
+    /// counts of studies checked, missing and incomplete.
+    pub summary: Option<Summary>,
 }
 
 impl ProbeRecord {
     pub fn success(&self) -> bool {
         self.failure.is_none()
     }
-}
-
-/// A one-line account of what a probe found, read from its metrics (`exposition`, the text
-/// format): for a transfer check, the studies checked, missing and incomplete; `None` for
-/// probes whose verdict says it all.
-pub fn summary(exposition: &str) -> Option<String> {
-    let value = |name: &str| {
-        exposition.lines().find_map(|line| {
-            let (series, value) = line.split_once(' ')?;
-            (series == name).then(|| value.trim().parse::<f64>().ok())?
-        })
-    };
-    let parts: Vec<String> = [
-        ("checked", "pacs_studies_checked"),
-        ("missing", "pacs_studies_missing"),
-        ("incomplete", "pacs_studies_incomplete"),
-    ]
-    .iter()
-    .filter_map(|(what, name)| Some(format!("{what} {}", value(name)?)))
-    .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 pub struct History {
@@ -129,18 +109,6 @@ mod tests {
             log: String::new(),
             summary: None,
         }
-    }
-
-    #[test]
-    fn summary_reads_a_transfer_checks_gauges() {
-        let exposition = "# TYPE pacs_studies_checked gauge\npacs_studies_checked 23\n\
-                          pacs_studies_missing 3\npacs_studies_incomplete 1\n\
-                          pacs_study_unsent{study_instance_uid=\"1.2\",state=\"missing\"} 1\n";
-        assert_eq!(
-            summary(exposition).as_deref(),
-            Some("checked 23, missing 3, incomplete 1")
-        );
-        assert_eq!(summary("probe_success 1\nprobe_dicom_status 0\n"), None);
     }
 
     #[test]

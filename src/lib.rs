@@ -1,8 +1,11 @@
 //! pacs_exporter: a Prometheus exporter that probes PACS (DICOM) servers.
 //!
-//! Requests flow one way: [`server`] (HTTP) → [`prober`] (one function per check) →
-//! [`dicom`] (associations, DIMSE) → the peer; metrics come back up through a registry made
-//! fresh for each probe. [`config`] reads modules.yml, [`target`] parses `AET@host:port`.
+//! Requests flow one way: [`web`] (HTTP: routes, pages, app state, connections, auth) →
+//! [`scheduler`] (coalescing, the bound on work, deadlines) → [`prober`] (one function per
+//! check, each returning a typed summary) → [`dicom`] (associations, DIMSE) → the peer;
+//! metrics come back up through a registry made fresh for each probe, under the names and
+//! help texts of the [`metrics`] catalogue. [`history`] keeps recent probes for the pages,
+//! [`config`] reads modules.yml, [`target`] parses `AET@host:port`.
 //!
 //! `config/` holds the file's shape and its validation into one closed prober per module,
 //! durations, the loading of TLS files. Each prober's own options, defaults and checks
@@ -14,9 +17,8 @@ pub mod config;
 pub mod demo;
 pub mod dicom;
 pub(crate) mod history;
-pub mod http;
+pub mod metrics;
 pub(crate) mod prober;
 pub(crate) mod scheduler;
-pub mod server;
 pub mod target;
 pub mod web;

@@ -8,9 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use pacs_exporter::config::{Config, InvalidDuration, PromDuration};
-use pacs_exporter::http::HttpOptions;
-use pacs_exporter::server::{router, AppState, ServerOptions};
-use pacs_exporter::web::WebConfig;
+use pacs_exporter::web::{router, AppState, HttpOptions, ServerOptions, WebConfig};
 
 /// `--version` as Prometheus' exporters print it; the build facts come from build.rs.
 const VERSION: &str = concat!(
@@ -186,7 +184,7 @@ fn listen(flags: &Flags, default: &str) -> anyhow::Result<Vec<tokio::net::TcpLis
     };
     let mut listeners = Vec::new();
     for address in addresses {
-        listeners.extend(pacs_exporter::http::listen(address)?);
+        listeners.extend(pacs_exporter::web::listen(address)?);
     }
     Ok(listeners)
 }
@@ -317,7 +315,7 @@ async fn serve(
     tokio::spawn(reload_on_sighup(state.clone()));
     let shutdown = shutdown_signal(state.clone());
     let router = pacs_exporter::web::protect(router(state), &web);
-    pacs_exporter::http::serve_all(listeners, router, web.tls(), options, shutdown)
+    pacs_exporter::web::serve_all(listeners, router, web.tls(), options, shutdown)
         .await
         .context("server failed")?;
     tracing::info!("stopped");
@@ -363,7 +361,7 @@ async fn reload_on_sighup(state: Arc<AppState>) {
 
 /// Resolves on SIGTERM or Ctrl-C with how long requests in flight may still take: the longest
 /// module timeout and a little, so that the process ends within that timeout plus a second.
-async fn shutdown_signal(state: Arc<pacs_exporter::server::AppState>) -> Duration {
+async fn shutdown_signal(state: Arc<AppState>) -> Duration {
     use tokio::signal::unix::{signal, SignalKind};
     let terminate = async {
         match signal(SignalKind::terminate()) {

@@ -384,12 +384,7 @@ impl Scheduler {
             duration: result.duration,
             failure: result.failure,
             log: log.clone(),
-            // A transfer check that did not run found nothing: its gauges are zeros.
-            summary: if result.success {
-                crate::history::summary(&exposition)
-            } else {
-                None
-            },
+            summary: result.summary,
         });
         Outcome::Ran(Arc::new(ProbeOutcome {
             success: result.success,

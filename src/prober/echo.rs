@@ -10,18 +10,15 @@
 use tokio::time::Instant;
 
 use super::peer::AssociationMetrics;
-use super::{gauge, Failure, ProbeContext, Reason, Stage};
+use super::{Failure, ProbeContext, Reason, Stage};
 use crate::dicom::echo::echo;
 use crate::dicom::message::status_is_failure;
 use crate::dicom::VERIFICATION;
+use crate::metrics;
 
 pub async fn probe(ctx: &ProbeContext<'_>) -> Result<(), Failure> {
     let metrics = AssociationMetrics::register(ctx);
-    let echo_duration = gauge(
-        ctx.registry,
-        "probe_dicom_echo_duration_seconds",
-        "How long the C-ECHO exchange took, in seconds.",
-    );
+    let echo_duration = metrics::PROBE_DICOM_ECHO_DURATION_SECONDS.gauge(ctx.registry);
 
     let mut association = metrics.associate(ctx, &[VERIFICATION]).await?;
 

@@ -10,25 +10,18 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::peer::{incomplete_failure, AssociationMetrics};
-use super::{gauge, local_now, Failure, ProbeContext, Stage};
+use super::{local_now, Failure, ProbeContext, Stage};
 use crate::config::{
     check_query, default_max_matches, reserved_keys, ModuleError, ProberKind, TimeZone,
 };
 use crate::dicom::find::{find, Identifier, InformationModel};
 use crate::dicom::query::QueryKeys;
+use crate::metrics;
 
 pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<(), Failure> {
     let metrics = AssociationMetrics::register(ctx);
-    let duration = gauge(
-        ctx.registry,
-        "probe_dicom_find_duration_seconds",
-        "How long the C-FIND took, from request to final response, in seconds.",
-    );
-    let matches = gauge(
-        ctx.registry,
-        "probe_dicom_find_matches",
-        "Matches the C-FIND returned.",
-    );
+    let duration = metrics::PROBE_DICOM_FIND_DURATION_SECONDS.gauge(ctx.registry);
+    let matches = metrics::PROBE_DICOM_FIND_MATCHES.gauge(ctx.registry);
 
     let model = options.model.information_model();
     let mut association = metrics.associate(ctx, &[model.sop_class()]).await?;

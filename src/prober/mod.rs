@@ -1,9 +1,11 @@
 //! Probers: one function per protocol check, and the failure vocabulary they report in.
 //!
 //! A prober is handed a [`ProbeContext`] (target, module, deadline, a fresh registry, a log).
-//! It registers its metrics, logs why it failed and returns `Ok` or a [`Failure`]. It never
-//! knows about HTTP. [`run`] wraps every prober with the metrics every probe has
-//! (`probe_success`, `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`).
+//! It registers its metrics (named in the [`crate::metrics`] catalogue), logs why it failed and
+//! returns what it found (send_check: its counts of studies) or a [`Failure`]. It never knows
+//! about HTTP. [`run`] wraps every prober with the metrics every probe has (`probe_success`,
+//! `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`) and hands back
+//! what it found as a typed [`Summary`], which the landing page shows.
 
 pub mod echo;
 pub mod find;
@@ -16,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use prometheus::proto::MetricFamily;
-use prometheus::{Gauge, GaugeVec, Opts, Registry};
+use prometheus::Registry;
 use tokio::time::Instant;
 
 use chrono::NaiveDateTime;
@@ -24,6 +26,7 @@ use chrono::NaiveDateTime;
 use crate::allow::AllowList;
 use crate::config::{Module, Prober, ProberKind, TimeZone};
 use crate::dicom;
+use crate::metrics;
 use crate::target::Target;
 
 pub use log::ProbeLog;
@@ -245,14 +248,6 @@ pub struct Progress {
     names_peers: AtomicBool,
 }
 
-/// The series every probe has, added when it ends.
-const COMMON_SERIES: [&str; 4] = [
-    "probe_success",
-    "probe_duration_seconds",
-    "probe_timeout_seconds",
-    "probe_failure_info",
-];
-
 impl Default for Progress {
     fn default() -> Self {
         Progress::new()
@@ -299,7 +294,8 @@ impl Progress {
             .registry
             .gather()
             .into_iter()
-            .filter(|f| !COMMON_SERIES.contains(&f.name()))
+            // The series every probe has are added when it ends.
+            .filter(|f| !metrics::COMMON.iter().any(|m| m.name == f.name()))
             .chain(common.gather())
             .collect();
         families.sort_by(|a, b| a.name().cmp(b.name()));
@@ -309,24 +305,15 @@ impl Progress {
 
 /// Registers and sets the series every probe has but `probe_failure_info`.
 fn set_common(registry: &Registry, timeout: Duration, duration: Duration, success: bool) {
-    gauge(
-        registry,
-        "probe_success",
-        "Whether the probe succeeded (1) or failed (0).",
-    )
-    .set(if success { 1.0 } else { 0.0 });
-    gauge(
-        registry,
-        "probe_duration_seconds",
-        "How long the probe took to complete in seconds.",
-    )
-    .set(duration.as_secs_f64());
-    gauge(
-        registry,
-        "probe_timeout_seconds",
-        "The deadline the probe ran under, in seconds.",
-    )
-    .set(timeout.as_secs_f64());
+    metrics::PROBE_SUCCESS
+        .gauge(registry)
+        .set(if success { 1.0 } else { 0.0 });
+    metrics::PROBE_DURATION_SECONDS
+        .gauge(registry)
+        .set(duration.as_secs_f64());
+    metrics::PROBE_TIMEOUT_SECONDS
+        .gauge(registry)
+        .set(timeout.as_secs_f64());
 }
 
 /// Registers and sets `probe_failure_info`; with `names_peers` (send_check, whose label set
@@ -339,14 +326,10 @@ fn failure_info(registry: &Registry, names_peers: bool, failure: &Failure) {
     } else {
         (&["stage", "reason"], vec![stage, reason])
     };
-    gauge_vec(
-        registry,
-        "probe_failure_info",
-        "Why the probe failed: the stage and a reason from a fixed vocabulary.",
-        labels,
-    )
-    .with_label_values(&values)
-    .set(1.0);
+    metrics::PROBE_FAILURE_INFO
+        .gauge_vec(registry, labels)
+        .with_label_values(&values)
+        .set(1.0);
 }
 
 /// What a probe is handed beyond its request: the config's allowed_targets, and what earlier
@@ -357,12 +340,32 @@ pub struct Known<'a> {
     pub archives: &'a send_check::Archives,
 }
 
-/// The result of one probe: its metrics and its verdict.
+/// The result of one probe: its metrics, its verdict and, if it succeeded, what it found.
 pub struct ProbeResult {
     pub registry: Registry,
     pub success: bool,
     pub duration: Duration,
     pub failure: Option<Failure>,
+    pub summary: Option<Summary>,
+}
+
+/// What a successful probe found beyond its verdict, as the landing page shows it. Only a
+/// transfer check has something to add; echo's and find's verdicts say it all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summary {
+    Transfer(send_check::Counts),
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Summary::Transfer(counts) => write!(
+                f,
+                "checked {}, missing {}, incomplete {}",
+                counts.checked, counts.missing, counts.incomplete
+            ),
+        }
+    }
 }
 
 /// Runs one probe under `deadline` and gathers its metrics into `progress`' registry, which
@@ -399,9 +402,11 @@ pub async fn run(
     ));
     let probe = async {
         match &module.prober {
-            Prober::Echo => echo::probe(&ctx).await,
-            Prober::Find(options) => find::probe(&ctx, options).await,
-            Prober::SendCheck(options) => send_check::probe(&ctx, options).await,
+            Prober::Echo => echo::probe(&ctx).await.map(|()| None),
+            Prober::Find(options) => find::probe(&ctx, options).await.map(|()| None),
+            Prober::SendCheck(options) => send_check::probe(&ctx, options)
+                .await
+                .map(|counts| Some(Summary::Transfer(counts))),
         }
     };
     // The probers keep the deadline themselves (and abort cleanly); this is the backstop.
@@ -417,7 +422,10 @@ pub async fn run(
     };
     let duration = start.elapsed();
 
-    let failure = outcome.err();
+    let (summary, failure) = match outcome {
+        Ok(summary) => (summary, None),
+        Err(failure) => (None, Some(failure)),
+    };
     set_common(&registry, timeout, duration, failure.is_none());
     match &failure {
         // The process log: a success at debug, a failure at info, with its stage and reason.
@@ -444,6 +452,7 @@ pub async fn run(
         success: failure.is_none(),
         duration,
         failure,
+        summary,
     }
 }
 
@@ -456,30 +465,19 @@ pub(crate) fn local_now(zone: Option<TimeZone>) -> NaiveDateTime {
     }
 }
 
-/// Registers a gauge. Names are constants of this crate, so registration only fails on a
-/// programming error; the probe still answers then, without that series, and says so in the log.
-pub(crate) fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
-    let gauge = Gauge::with_opts(Opts::new(name, help))
-        .unwrap_or_else(|e| unreachable!("invalid metric {name}: {e}"));
-    if let Err(e) = registry.register(Box::new(gauge.clone())) {
-        tracing::error!(metric = name, error = %e, "cannot register metric");
-    }
-    gauge
-}
-
-/// Registers a labelled gauge; see [`gauge`].
-pub(crate) fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let gauge = GaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("invalid metric {name}: {e}"));
-    if let Err(e) = registry.register(Box::new(gauge.clone())) {
-        tracing::error!(metric = name, error = %e, "cannot register metric");
-    }
-    gauge
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transfer_checks_summary_names_its_counts() {
+        let summary = Summary::Transfer(send_check::Counts {
+            checked: 23,
+            missing: 3,
+            incomplete: 1,
+        });
+        assert_eq!(summary.to_string(), "checked 23, missing 3, incomplete 1");
+    }
 
     #[test]
     fn stage_round_trips_through_the_tracker() {

@@ -2,10 +2,11 @@
 
 use prometheus::{Gauge, GaugeVec};
 
-use super::{gauge, gauge_vec, Failure, ProbeContext, Reason, Stage};
+use super::{Failure, ProbeContext, Reason, Stage};
 use crate::config::DicomOptions;
 use crate::dicom::find::{Completeness, FindAnswer};
 use crate::dicom::{Association, AssociationOptions, PeerInfo, Timings};
+use crate::metrics;
 use crate::target::{AeTitle, Target};
 
 /// The metrics of a probe that associates with one peer (echo and find).
@@ -23,39 +24,20 @@ impl AssociationMetrics {
     pub fn register(ctx: &ProbeContext<'_>) -> AssociationMetrics {
         let r = ctx.registry;
         let metrics = AssociationMetrics {
-            dns: gauge(
+            dns: metrics::PROBE_DNS_LOOKUP_TIME_SECONDS.gauge(r),
+            connect: metrics::PROBE_DICOM_CONNECT_DURATION_SECONDS.gauge(r),
+            association: metrics::PROBE_DICOM_ASSOCIATION_DURATION_SECONDS.gauge(r),
+            peer_info: metrics::PROBE_DICOM_PEER_INFO.gauge_vec(
                 r,
-                "probe_dns_lookup_time_seconds",
-                "How long DNS resolution took, in seconds.",
-            ),
-            connect: gauge(
-                r,
-                "probe_dicom_connect_duration_seconds",
-                "How long the TCP connect took, in seconds.",
-            ),
-            association: gauge(
-                r,
-                "probe_dicom_association_duration_seconds",
-                "From TCP connect until A-ASSOCIATE-AC, in seconds.",
-            ),
-            peer_info: gauge_vec(
-                r,
-                "probe_dicom_peer_info",
-                "Implementation class UID and version name from the peer's A-ASSOCIATE-AC.",
                 &["implementation_class_uid", "implementation_version_name"],
             ),
-            ssl_expiry: ctx.module.dicom.tls.as_ref().map(|_| {
-                gauge(
-                    r,
-                    "probe_ssl_earliest_cert_expiry",
-                    "Earliest expiry of the PACS' TLS certificates, in Unix seconds; 0 until known.",
-                )
-            }),
-            status: gauge(
-                r,
-                "probe_dicom_status",
-                "The last DIMSE status received (e.g. 0 for success); -1 if none arrived.",
-            ),
+            ssl_expiry: ctx
+                .module
+                .dicom
+                .tls
+                .as_ref()
+                .map(|_| metrics::PROBE_SSL_EARLIEST_CERT_EXPIRY.gauge(r)),
+            status: metrics::PROBE_DICOM_STATUS.gauge(r),
         };
         metrics.status.set(-1.0);
         metrics.set_peer(&PeerInfo::default());

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use pacs_exporter::config::Config;
-use pacs_exporter::server::{router, AppState, ServerOptions};
+use pacs_exporter::web::{router, AppState, ServerOptions};
 use tower::ServiceExt;
 
 pub struct Exporter {

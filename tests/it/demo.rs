@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pacs_exporter::server::{AppState, ServerOptions};
+use pacs_exporter::web::{AppState, ServerOptions};
 use testkit::exporter::Exporter;
 
 async fn demo_exporter() -> (Exporter, String) {

@@ -20,9 +20,9 @@ fn exporter(dir: &std::path::Path, config: &str) -> Exporter {
     let config =
         pacs_exporter::config::Config::parse_in(config, dir).unwrap_or_else(|e| panic!("{e}"));
     Exporter {
-        state: std::sync::Arc::new(pacs_exporter::server::AppState::new(
+        state: std::sync::Arc::new(pacs_exporter::web::AppState::new(
             config,
-            pacs_exporter::server::ServerOptions::default(),
+            pacs_exporter::web::ServerOptions::default(),
         )),
     }
 }

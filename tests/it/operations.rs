@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use pacs_exporter::config::Config;
-use pacs_exporter::server::{AppState, ServerOptions};
+use pacs_exporter::web::{AppState, ServerOptions};
 use testkit::exporter::Exporter;
 use testkit::scripted::{Conn, ScriptedPeer};
 

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pacs_exporter::config::Config;
-use pacs_exporter::http::HttpOptions;
-use pacs_exporter::server::{router, AppState, ServerOptions};
+use pacs_exporter::web::HttpOptions;
+use pacs_exporter::web::{router, AppState, ServerOptions};
 use pacs_exporter::web::{serve, WebConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};

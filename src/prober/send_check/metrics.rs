@@ -5,7 +5,8 @@ use prometheus::{Gauge, GaugeVec};
 
 use super::options::StudyLabel;
 use crate::dicom::study::StudySelection;
-use crate::prober::{gauge, gauge_vec, Peer, ProbeContext};
+use crate::metrics::{self, Metric};
+use crate::prober::{Peer, ProbeContext};
 
 const PEERS: [Peer; 2] = [Peer::Source, Peer::Destination];
 
@@ -28,19 +29,14 @@ pub(super) struct Metrics {
 impl Metrics {
     pub fn register(ctx: &ProbeContext<'_>, labels: &[StudyLabel]) -> Metrics {
         let r = ctx.registry;
-        let per_peer = |name: &str, help: &str| {
-            let g = gauge_vec(r, name, help, &["peer"]);
+        let per_peer = |metric: Metric| {
+            let g = metric.gauge_vec(r, &["peer"]);
             for peer in PEERS {
                 g.with_label_values(&[peer.as_str()]).set(0.0);
             }
             g
         };
-        let queries = gauge_vec(
-            r,
-            "pacs_find_queries",
-            "C-FIND queries this probe sent to that side, by kind: date_range, uid_list (several UIDs), uid (one).",
-            &["peer", "kind"],
-        );
+        let queries = metrics::PACS_FIND_QUERIES.gauge_vec(r, &["peer", "kind"]);
         for peer in PEERS {
             for kind in QueryKind::ALL {
                 queries
@@ -51,50 +47,19 @@ impl Metrics {
         let mut unsent_labels = vec!["study_instance_uid", "state"];
         unsent_labels.extend(labels.iter().map(|l| l.name()));
         Metrics {
-            peer_up: per_peer("pacs_peer_up", "1 when that side's association and queries succeeded."),
-            find_duration: per_peer(
-                "pacs_find_duration_seconds",
-                "Time spent in C-FIND on that side, in seconds.",
-            ),
-            find_matches: per_peer(
-                "pacs_find_matches",
-                "Matches read from that side's C-FINDs (also when max_matches stopped an answer).",
-            ),
+            peer_up: per_peer(metrics::PACS_PEER_UP),
+            find_duration: per_peer(metrics::PACS_FIND_DURATION_SECONDS),
+            find_matches: per_peer(metrics::PACS_FIND_MATCHES),
             queries,
-            checked: gauge(r, "pacs_studies_checked", "Source studies old enough to judge."),
-            pending: gauge(r, "pacs_studies_pending", "Source studies younger than the grace period."),
-            future: gauge(
-                r,
-                "pacs_studies_future",
-                "Source studies timed more than 15 minutes after now (pending; a sign of a wrong time zone).",
-            ),
-            missing: gauge(r, "pacs_studies_missing", "Checked studies the destination does not have."),
-            incomplete: gauge(
-                r,
-                "pacs_studies_incomplete",
-                "Checked studies the destination has with fewer instances than the source.",
-            ),
-            instances_missing: gauge(
-                r,
-                "pacs_instances_missing",
-                "Instances of missing and incomplete studies not on the destination (where counts are known).",
-            ),
-            oldest_unsent_age: gauge(
-                r,
-                "pacs_oldest_unsent_study_age_seconds",
-                "Age of the oldest missing or incomplete study, in seconds; 0 when none.",
-            ),
-            list_truncated: gauge(
-                r,
-                "pacs_study_list_truncated",
-                "1 when more studies are unsent than max_listed_studies allows to list.",
-            ),
-            unsent: gauge_vec(
-                r,
-                "pacs_study_unsent",
-                "A missing or incomplete study, oldest first, at most max_listed_studies.",
-                &unsent_labels,
-            ),
+            checked: metrics::PACS_STUDIES_CHECKED.gauge(r),
+            pending: metrics::PACS_STUDIES_PENDING.gauge(r),
+            future: metrics::PACS_STUDIES_FUTURE.gauge(r),
+            missing: metrics::PACS_STUDIES_MISSING.gauge(r),
+            incomplete: metrics::PACS_STUDIES_INCOMPLETE.gauge(r),
+            instances_missing: metrics::PACS_INSTANCES_MISSING.gauge(r),
+            oldest_unsent_age: metrics::PACS_OLDEST_UNSENT_STUDY_AGE_SECONDS.gauge(r),
+            list_truncated: metrics::PACS_STUDY_LIST_TRUNCATED.gauge(r),
+            unsent: metrics::PACS_STUDY_UNSENT.gauge_vec(r, &unsent_labels),
         }
     }
 }

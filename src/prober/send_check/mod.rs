@@ -53,7 +53,16 @@ use crate::dicom::study::{StudyQuery, StudySelection};
 /// Longest value of an opt-in label (patient name, IDs…), in characters.
 const MAX_LABEL_CHARS: usize = 128;
 
-pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result<(), Failure> {
+/// What a transfer check found: the source studies it checked, and how many of those the
+/// destination is missing or has incomplete (`pacs_studies_checked`, `_missing`, `_incomplete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub checked: usize,
+    pub missing: usize,
+    pub incomplete: usize,
+}
+
+pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result<Counts, Failure> {
     let metrics = Metrics::register(ctx, &options.labels);
     let window = Window {
         now: Utc::now(),
@@ -147,7 +156,11 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
         &verdict,
         window.now,
     );
-    Ok(())
+    Ok(Counts {
+        checked: sorted.checked.len(),
+        missing: verdict.missing,
+        incomplete: verdict.incomplete,
+    })
 }
 
 /// The StudyDates a probe asks both sides for: from `from` on, open-ended (future studies are

@@ -1,5 +1,6 @@
 //! `--web.config.file`: TLS and basic authentication for every endpoint, in the format of
-//! Prometheus' exporter-toolkit, so the same file works for our exporters and theirs.
+//! Prometheus' exporter-toolkit, so the same file works for our exporters and theirs. This
+//! module reads the file and checks passwords; [`super::tls`] builds the TLS server config.
 //!
 //! ```yaml
 //! tls_server_config:
@@ -21,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,13 +31,12 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::http::HttpOptions;
+use super::connections::HttpOptions;
+use super::tls::TlsServerConfig;
 
 /// bcrypt checks running at once, at most.
 const BCRYPT_CHECKS: usize = 2;
@@ -52,32 +52,6 @@ struct WebConfigFile {
     tls_server_config: Option<TlsServerConfig>,
     #[serde(default)]
     basic_auth_users: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TlsServerConfig {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    #[serde(default)]
-    client_ca_file: Option<PathBuf>,
-    #[serde(default)]
-    client_auth_type: Option<ClientAuth>,
-    #[serde(default)]
-    min_version: Option<TlsVersion>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-enum ClientAuth {
-    NoClientCert,
-    VerifyClientCertIfGiven,
-    RequireAndVerifyClientCert,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-enum TlsVersion {
-    TLS12,
-    TLS13,
 }
 
 /// The loaded web config; the default is plain HTTP without authentication.
@@ -231,7 +205,7 @@ pub enum WebConfigProblem {
 }
 
 impl WebConfigProblem {
-    fn tls(key: &'static str, why: impl std::fmt::Display) -> WebConfigProblem {
+    pub(super) fn tls(key: &'static str, why: impl std::fmt::Display) -> WebConfigProblem {
         WebConfigProblem::Tls {
             key: Some(key),
             why: why.to_string(),
@@ -258,7 +232,7 @@ impl WebConfig {
         let file: WebConfigFile = yaml_serde::from_str(text)?;
         let tls = file
             .tls_server_config
-            .map(|tls| tls_config(&tls, base).map(Arc::new))
+            .map(|tls| tls.load(base).map(Arc::new))
             .transpose()?;
         for (user, hash) in &file.basic_auth_users {
             hash.parse::<bcrypt::HashParts>()
@@ -285,78 +259,6 @@ impl WebConfig {
     pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
         self.tls.clone()
     }
-}
-
-fn tls_config(
-    tls: &TlsServerConfig,
-    base: &Path,
-) -> Result<rustls::ServerConfig, WebConfigProblem> {
-    let path = |p: &Path| base.join(p);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path(&tls.cert_file))
-        .and_then(|certs| certs.collect())
-        .map_err(|e| WebConfigProblem::tls("cert_file", e))?;
-    if certs.is_empty() {
-        return Err(WebConfigProblem::tls(
-            "cert_file",
-            "no certificate in the file",
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(path(&tls.key_file))
-        .map_err(|e| WebConfigProblem::tls("key_file", e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
-        Some(TlsVersion::TLS13) => &[&rustls::version::TLS13],
-        _ => &[&rustls::version::TLS12, &rustls::version::TLS13],
-    };
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
-        .map_err(|e| WebConfigProblem::Tls {
-            key: None,
-            why: e.to_string(),
-        })?;
-    let auth = tls.client_auth_type.unwrap_or(ClientAuth::NoClientCert);
-    let ca_problem = |e: &dyn std::fmt::Display| WebConfigProblem::tls("client_ca_file", e);
-    let builder = match (auth, &tls.client_ca_file) {
-        (ClientAuth::NoClientCert, None) => builder.with_no_client_auth(),
-        (ClientAuth::NoClientCert, Some(_)) => {
-            return Err(WebConfigProblem::tls(
-                "client_ca_file",
-                "set client_auth_type to use it",
-            ))
-        }
-        (_, None) => {
-            return Err(WebConfigProblem::tls(
-                "client_auth_type",
-                "needs client_ca_file",
-            ))
-        }
-        (auth, Some(ca)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path(ca)).map_err(|e| ca_problem(&e))? {
-                let cert = cert.map_err(|e| ca_problem(&e))?;
-                roots.add(cert).map_err(|e| ca_problem(&e))?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            );
-            let verifier = if auth == ClientAuth::VerifyClientCertIfGiven {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            let verifier = verifier.build().map_err(|e| ca_problem(&e))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| WebConfigProblem::Tls {
-            key: None,
-            why: format!("certificate and key do not go together: {e}"),
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 /// What a password check found.
@@ -453,7 +355,7 @@ fn cache_key(user: &str, password: &str, hash: &str) -> [u8; 32] {
 }
 
 /// Middleware: 401 unless the request carries a valid user and password.
-pub async fn require_basic_auth(
+async fn require_basic_auth(
     State(auth): State<Arc<BasicAuth>>,
     request: Request,
     next: Next,
@@ -503,7 +405,7 @@ pub fn protect(router: axum::Router, web: &WebConfig) -> axum::Router {
 }
 
 /// Serves `router` on `listener`, over TLS and behind basic authentication if the web config
-/// says so, until `shutdown` resolves; see [`crate::http::serve`].
+/// says so, until `shutdown` resolves; see [`super::serve_all`].
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -512,7 +414,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = Duration> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = protect(router, web);
-    crate::http::serve(listener, router, web.tls(), options, shutdown).await
+    super::connections::serve(listener, router, web.tls(), options, shutdown).await
 }
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ fn bind_socket(address: SocketAddr, only_v6: Option<bool>) -> io::Result<std::ne
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; see [`serve_all`].
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
