@@ -21,9 +21,9 @@ use dicom_ul::association::ServerAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::dicom::association::{MessageAssembly, MAX_IDENTIFIER_BYTES};
 use crate::dicom::find::InformationModel;
 use crate::dicom::message::{command_field, uid_value, Command};
+use crate::dicom::pdu::{MessageAssembly, MAX_IDENTIFIER_BYTES};
 use crate::dicom::query::text;
 use crate::dicom::{EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION};
 

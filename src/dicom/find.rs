@@ -16,9 +16,9 @@ use dicom_transfer_syntax_registry::entries::{
     EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
 };
 
-use super::association::MAX_IDENTIFIER_BYTES;
 use super::guard::RawElement;
 use super::message::{command_field, encode_command, status_is_failure};
+use super::pdu::MAX_IDENTIFIER_BYTES;
 use super::query::{self, text_element, QueryKeys};
 use super::{Association, Error, ErrorKind, Step, EXPLICIT_VR_LE};
 

@@ -1,4 +1,7 @@
-//! The DICOM layer: the only code that touches dicom-ul, PDUs and DIMSE messages.
+//! The DICOM layer: the only code of the probes that touches dicom-ul, PDUs and DIMSE
+//! messages. The one other user of dicom-ul is the demo PACS (`demo.rs`), which serves its
+//! associations with dicom-ul's server side and reads requests with this layer's
+//! [`pdu::MessageAssembly`].
 //!
 //! Everything above it speaks in "associate with this peer", "echo it", "release". Every
 //! operation here runs under the caller's deadline and returns an [`Error`] that says which
@@ -10,6 +13,7 @@ pub mod echo;
 pub mod find;
 pub mod guard;
 pub mod message;
+pub mod pdu;
 pub mod query;
 pub mod study;
 pub mod tls;
@@ -18,7 +22,8 @@ use std::fmt;
 
 use dicom_ul::pdu::{AbortRQSource, AssociationRJ};
 
-pub use association::{Association, AssociationOptions, PeerInfo, Timings, TlsOptions};
+pub use association::{Association, AssociationOptions, Timings, TlsOptions};
+pub use pdu::PeerInfo;
 
 /// Abstract syntax of the Verification SOP class (C-ECHO).
 pub const VERIFICATION: &str = dicom_dictionary_std::uids::VERIFICATION;

@@ -1,12 +1,12 @@
 //! HTTP: the routes and everything under them. [`router`] assembles the endpoints, each
 //! answered by the module that owns it:
-//! - [`probe`]: `/probe`, which reads as parse → schedule → render;
-//! - [`pages`]: `/`, `/logs` and `/config`, each given what it shows;
-//! - `/metrics` (the exporter's own, [`metrics`]), `/-/healthy`, `/-/ready` and `/-/reload`
-//!   (see [`state`], which holds the config in force and reloads it).
+//! - `probe`: `/probe`, which reads as parse → schedule → render;
+//! - `pages`: `/`, `/logs` and `/config`, each given what it shows;
+//! - `/metrics` (the exporter's own, `metrics`), `/-/healthy`, `/-/ready` and `/-/reload`
+//!   (see `state`, which holds the config in force and reloads it).
 //!
-//! Under the routes, [`connections`] accepts and serves connections (keep-alive, idle and
-//! header-read timeouts, graceful shutdown), and [`auth`] and [`tls`] read the web config file
+//! Under the routes, `connections` accepts and serves connections (keep-alive, idle and
+//! header-read timeouts, graceful shutdown), and `auth` and `tls` read the web config file
 //! (basic authentication, the TLS server config). A probe's own metrics come from a registry
 //! made fresh for it; the exporter's own never mix with them. Every 4xx/5xx answer carries a
 //! one-line plain-text reason.

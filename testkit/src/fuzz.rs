@@ -14,7 +14,7 @@ use dicom_transfer_syntax_registry::entries::{
     EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
 };
 use pacs_exporter::config::Config;
-use pacs_exporter::dicom::association::{
+use pacs_exporter::dicom::pdu::{
     decode_pdu, pdata_values, pdu_length, MessageAssembly, MAX_CONTROL_PDU, MAX_IDENTIFIER_BYTES,
 };
 use pacs_exporter::dicom::charset::{label_value, CharacterSets};

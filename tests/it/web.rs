@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use pacs_exporter::config::Config;
 use pacs_exporter::web::HttpOptions;
-use pacs_exporter::web::{router, AppState, ServerOptions};
-use pacs_exporter::web::{serve, WebConfig};
+use pacs_exporter::web::{router, serve, AppState, ServerOptions, WebConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use testkit::certs::{write, Ca, Issued};
