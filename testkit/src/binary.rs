@@ -1,18 +1,20 @@
-//! The real `pacs_exporter` binary, started on a free loopback port with a config file, and a
-//! small blocking HTTP client to talk to it.
-
+//! The real `pacs_exporter` binary, started on 127.0.0.1 port 0 with a config file: it binds a
+//! port the kernel picks and logs it (`listening address=…`), so no other process takes it
+//! first.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::peers::free_port;
+use crate::process::Process;
+
+/// How long the exporter may take to listen and answer `/-/healthy`.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Binary {
     pub port: u16,
     pub config: PathBuf,
-    log: PathBuf,
-    child: Child,
+    pub process: Process,
     _dir: tempfile::TempDir,
 }
 
@@ -42,40 +44,28 @@ impl Binary {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("modules.yml");
         std::fs::write(&config_path, config).expect("write config");
-        let log = dir.path().join("exporter.log");
-        let port = free_port();
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(exe)
-            .arg("--config.file")
-            .arg(&config_path)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start pacs_exporter");
-        let mut binary = Binary {
+        let mut process = Process::spawn(
+            "pacs_exporter",
+            Command::new(exe)
+                .arg("--config.file")
+                .arg(&config_path)
+                .args(["--web.listen-address", "127.0.0.1:0"])
+                .args(args),
+            dir.path().join("exporter.log"),
+        );
+        let port = process.reported_address(START_TIMEOUT).port();
+        let healthy = process.wait_for(START_TIMEOUT, |_| {
+            (http(port, "GET", "/-/healthy").map(|(status, _)| status) == Some(200)).then_some(())
+        });
+        if let Err(why) = healthy {
+            panic!("pacs_exporter did not start: {why}\n{}", process.log());
+        }
+        Binary {
             port,
             config: config_path,
-            log,
-            child,
+            process,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while binary.try_get("/-/healthy").map(|(s, _)| s) != Some(200) {
-            if let Ok(Some(status)) = binary.child.try_wait() {
-                panic!("pacs_exporter exited ({status}):\n{}", binary.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pacs_exporter did not start:\n{}",
-                binary.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        binary
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -84,23 +74,16 @@ impl Binary {
 
     /// What the exporter has logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id()
     }
 
     /// Waits up to `limit` for the process to exit; its exit code, `None` if it did not.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.process.wait_exit(limit).and_then(|status| status.code())
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
@@ -115,16 +98,6 @@ impl Binary {
 
     fn try_get(&self, path: &str) -> Option<(u16, String)> {
         http(self.port, "GET", path)
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- pacs_exporter log ---\n{}", self.log());
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod modules;
 pub mod output;
 pub mod peers;
+pub mod process;
 pub mod prometheus;
 pub mod scenario;
 pub mod scripted;

@@ -29,18 +29,19 @@
 //! interfaces (its HTTP API refuses non-local clients because `RemoteAccessAllowed` is false).
 
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
 use crate::http;
+use crate::process::Process;
 use tempfile::TempDir;
 
 /// How long Orthanc may take to answer `GET /system` and listen on its DICOM port.
@@ -51,8 +52,6 @@ const DCMQRSCP_READY_TIMEOUT: Duration = Duration::from_secs(15);
 const QRSCP_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between two readiness probes.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// Lines of a peer's log shown when a test panics while the peer is running.
-const LOG_TAIL_LINES: usize = 60;
 
 /// Ports already returned by [`free_port`] in this test process, so that two peers started by
 /// concurrently running tests never get the same port.
@@ -166,8 +165,8 @@ pub struct Orthanc {
     /// Time from spawning the process to being ready (~40–70 ms here): `GET /system` reports our
     /// ports, and the process itself listens on `dicom_port` and accepts a connection there.
     pub startup: Duration,
+    process: Process,
     dir: TempDir,
-    child: Child,
 }
 
 /// Options for starting an [`Orthanc`]; obtained with [`Orthanc::builder`].
@@ -258,20 +257,21 @@ impl OrthancBuilder {
             .env_remove("TCP_NODELAY")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         let started = Instant::now();
-        let child = spawn_logged(&mut command, &log_path);
+        let name = format!("Orthanc {} (DICOM port {dicom_port})", self.aet);
+        let process = Process::spawn(name, &mut command, log_path.clone());
         let mut orthanc = Orthanc {
             aet: self.aet.clone(),
             dicom_port,
             http_port,
             startup: Duration::ZERO,
+            process,
             dir,
-            child,
         };
-        let pid = orthanc.child.id();
-        let ready = wait_ready(&mut orthanc.child, ORTHANC_READY_TIMEOUT, || {
-            answers_system(http_port, dicom_port)
-                && listens_on(pid, dicom_port)
-                && tcp_connects(dicom_port)
+        let ready = orthanc.process.wait_for(ORTHANC_READY_TIMEOUT, |process| {
+            let up = answers_system(http_port, dicom_port)
+                && listens_on(process.id(), dicom_port)
+                && tcp_connects(dicom_port);
+            up.then_some(())
         });
         match ready {
             Ok(()) => {
@@ -412,14 +412,7 @@ impl Orthanc {
     /// Everything Orthanc has logged so far (stdout and stderr), e.g. to look for
     /// "Too many results".
     pub fn log(&self) -> String {
-        read_log(&self.dir.path().join("orthanc.log"))
-    }
-}
-
-impl Drop for Orthanc {
-    fn drop(&mut self) {
-        let what = format!("Orthanc {} (DICOM port {})", self.aet, self.dicom_port);
-        stop_child(&mut self.child, &self.dir.path().join("orthanc.log"), &what);
+        self.process.log()
     }
 }
 
@@ -441,8 +434,8 @@ pub struct Dcmqrscp {
     /// Time from spawning the (last) process to its listening on `port` (~20–35 ms here).
     pub startup: Duration,
     tcp_nodelay: bool,
+    process: Process,
     dir: TempDir,
-    child: Child,
 }
 
 impl Dcmqrscp {
@@ -476,22 +469,21 @@ impl Dcmqrscp {
         let db = dir.path().join("db");
         fs::create_dir(&db).unwrap_or_else(|e| panic!("cannot create {}: {e}", db.display()));
         let port = free_port();
-        let (child, startup, port) = spawn_dcmqrscp(&binary, aet, dir.path(), port, tcp_nodelay);
+        let (process, startup, port) = spawn_dcmqrscp(&binary, aet, dir.path(), port, tcp_nodelay);
         Dcmqrscp {
             aet: aet.to_owned(),
             port,
             startup,
             tcp_nodelay,
+            process,
             dir,
-            child,
         }
     }
 
     /// Kills the server and starts it again on the same database (and port, unless it was taken
     /// meanwhile), with or without `TCP_NODELAY=1`.
     pub fn restart(&mut self, tcp_nodelay: bool) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.stop();
         // Children forked for associations still open may hold the inherited listening socket
         // for a moment; give them a chance to finish so that the port can stay the same.
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -499,9 +491,9 @@ impl Dcmqrscp {
             std::thread::sleep(POLL_INTERVAL);
         }
         let binary = require_binary("dcmqrscp", "dcmtk");
-        let (child, startup, port) =
+        let (process, startup, port) =
             spawn_dcmqrscp(&binary, &self.aet, self.dir.path(), self.port, tcp_nodelay);
-        self.child = child;
+        self.process = process;
         self.startup = startup;
         self.port = port;
         self.tcp_nodelay = tcp_nodelay;
@@ -534,18 +526,7 @@ impl Dcmqrscp {
 
     /// Everything dcmqrscp has logged so far (by default only warnings and errors).
     pub fn log(&self) -> String {
-        read_log(&self.dir.path().join("dcmqrscp.log"))
-    }
-}
-
-impl Drop for Dcmqrscp {
-    fn drop(&mut self) {
-        let what = format!("dcmqrscp {} (port {})", self.aet, self.port);
-        stop_child(
-            &mut self.child,
-            &self.dir.path().join("dcmqrscp.log"),
-            &what,
-        );
+        self.process.log()
     }
 }
 
@@ -571,8 +552,8 @@ pub struct Qrscp {
     /// Time from spawning the process to its listening on `port` (seconds: Python imports
     /// pydicom, pynetdicom and SQLAlchemy first).
     pub startup: Duration,
+    process: Process,
     dir: TempDir,
-    child: Child,
 }
 
 impl Qrscp {
@@ -584,13 +565,13 @@ impl Qrscp {
             .prefix("qrscp-")
             .tempdir()
             .expect("cannot create a temporary directory for qrscp");
-        let (child, startup, port) = spawn_qrscp(&python, aet, dir.path());
+        let (process, startup, port) = spawn_qrscp(&python, aet, dir.path());
         Qrscp {
             aet: aet.to_owned(),
             port,
             startup,
+            process,
             dir,
-            child,
         }
     }
 
@@ -617,21 +598,14 @@ impl Qrscp {
     /// Everything qrscp has logged so far (level info: associations, each C-FIND identifier,
     /// each stored instance, errors with their tracebacks).
     pub fn log(&self) -> String {
-        read_log(&self.dir.path().join("qrscp.log"))
-    }
-}
-
-impl Drop for Qrscp {
-    fn drop(&mut self) {
-        let what = format!("qrscp {} (port {})", self.aet, self.port);
-        stop_child(&mut self.child, &self.dir.path().join("qrscp.log"), &what);
+        self.process.log()
     }
 }
 
 /// Starts qrscp with its database, instance directory and log in `dir`, on a free port, retrying
-/// once on a fresh port if that one was taken. Returns the child, its startup time and the port.
-fn spawn_qrscp(python: &Path, aet: &str, dir: &Path) -> (Child, Duration, u16) {
-    let attempt = |port: u16| -> Result<(Child, Duration), StartFailure> {
+/// once on a fresh port if that one was taken. Returns the process, its startup time and the port.
+fn spawn_qrscp(python: &Path, aet: &str, dir: &Path) -> (Process, Duration, u16) {
+    let attempt = |port: u16| -> Result<(Process, Duration), StartFailure> {
         let log_path = dir.join("qrscp.log");
         let mut command = Command::new(python);
         command
@@ -674,8 +648,9 @@ pub fn require_python_peers() -> PathBuf {
 pub struct Wlmscpfs {
     pub aet: String,
     pub port: u16,
-    dir: TempDir,
-    child: Child,
+    /// Held until drop: the server, then its files.
+    _process: Process,
+    _dir: TempDir,
 }
 
 impl Wlmscpfs {
@@ -712,24 +687,13 @@ impl Wlmscpfs {
             command.arg("-dfp").arg(&data).arg(port.to_string());
             command
         };
-        let (child, port) = spawn_listening(command, &dir.path().join("wlmscpfs.log"), "wlmscpfs");
+        let (process, port) = spawn_listening(command, &dir.path().join("wlmscpfs.log"), "wlmscpfs");
         Wlmscpfs {
             aet: aet.to_owned(),
             port,
-            dir,
-            child,
+            _process: process,
+            _dir: dir,
         }
-    }
-}
-
-impl Drop for Wlmscpfs {
-    fn drop(&mut self) {
-        let what = format!("wlmscpfs {} (port {})", self.aet, self.port);
-        stop_child(
-            &mut self.child,
-            &self.dir.path().join("wlmscpfs.log"),
-            &what,
-        );
     }
 }
 
@@ -737,8 +701,9 @@ impl Drop for Wlmscpfs {
 pub struct StorescpTls {
     pub aet: String,
     pub port: u16,
-    dir: TempDir,
-    child: Child,
+    process: Process,
+    /// Held until drop, after the server.
+    _dir: TempDir,
 }
 
 impl StorescpTls {
@@ -777,29 +742,18 @@ impl StorescpTls {
                 .arg(port.to_string());
             command
         };
-        let (child, port) =
+        let (process, port) =
             spawn_listening(command, &dir.path().join("storescp.log"), "storescp +tls");
         StorescpTls {
             aet: aet.to_owned(),
             port,
-            dir,
-            child,
+            process,
+            _dir: dir,
         }
     }
 
     pub fn log(&self) -> String {
-        read_log(&self.dir.path().join("storescp.log"))
-    }
-}
-
-impl Drop for StorescpTls {
-    fn drop(&mut self) {
-        let what = format!("storescp +tls {} (port {})", self.aet, self.port);
-        stop_child(
-            &mut self.child,
-            &self.dir.path().join("storescp.log"),
-            &what,
-        );
+        self.process.log()
     }
 }
 
@@ -837,15 +791,15 @@ fn store_with_storescu(peer: &str, aet: &str, port: u16, dicom_dir: &Path, peer_
 /// Starts a DCMTK server (Nagle on, as users run it), made by `command` for a port, with its
 /// output in `log_path`, and waits until it listens; retries on fresh ports while the port it
 /// was given is taken, and panics with its log if it does not start. Returns it and its port.
-fn spawn_listening(command: impl Fn(u16) -> Command, log_path: &Path, what: &str) -> (Child, u16) {
-    let attempt = |port: u16| -> Result<(Child, Duration), StartFailure> {
+fn spawn_listening(command: impl Fn(u16) -> Command, log_path: &Path, what: &str) -> (Process, u16) {
+    let attempt = |port: u16| -> Result<(Process, Duration), StartFailure> {
         let mut command = command(port);
         command.env_remove("TCP_NODELAY");
         let what = format!("{what} (port {port})");
         spawn_listening_on(&mut command, log_path, port, DCMQRSCP_READY_TIMEOUT, &what)
     };
-    let (child, _, port) = start_retrying_on_fresh_port(free_port(), attempt);
-    (child, port)
+    let (process, _, port) = start_retrying_on_fresh_port(free_port(), attempt);
+    (process, port)
 }
 
 /// Spawns `command` with its output in `log_path` and waits until it listens on `port`;
@@ -856,15 +810,13 @@ fn spawn_listening_on(
     port: u16,
     timeout: Duration,
     what: &str,
-) -> Result<(Child, Duration), StartFailure> {
+) -> Result<(Process, Duration), StartFailure> {
     let started = Instant::now();
-    let mut child = spawn_logged(command, log_path);
-    let pid = child.id();
-    match wait_ready(&mut child, timeout, || listens_on(pid, port)) {
-        Ok(()) => Ok((child, started.elapsed())),
+    let mut process = Process::spawn(what, command, log_path.to_path_buf());
+    match process.wait_for(timeout, |process| listens_on(process.id(), port).then_some(())) {
+        Ok(()) => Ok((process, started.elapsed())),
         Err(why) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            process.stop();
             Err(StartFailure::new(
                 &format!("{what} did not become ready: {why}"),
                 log_path,
@@ -874,15 +826,15 @@ fn spawn_listening_on(
 }
 
 /// Writes dcmqrscp's configuration for `port` into `dir` and starts it there, retrying once on a
-/// fresh port if `port` is in use. Returns the child, its startup time and the port used.
+/// fresh port if `port` is in use. Returns the process, its startup time and the port used.
 fn spawn_dcmqrscp(
     binary: &Path,
     aet: &str,
     dir: &Path,
     port: u16,
     tcp_nodelay: bool,
-) -> (Child, Duration, u16) {
-    let attempt = |port: u16| -> Result<(Child, Duration), StartFailure> {
+) -> (Process, Duration, u16) {
+    let attempt = |port: u16| -> Result<(Process, Duration), StartFailure> {
         let config_path = dir.join("dcmqrscp.cfg");
         let config = format!(
             "NetworkTCPPort  = {port}\n\
@@ -914,14 +866,14 @@ fn spawn_dcmqrscp(
 }
 
 /// Runs `attempt` on `port` and, while the peer finds its port taken, again on fresh ports
-/// ([`retry_on_taken_ports`]). Returns the child, its startup time and the port it listens on.
+/// ([`retry_on_taken_ports`]). Returns the process, its startup time and the port it listens on.
 fn start_retrying_on_fresh_port(
     port: u16,
-    attempt: impl Fn(u16) -> Result<(Child, Duration), StartFailure>,
-) -> (Child, Duration, u16) {
+    attempt: impl Fn(u16) -> Result<(Process, Duration), StartFailure>,
+) -> (Process, Duration, u16) {
     retry_on_taken_ports(|tries| {
         let port = if tries == 0 { port } else { free_port() };
-        attempt(port).map(|(child, startup)| (child, startup, port))
+        attempt(port).map(|(process, startup)| (process, startup, port))
     })
 }
 
@@ -968,75 +920,6 @@ impl StartFailure {
             message: format!("{headline}\n--- its log ---\n{log}--- end of log ---"),
         }
     }
-}
-
-/// Spawns `command` with stdin closed and stdout + stderr appended to `log_path`.
-fn spawn_logged(command: &mut Command, log_path: &Path) -> Child {
-    let log = File::create(log_path)
-        .unwrap_or_else(|e| panic!("cannot create log file {}: {e}", log_path.display()));
-    let log_for_stderr = log.try_clone().unwrap_or_else(|e| {
-        panic!(
-            "cannot duplicate log file handle {}: {e}",
-            log_path.display()
-        )
-    });
-    command
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_for_stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"))
-}
-
-/// Polls `ready` until it returns true, the child exits, or `timeout` passes.
-fn wait_ready(
-    child: &mut Child,
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                return Err(format!("the process exited early ({})", describe(status)))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("cannot check whether the process is running: {e}")),
-        }
-        if ready() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("not ready after {timeout:?}"));
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
-
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        _ => status.to_string(),
-    }
-}
-
-/// Kills a peer (SIGKILL: Orthanc takes seconds to stop on SIGTERM, and the data is disposable)
-/// and reaps it. If the current thread is panicking, prints the tail of the peer's log first.
-fn stop_child(child: &mut Child, log_path: &Path, what: &str) {
-    if std::thread::panicking() {
-        let log = read_log(log_path);
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-        eprintln!(
-            "--- last {} log lines of {what} (the test panicked) ---\n{}\n--- end of log ---",
-            tail.len(),
-            tail.join("\n")
-        );
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn read_log(path: &Path) -> String {

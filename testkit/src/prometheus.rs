@@ -1,23 +1,23 @@
-//! The real Prometheus for end-to-end tests, and the plumbing its tests share with the other
-//! servers they start (Alertmanager, the exporter binary): a child process killed on drop, and
-//! waiting for `/-/ready`.
+//! The real Prometheus for end-to-end tests, and waiting for `/-/ready`, which Alertmanager
+//! answers too.
 //!
-//! Prometheus runs as a child process on a free loopback port, with its configuration, data and
-//! log in the test's temporary directory; it is killed with SIGKILL when its handle is dropped,
-//! and the tail of its log is printed if the test is panicking. A missing binary fails the test
+//! Prometheus runs as a [`Process`] on 127.0.0.1, port 0: it binds a port the kernel picks and
+//! logs it, so no other process can take it first. Its configuration, data and log are in the
+//! test's temporary directory. A missing binary fails the test
 //! (see [`require_binary`]); nothing is skipped. Only `127.0.0.1` is ever contacted.
 
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hyper::header::ACCEPT;
 
 use crate::http;
-use crate::peers::{free_port, require_binary};
+use crate::peers::require_binary;
+use crate::process::Process;
 
 /// How long Prometheus may take to answer `/-/ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,7 +39,6 @@ impl Prometheus {
         let config_path = dir.join("prometheus.yml");
         fs::write(&config_path, config)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
-        let port = free_port();
         let mut process = Process::spawn(
             "prometheus",
             Command::new(binary)
@@ -48,69 +47,13 @@ impl Prometheus {
                     "--storage.tsdb.path={}",
                     dir.join("prometheus-data").display()
                 ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--web.listen-address=127.0.0.1:0")
                 .args(extra_args),
             dir.join("prometheus.log"),
         );
+        let port = process.reported_address(READY_TIMEOUT).port();
         wait_ready(&mut process, port, READY_TIMEOUT);
         Prometheus { process, port }
-    }
-}
-
-/// A child process killed (SIGKILL) and reaped on drop; its log's tail is printed if the test
-/// is panicking.
-pub struct Process {
-    pub name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    /// Starts `command` with stdin closed and stdout and stderr in `log`.
-    pub fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Process {
-        let out = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let err = out.try_clone().expect("clone the log file handle");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process { name, child, log }
-    }
-
-    /// The last 40 lines of its log.
-    pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Panics unless the process is still running.
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let log = self.log_tail();
-            let hint = if log.contains("shutting down") {
-                "\n(it logged \"shutting down\": a SIGTERM or SIGINT from outside this test)"
-            } else {
-                ""
-            };
-            panic!("{} exited ({status}){hint}:\n{log}", self.name);
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!(
-                "--- last lines of {}'s log:\n{}",
-                self.name,
-                self.log_tail()
-            );
-        }
     }
 }
 
@@ -144,7 +87,7 @@ pub fn wait_for<T>(
 /// Waits, at most `wait`, until `process` answers 200 on `/-/ready` at 127.0.0.1:`port`;
 /// panics at once if it exits.
 pub fn wait_ready(process: &mut Process, port: u16, wait: Duration) {
-    let what = format!("{} to answer /-/ready on 127.0.0.1:{port}", process.name);
+    let what = format!("{} to answer /-/ready on 127.0.0.1:{port}", process.name());
     wait_for(&what, wait, |last| {
         process.assert_running();
         match http_get(port, "/-/ready") {

@@ -27,7 +27,8 @@ use serde_json::{json, Value};
 use testkit::binary::Binary;
 use testkit::modules::SendCheck;
 use testkit::peers::{free_port, require_binary, Orthanc};
-use testkit::prometheus::{self, wait_ready, Process, Prometheus};
+use testkit::process::Process;
+use testkit::prometheus::{self, wait_ready, Prometheus};
 use testkit::studies::{generate, Study};
 
 /// How long each stage may take (a process ready, an alert arriving, an alert resolving).
@@ -356,7 +357,6 @@ fn alerts_fire_reach_the_receiver_and_resolve() {
     let exporter = Binary::start(&modules(&destination_target), &[]);
     let exporter_address = format!("127.0.0.1:{}", exporter.port);
 
-    let alertmanager_port = free_port();
     let alertmanager_yml = dir.path().join("alertmanager.yml");
     fs::write(&alertmanager_yml, alertmanager_config(&receiver)).expect("alertmanager.yml");
     let mut alertmanager = Process::spawn(
@@ -367,12 +367,11 @@ fn alerts_fire_reach_the_receiver_and_resolve() {
                 "--storage.path={}",
                 dir.path().join("am-data").display()
             ))
-            .arg(format!(
-                "--web.listen-address=127.0.0.1:{alertmanager_port}"
-            ))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--cluster.listen-address="),
         dir.path().join("alertmanager.log"),
     );
+    let alertmanager_port = alertmanager.reported_address(WAIT).port();
     wait_ready(&mut alertmanager, alertmanager_port, WAIT);
 
     let rules = dir.path().join("alerts.yml");

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use pacs_exporter::web::{AppState, ServerOptions};
 use testkit::exporter::Exporter;
+use testkit::process::Process;
 
 async fn demo_exporter() -> (Exporter, String) {
     let demo = pacs_exporter::demo::start().await.expect("demo PACS start");
@@ -43,11 +44,10 @@ async fn demo_echo_and_find() {
     );
 }
 
-/// `pacs_exporter --demo` with `args`, its stdout and stderr in files; killed on drop.
+/// `pacs_exporter --demo` with `args`, its stdout and stderr in files.
 struct DemoBinary {
-    child: std::process::Child,
+    process: Process,
     stdout: std::path::PathBuf,
-    stderr: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -55,19 +55,17 @@ impl DemoBinary {
     fn start(args: &[&str]) -> DemoBinary {
         let dir = tempfile::tempdir().expect("temp dir");
         let stdout = dir.path().join("stdout");
-        let stderr = dir.path().join("stderr");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
-            .arg("--demo")
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("start pacs_exporter --demo");
+        let process = Process::spawn_apart(
+            "pacs_exporter --demo",
+            std::process::Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
+                .arg("--demo")
+                .args(args),
+            &stdout,
+            dir.path().join("stderr"),
+        );
         DemoBinary {
-            child,
+            process,
             stdout,
-            stderr,
             _dir: dir,
         }
     }
@@ -77,7 +75,7 @@ impl DemoBinary {
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.process.log()
     }
 
     /// Waits until the demo has printed its instructions (Ok) or exited (Err: its exit code).
@@ -88,7 +86,7 @@ impl DemoBinary {
             if out.contains("/metrics'") {
                 return Ok(out);
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.process.exit_status() {
                 return Err(status.code());
             }
             assert!(
@@ -102,15 +100,10 @@ impl DemoBinary {
 }
 
 impl Drop for DemoBinary {
+    /// Its stderr is printed by the process guard.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!(
-                "--- stdout:\n{}\n--- stderr:\n{}",
-                self.stdout(),
-                self.stderr()
-            );
+            eprintln!("--- stdout of pacs_exporter --demo:\n{}", self.stdout());
         }
     }
 }
@@ -217,7 +210,7 @@ fn demo_uses_stable_pacs_ports_and_reloads_the_config_it_wrote() {
     // SIGHUP too.
     std::fs::write(&file, yaml.replace("echo:", "echo_hup:")).expect("edit again");
     let hup = std::process::Command::new("kill")
-        .args(["-HUP", &demo.child.id().to_string()])
+        .args(["-HUP", &demo.process.id().to_string()])
         .status()
         .expect("kill -HUP");
     assert!(hup.success());
@@ -236,8 +229,8 @@ fn demo_uses_stable_pacs_ports_and_reloads_the_config_it_wrote() {
 
     // Gone with the process.
     let _ = std::process::Command::new("kill")
-        .arg(demo.child.id().to_string())
+        .arg(demo.process.id().to_string())
         .status();
-    let _ = demo.child.wait();
+    let _ = demo.process.wait_exit(Duration::from_secs(10));
     assert!(!file.exists(), "{} left behind", file.display());
 }

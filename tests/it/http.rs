@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use testkit::exporter::Exporter;
+use testkit::process::Process;
 use testkit::scripted::{Conn, ScriptedPeer};
 
 const CONFIG: &str = "
@@ -177,10 +178,9 @@ async fn debug_shows_log_metrics_and_module() {
     );
 }
 
-/// The real binary with `args`, its log in a file; killed on drop.
+/// The real binary with `args` (its listening addresses among them).
 struct Listening {
-    child: std::process::Child,
-    log: std::path::PathBuf,
+    process: Process,
     _dir: tempfile::TempDir,
 }
 
@@ -189,63 +189,30 @@ impl Listening {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("modules.yml");
         std::fs::write(&config, CONFIG).expect("write config");
-        let log = dir.path().join("log");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
-            .arg("--config.file")
-            .arg(&config)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start pacs_exporter");
-        Listening {
-            child,
-            log,
-            _dir: dir,
-        }
+        let process = Process::spawn(
+            "pacs_exporter",
+            std::process::Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
+                .arg("--config.file")
+                .arg(&config)
+                .args(args),
+            dir.path().join("log"),
+        );
+        Listening { process, _dir: dir }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     /// The addresses of the `count` "listening" log lines, once they are all written.
     fn addresses(&mut self, count: usize) -> Vec<std::net::SocketAddr> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            let addresses: Vec<std::net::SocketAddr> = log
-                .lines()
-                .filter(|line| line.contains("listening"))
-                .filter_map(|line| {
-                    // logfmt or JSON.
-                    let rest = line
-                        .split("address=")
-                        .nth(1)
-                        .or_else(|| line.split("\"address\":\"").nth(1))?;
-                    rest.split([' ', '"']).next()?.parse().ok()
-                })
-                .collect();
-            if addresses.len() >= count {
-                return addresses;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("pacs_exporter exited ({status}):\n{log}");
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {count} listening lines:\n{log}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let listening = self
+            .process
+            .wait_for(std::time::Duration::from_secs(10), |process| {
+                let addresses = process.reported_addresses();
+                (addresses.len() >= count).then_some(addresses)
+            });
+        listening.unwrap_or_else(|why| panic!("no {count} listening lines: {why}\n{}", self.log()))
     }
 }
 

@@ -18,7 +18,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use testkit::metrics::{EXPORTER_METRICS, FIND_TLS_AND_PER_STUDY};
 use testkit::peers::{free_port, Orthanc};
-use testkit::prometheus::{self, http_get, wait_ready, Process, Prometheus};
+use testkit::process::Process;
+use testkit::prometheus::{self, http_get, wait_ready, Prometheus};
 
 /// Where prometheus-example.yml expects the exporter.
 const EXAMPLE_EXPORTER: &str = "pacs-exporter.hospital.example:9000";
@@ -253,16 +254,16 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
     // The exporter, on the shipped modules.yml; send_check compares Orthanc with itself.
     let modules = dir.path().join("modules.yml");
     fs::write(&modules, modules_config(&live)).expect("write modules.yml");
-    let exporter_port = free_port();
-    let exporter_address = format!("127.0.0.1:{exporter_port}");
     let mut exporter = Process::spawn(
         "pacs_exporter",
         Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
             .arg("--config.file")
             .arg(&modules)
-            .args(["--web.listen-address", &exporter_address]),
+            .args(["--web.listen-address", "127.0.0.1:0"]),
         dir.path().join("exporter.log"),
     );
+    let exporter_port = exporter.reported_address(WAIT).port();
+    let exporter_address = format!("127.0.0.1:{exporter_port}");
     wait_ready(&mut exporter, exporter_port, WAIT);
 
     // Prometheus, on the example config.
