@@ -237,7 +237,10 @@ pub enum ModuleError {
     },
     /// A query key that is not a DICOM keyword, or a sequence given as a value or the reverse.
     #[error("{prober}.query: {reason}")]
-    Query { prober: ProberKind, reason: String },
+    Query {
+        prober: ProberKind,
+        reason: query::KeyError,
+    },
     /// A key the prober sets itself.
     #[error("{prober}.query.{key}: not allowed here: {why}")]
     ReservedKey {

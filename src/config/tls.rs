@@ -39,11 +39,11 @@ pub struct TlsSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The files or choices make no TLS client; the text names the key (`ca_file: ...`).
-    #[error("{0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(Box<tls::ClientError>),
     /// `server_name`, or the target's host when it is not set, is not a name TLS can verify.
-    #[error("{0}")]
-    ServerName(String),
+    #[error(transparent)]
+    ServerName(#[from] tls::InvalidServerName),
     #[error("TLS settings were not loaded")]
     NotLoaded,
 }
@@ -74,7 +74,7 @@ impl TlsSettings {
                 key_file: key.as_deref(),
                 insecure_skip_verify: self.insecure_skip_verify,
             })
-            .map_err(TlsError::Client)?,
+            .map_err(|e| TlsError::Client(Box::new(e)))?,
         );
         if let Some(name) = &self.server_name {
             tls::server_name(name).map_err(TlsError::ServerName)?;

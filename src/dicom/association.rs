@@ -253,7 +253,7 @@ impl Association {
             }
         };
         self.peer = peer_info(&accept.user_variables)
-            .map_err(|detail| Error::protocol(Step::Associate, detail.to_string()))?;
+            .map_err(|detail| Error::protocol(Step::Associate, detail))?;
         // 0 means "no limit"; keep our writes reasonable anyway. A P-DATA PDU needs room for
         // its 6-byte PDV header and at least one byte.
         self.peer_max_pdu = match self.peer.max_pdu_length {

@@ -16,8 +16,44 @@ use dicom_dictionary_std::StandardDataDictionary;
 const MAX_NESTING: usize = 32;
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
+/// Why an encoded data set was refused, with the byte offset where that is known.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MalformedDataSet {
+    #[error("an element overruns its enclosing item at byte {0}")]
+    Overrun(usize),
+    #[error("truncated element header at byte {0}")]
+    TruncatedHeader(usize),
+    #[error("an item outside a sequence at byte {0}")]
+    ItemOutsideSequence(usize),
+    #[error("unexpected delimiter at byte {0}")]
+    UnexpectedDelimiter(usize),
+    #[error("unknown item tag (FFFE,{0:04X})")]
+    UnknownItemTag(u16),
+    #[error("element {tag} directly in a sequence at byte {at}")]
+    ElementInSequence { tag: Tag, at: usize },
+    #[error("element {tag} declares {length} bytes, only {remain} remain")]
+    ElementTooLong {
+        tag: Tag,
+        length: usize,
+        remain: usize,
+    },
+    #[error(
+        "element {tag} ({vr}) declares {length} bytes, not a whole number of {size}-byte values"
+    )]
+    PartialValue {
+        tag: Tag,
+        vr: VR,
+        length: usize,
+        size: usize,
+    },
+    #[error("a sequence or item declares {length} bytes, only {remain} remain")]
+    ContainerTooLong { length: usize, remain: usize },
+    #[error("sequences nested more than {MAX_NESTING} deep")]
+    TooDeep,
+}
+
 /// Checks `bytes`, a data set in Explicit or Implicit VR Little Endian.
-pub fn check_data_set(bytes: &[u8], explicit: bool) -> Result<(), String> {
+pub fn check_data_set(bytes: &[u8], explicit: bool) -> Result<(), MalformedDataSet> {
     walk(bytes, explicit, &mut |_| {})
 }
 
@@ -33,7 +69,10 @@ pub struct RawElement<'a> {
 
 /// Checks `bytes` as [`check_data_set`] does and returns its top-level elements, sequences
 /// left out. This is all a flat C-FIND identifier needs, and nothing is copied.
-pub fn top_level_elements(bytes: &[u8], explicit: bool) -> Result<Vec<RawElement<'_>>, String> {
+pub fn top_level_elements(
+    bytes: &[u8],
+    explicit: bool,
+) -> Result<Vec<RawElement<'_>>, MalformedDataSet> {
     let mut elements = Vec::new();
     walk(bytes, explicit, &mut |element| elements.push(element))?;
     Ok(elements)
@@ -44,7 +83,7 @@ fn walk<'a>(
     bytes: &'a [u8],
     explicit: bool,
     top_level: &mut dyn FnMut(RawElement<'a>),
-) -> Result<(), String> {
+) -> Result<(), MalformedDataSet> {
     // Each open container and its end offset; `None` for one of undefined length.
     let mut open: Vec<(Container, Option<usize>)> = Vec::new();
     let mut pos = 0usize;
@@ -54,9 +93,7 @@ fn walk<'a>(
                 break;
             }
             if pos > *end {
-                return Err(format!(
-                    "an element overruns its enclosing item at byte {pos}"
-                ));
+                return Err(MalformedDataSet::Overrun(pos));
             }
             open.pop();
         }
@@ -65,7 +102,7 @@ fn walk<'a>(
         }
         let header = bytes
             .get(pos..pos + 8)
-            .ok_or_else(|| format!("truncated element header at byte {pos}"))?;
+            .ok_or(MalformedDataSet::TruncatedHeader(pos))?;
         let tag = Tag(le16(&header[0..2]), le16(&header[2..4]));
         if tag.group() == 0xFFFE {
             let length = le32(&header[4..8]);
@@ -78,19 +115,15 @@ fn walk<'a>(
                 (0xE000, Some((Container::Sequence, _))) => {
                     open.push((Container::Item, container(bytes, pos, length)?))
                 }
-                (0xE000, _) => {
-                    return Err(format!("an item outside a sequence at byte {}", pos - 8))
-                }
+                (0xE000, _) => return Err(MalformedDataSet::ItemOutsideSequence(pos - 8)),
                 (0xE00D, Some((Container::Item, true)))
                 | (0xE0DD, Some((Container::Sequence, true)))
                     if length == 0 =>
                 {
                     open.pop();
                 }
-                (0xE00D | 0xE0DD, _) => {
-                    return Err(format!("unexpected delimiter at byte {}", pos - 8))
-                }
-                (other, _) => return Err(format!("unknown item tag (FFFE,{other:04X})")),
+                (0xE00D | 0xE0DD, _) => return Err(MalformedDataSet::UnexpectedDelimiter(pos - 8)),
+                (other, _) => return Err(MalformedDataSet::UnknownItemTag(other)),
             }
         } else {
             let (vr, length, header_length) = if explicit {
@@ -98,7 +131,7 @@ fn walk<'a>(
                 if has_long_length(vr) {
                     let length = bytes
                         .get(pos + 8..pos + 12)
-                        .ok_or_else(|| format!("truncated element header at byte {pos}"))?;
+                        .ok_or(MalformedDataSet::TruncatedHeader(pos))?;
                     (vr, le32(length), 12)
                 } else {
                     (vr, u32::from(le16(&header[6..8])), 8)
@@ -107,9 +140,7 @@ fn walk<'a>(
                 (dictionary_vr(tag), le32(&header[4..8]), 8)
             };
             if let Some((Container::Sequence, _)) = open.last() {
-                return Err(format!(
-                    "element {tag} directly in a sequence at byte {pos}"
-                ));
+                return Err(MalformedDataSet::ElementInSequence { tag, at: pos });
             }
             pos += header_length;
             if length == UNDEFINED || vr == Some(VR::SQ) {
@@ -118,18 +149,22 @@ fn walk<'a>(
             } else {
                 let length = length as usize;
                 if length > bytes.len() - pos {
-                    return Err(format!(
-                        "element {tag} declares {length} bytes, only {} remain",
-                        bytes.len() - pos
-                    ));
+                    return Err(MalformedDataSet::ElementTooLong {
+                        tag,
+                        length,
+                        remain: bytes.len() - pos,
+                    });
                 }
                 // dicom-parser reads whole numbers of such values but skips the declared
                 // length, so a remainder would put it out of step with the encoding.
                 if let Some((vr, size)) = vr.and_then(|vr| Some((vr, number_size(vr)?))) {
                     if !length.is_multiple_of(size) {
-                        return Err(format!(
-                            "element {tag} ({vr}) declares {length} bytes, not a whole number of {size}-byte values"
-                        ));
+                        return Err(MalformedDataSet::PartialValue {
+                            tag,
+                            vr,
+                            length,
+                            size,
+                        });
                     }
                 }
                 if open.is_empty() {
@@ -143,7 +178,7 @@ fn walk<'a>(
             }
         }
         if open.len() > MAX_NESTING {
-            return Err(format!("sequences nested more than {MAX_NESTING} deep"));
+            return Err(MalformedDataSet::TooDeep);
         }
     }
 }
@@ -157,16 +192,16 @@ enum Container {
 }
 
 /// A container starting at `pos` with `length`: its end, or `None` when undefined.
-fn container(bytes: &[u8], pos: usize, length: u32) -> Result<Option<usize>, String> {
+fn container(bytes: &[u8], pos: usize, length: u32) -> Result<Option<usize>, MalformedDataSet> {
     if length == UNDEFINED {
         return Ok(None);
     }
     let length = length as usize;
     if length > bytes.len() - pos {
-        return Err(format!(
-            "a sequence or item declares {length} bytes, only {} remain",
-            bytes.len() - pos
-        ));
+        return Err(MalformedDataSet::ContainerTooLong {
+            length,
+            remain: bytes.len() - pos,
+        });
     }
     Ok(Some(pos + length))
 }
@@ -272,30 +307,41 @@ mod tests {
     fn hostile_encodings_are_refused() {
         assert!(check_data_set(&nested(3000, true), true)
             .unwrap_err()
+            .to_string()
             .contains("nested"));
         assert!(check_data_set(&nested(3000, false), false)
             .unwrap_err()
+            .to_string()
             .contains("nested"));
         // (0000,0002) UI with a 4 GiB length, implicit; and an explicit OB claiming too much.
         let huge = [0x00, 0x00, 0x02, 0x00, 0xF0, 0xFF, 0xFF, 0xFF, b'1', 0];
         assert!(check_data_set(&huge, false)
             .unwrap_err()
+            .to_string()
             .contains("declares"));
         let ob = [
             0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0, 0x00, 0x00, 0x00, 0x10,
         ];
-        assert!(check_data_set(&ob, true).unwrap_err().contains("declares"));
+        assert!(check_data_set(&ob, true)
+            .unwrap_err()
+            .to_string()
+            .contains("declares"));
         // (0052,0002) FD, implicit, with 28 bytes: 3 values and a remainder. The parser would
         // read the remainder as the next element's header.
         let mut fd = vec![0x52, 0x00, 0x02, 0x00, 28, 0, 0, 0];
         fd.resize(8 + 28, 0);
         assert!(check_data_set(&fd, false)
             .unwrap_err()
+            .to_string()
             .contains("whole number of 8-byte values"));
         let us = [0x28, 0x00, 0x10, 0x00, b'U', b'S', 3, 0, 1, 2, 3];
-        assert!(check_data_set(&us, true).unwrap_err().contains("2-byte"));
+        assert!(check_data_set(&us, true)
+            .unwrap_err()
+            .to_string()
+            .contains("2-byte"));
         assert!(check_data_set(&[0x08, 0x00, 0x20], true)
             .unwrap_err()
+            .to_string()
             .contains("truncated"));
         // An item inside an item, not in a sequence: dicom-parser read on out of step and
         // allocated a length taken from element values (1.7 GB from 103 bytes).
@@ -305,6 +351,7 @@ mod tests {
         item_in_item.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
         assert!(check_data_set(&item_in_item, true)
             .unwrap_err()
+            .to_string()
             .contains("outside a sequence"));
         // An element directly in a sequence, and a sequence closed by an item delimiter.
         let mut loose = vec![0x40, 0x00, 0x00, 0x01, b'S', b'Q', 0, 0];
@@ -313,14 +360,17 @@ mod tests {
         loose.extend_from_slice(&[0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'M', b'R']);
         assert!(check_data_set(&loose, true)
             .unwrap_err()
+            .to_string()
             .contains("directly in a sequence"));
         wrong_delimiter.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
         assert!(check_data_set(&wrong_delimiter, true)
             .unwrap_err()
+            .to_string()
             .contains("delimiter"));
         let stray = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
         assert!(check_data_set(&stray, true)
             .unwrap_err()
+            .to_string()
             .contains("delimiter"));
         // An item whose element runs past the item's end.
         let mut overrun = vec![0x40, 0x00, 0x00, 0x01, b'S', b'Q', 0, 0];

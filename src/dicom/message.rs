@@ -116,6 +116,19 @@ fn encode_implicit_le(object: &InMemDicomObject) -> Vec<u8> {
     out
 }
 
+/// A command set that is not the response asked for, or not a command set at all.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("malformed command set: {0}")]
+    Malformed(#[from] super::guard::MalformedDataSet),
+    #[error("expected {expected}, got command field {got:?}")]
+    Unexpected { expected: String, got: Option<u16> },
+    #[error("{0} answers another message ID")]
+    OtherMessage(String),
+    #[error("{0} has no status")]
+    NoStatus(String),
+}
+
 /// A received command set: the fields the probers read, taken from the checked bytes
 /// without building a dicom-object tree (a command set is flat, and this runs for every
 /// message, once per C-FIND match).
@@ -130,9 +143,8 @@ pub struct Command {
 }
 
 impl Command {
-    pub fn parse(bytes: &[u8]) -> Result<Command, String> {
-        let elements = super::guard::top_level_elements(bytes, false)
-            .map_err(|e| format!("malformed command set: {e}"))?;
+    pub fn parse(bytes: &[u8]) -> Result<Command, CommandError> {
+        let elements = super::guard::top_level_elements(bytes, false)?;
         let mut command = Command::default();
         for element in elements {
             // US values: the guard has checked their length is a whole number of values.
@@ -184,17 +196,18 @@ impl Command {
         expected: u16,
         name: &str,
         message_id: u16,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, CommandError> {
         if self.command_field() != Some(expected) {
-            return Err(format!(
-                "expected {name}, got command field {:?}",
-                self.command_field()
-            ));
+            return Err(CommandError::Unexpected {
+                expected: name.to_string(),
+                got: self.command_field(),
+            });
         }
         if self.message_id_being_responded_to() != Some(message_id) {
-            return Err(format!("{name} answers another message ID"));
+            return Err(CommandError::OtherMessage(name.to_string()));
         }
-        self.status().ok_or_else(|| format!("{name} has no status"))
+        self.status()
+            .ok_or_else(|| CommandError::NoStatus(name.to_string()))
     }
 
     /// ErrorComment (0000,0902), when the peer explains a failure status.

@@ -106,8 +106,8 @@ impl Error {
         Error { step, kind }
     }
 
-    pub(crate) fn protocol(step: Step, detail: impl Into<String>) -> Error {
-        Error::new(step, ErrorKind::Protocol(detail.into()))
+    pub(crate) fn protocol(step: Step, detail: impl std::fmt::Display) -> Error {
+        Error::new(step, ErrorKind::Protocol(detail.to_string()))
     }
 }
 

@@ -25,27 +25,38 @@ pub enum QueryValue {
 
 pub type QueryKeys = BTreeMap<String, Option<QueryValue>>;
 
+/// A query key that cannot be sent as written; the message names the keyword.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("{0:?} is not a DICOM keyword")]
+    NotAKeyword(String),
+    #[error("{0:?} names a range of tags, not one attribute")]
+    TagRange(String),
+    #[error("{0} is not a sequence")]
+    NotASequence(String),
+    #[error("{0} is a sequence: give it a map of keywords")]
+    IsASequence(String),
+}
+
 /// Finds a keyword's tag and VR in the standard dictionary.
-pub fn keyword(name: &str) -> Result<(Tag, VR), String> {
+pub fn keyword(name: &str) -> Result<(Tag, VR), KeyError> {
     let entry: &DataDictionaryEntryRef = StandardDataDictionary
         .by_name(name)
-        .ok_or_else(|| format!("{name:?} is not a DICOM keyword"))?;
+        .ok_or_else(|| KeyError::NotAKeyword(name.to_string()))?;
     match entry.tag {
         TagRange::Single(tag) => Ok((tag, entry.vr.relaxed())),
-        _ => Err(format!("{name:?} names a range of tags, not one attribute")),
+        _ => Err(KeyError::TagRange(name.to_string())),
     }
 }
 
-/// Checks every keyword of a query (and of its sequences); the error names the keyword.
-pub fn validate(keys: &QueryKeys) -> Result<(), String> {
+/// Checks every keyword of a query (and of its sequences).
+pub fn validate(keys: &QueryKeys) -> Result<(), KeyError> {
     for (name, value) in keys {
         let (_, vr) = keyword(name)?;
         match value {
             Some(QueryValue::Sequence(items)) if vr == VR::SQ => validate(items)?,
-            Some(QueryValue::Sequence(_)) => return Err(format!("{name} is not a sequence")),
-            Some(_) if vr == VR::SQ => {
-                return Err(format!("{name} is a sequence: give it a map of keywords"))
-            }
+            Some(QueryValue::Sequence(_)) => return Err(KeyError::NotASequence(name.clone())),
+            Some(_) if vr == VR::SQ => return Err(KeyError::IsASequence(name.clone())),
             _ => {}
         }
     }
@@ -179,7 +190,10 @@ mod tests {
     #[test]
     fn keywords_and_dates() {
         assert_eq!(keyword("StudyDate").unwrap(), (tags::STUDY_DATE, VR::DA));
-        assert!(keyword("StudyDat").is_err());
+        assert_eq!(
+            keyword("StudyDat"),
+            Err(KeyError::NotAKeyword("StudyDat".into()))
+        );
         let today = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
         assert_eq!(resolve_dates("today", today), "20261125");
         assert_eq!(resolve_dates("yesterday-today", today), "20261124-20261125");

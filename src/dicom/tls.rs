@@ -31,28 +31,57 @@ pub struct ClientFiles<'a> {
     pub insecure_skip_verify: bool,
 }
 
+/// Why a module's TLS settings make no client; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Versions(rustls::Error),
+    #[error("ca_file: required unless insecure_skip_verify is true")]
+    CaFileRequired,
+    #[error("ca_file: {0}")]
+    CaFile(rustls_pki_types::pem::Error),
+    #[error("ca_file: {0}")]
+    CaCertificate(rustls::Error),
+    #[error("ca_file: no certificate in the file")]
+    NoCaCertificate,
+    #[error("cert_file: {0}")]
+    CertFile(rustls_pki_types::pem::Error),
+    #[error("key_file: {0}")]
+    KeyFile(rustls_pki_types::pem::Error),
+    #[error("cert_file and key_file do not go together: {0}")]
+    Mismatch(rustls::Error),
+    #[error("cert_file and key_file: give both or neither")]
+    HalfPair,
+}
+
+/// A name TLS cannot verify a certificate against.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid TLS server name {name:?}: {source}")]
+pub struct InvalidServerName {
+    name: String,
+    source: rustls_pki_types::InvalidDnsNameError,
+}
+
 /// Builds the rustls client config; the error says which file is the problem.
-pub fn client_config(files: &ClientFiles<'_>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(files: &ClientFiles<'_>) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(ClientError::Versions)?;
     let builder = if files.insecure_skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
     } else {
-        let ca_file = files
-            .ca_file
-            .ok_or("ca_file: required unless insecure_skip_verify is true")?;
+        let ca_file = files.ca_file.ok_or(ClientError::CaFileRequired)?;
         let mut roots = rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| format!("ca_file: {e}"))?;
+        let certs = CertificateDer::pem_file_iter(ca_file).map_err(ClientError::CaFile)?;
         for cert in certs {
-            let cert = cert.map_err(|e| format!("ca_file: {e}"))?;
-            roots.add(cert).map_err(|e| format!("ca_file: {e}"))?;
+            let cert = cert.map_err(ClientError::CaFile)?;
+            roots.add(cert).map_err(ClientError::CaCertificate)?;
         }
         if roots.is_empty() {
-            return Err("ca_file: no certificate in the file".into());
+            return Err(ClientError::NoCaCertificate);
         }
         builder.with_root_certificates(roots)
     };
@@ -61,21 +90,23 @@ pub fn client_config(files: &ClientFiles<'_>) -> Result<Arc<rustls::ClientConfig
         (Some(cert), Some(key)) => {
             let certs = CertificateDer::pem_file_iter(cert)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cert_file: {e}"))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("key_file: {e}"))?;
+                .map_err(ClientError::CertFile)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(ClientError::KeyFile)?;
             builder
                 .with_client_auth_cert(certs, key)
-                .map_err(|e| format!("cert_file and key_file do not go together: {e}"))?
+                .map_err(ClientError::Mismatch)?
         }
-        _ => return Err("cert_file and key_file: give both or neither".into()),
+        _ => return Err(ClientError::HalfPair),
     };
     Ok(Arc::new(config))
 }
 
 /// The server name to verify the PACS' certificate against.
-pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(name.to_string())
-        .map_err(|e| format!("invalid TLS server name {name:?}: {e}"))
+pub fn server_name(name: &str) -> Result<ServerName<'static>, InvalidServerName> {
+    ServerName::try_from(name.to_string()).map_err(|source| InvalidServerName {
+        name: name.to_string(),
+        source,
+    })
 }
 
 /// The earliest `notAfter` of the certificates the peer presented, in Unix seconds.
