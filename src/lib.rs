@@ -7,10 +7,12 @@
 //! help texts of the [`metrics`] catalogue. `history` keeps recent probes for the pages,
 //! [`config`] reads modules.yml, [`target`] parses `AET@host:port`.
 //!
-//! `config/` holds the file's shape and its validation into one closed prober per module,
-//! durations, the loading of TLS files. Each prober's own options, defaults and checks
-//! live with the prober (`prober/find.rs`, `prober/send_check/options.rs`); [`config`]
-//! re-exports them, so they are named `config::FindOptions`, `config::SendCheckOptions`, ...
+//! Settings, from the bottom up: `settings` holds the values modules are written in
+//! (durations, time zones, targets, the `dicom` and `tls` blocks, loading TLS files); each
+//! prober's own block, its defaults and its checks live with the prober (`prober/find.rs`,
+//! `prober/send_check/options.rs`), and `prober/module.rs` closes a module into one prober;
+//! [`config`] reads the file and re-exports all of it, so a config type has one public path
+//! (`config::Module`, `config::FindOptions`, `config::PromDuration`, ...).
 
 pub(crate) mod allow;
 pub mod config;
@@ -20,5 +22,6 @@ pub(crate) mod history;
 pub mod metrics;
 pub(crate) mod prober;
 pub(crate) mod scheduler;
+pub(crate) mod settings;
 pub mod target;
 pub mod web;

@@ -9,14 +9,13 @@
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::checks::{check_query, default_max_matches, reserved_keys, ModuleError, ProberKind};
 use super::peer::{incomplete_failure, AssociationMetrics};
 use super::{local_now, Failure, ProbeContext, Stage};
-use crate::config::{
-    check_query, default_max_matches, reserved_keys, ModuleError, ProberKind, TimeZone,
-};
 use crate::dicom::find::{find, Identifier, InformationModel};
 use crate::dicom::query::QueryKeys;
 use crate::metrics;
+use crate::settings::TimeZone;
 
 pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<(), Failure> {
     let metrics = AssociationMetrics::register(ctx);

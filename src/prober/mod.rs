@@ -7,9 +7,11 @@
 //! `probe_duration_seconds`, `probe_timeout_seconds`, `probe_failure_info`) and hands back
 //! what it found as a typed [`Summary`], which the landing page shows.
 
+pub mod checks;
 pub mod echo;
 pub mod find;
 mod log;
+pub mod module;
 mod peer;
 pub mod send_check;
 
@@ -24,10 +26,12 @@ use tokio::time::Instant;
 use chrono::NaiveDateTime;
 
 use crate::allow::AllowList;
-use crate::config::{Module, Prober, ProberKind, TimeZone};
 use crate::dicom;
 use crate::metrics;
+use crate::settings::TimeZone;
 use crate::target::Target;
+use checks::ProberKind;
+use module::{Module, Prober};
 
 pub use log::ProbeLog;
 

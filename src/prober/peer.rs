@@ -3,10 +3,10 @@
 use prometheus::{Gauge, GaugeVec};
 
 use super::{Failure, ProbeContext, Reason, Stage};
-use crate::config::DicomOptions;
 use crate::dicom::find::{Completeness, FindAnswer};
 use crate::dicom::{Association, AssociationOptions, PeerInfo, Timings};
 use crate::metrics;
+use crate::settings::DicomOptions;
 use crate::target::{AeTitle, Target};
 
 /// The metrics of a probe that associates with one peer (echo and find).

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::connections::HttpOptions;
-use super::tls::TlsServerConfig;
+use super::tls::{TlsProblem, TlsServerConfig};
 
 /// bcrypt checks running at once, at most.
 const BCRYPT_CHECKS: usize = 2;
@@ -197,20 +197,8 @@ pub enum WebConfigProblem {
         source: bcrypt::BcryptError,
     },
     /// A `tls_server_config` key whose file or value cannot be used, and why.
-    #[error("tls_server_config{}: {why}", key.map(|k| format!(".{k}")).unwrap_or_default())]
-    Tls {
-        key: Option<&'static str>,
-        why: String,
-    },
-}
-
-impl WebConfigProblem {
-    pub(super) fn tls(key: &'static str, why: impl std::fmt::Display) -> WebConfigProblem {
-        WebConfigProblem::Tls {
-            key: Some(key),
-            why: why.to_string(),
-        }
-    }
+    #[error(transparent)]
+    Tls(#[from] TlsProblem),
 }
 
 impl WebConfig {

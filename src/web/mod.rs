@@ -23,6 +23,7 @@ pub use auth::{protect, serve, BasicAuth, WebConfig, WebConfigError, WebConfigPr
 pub use connections::{listen, serve_all, HttpOptions};
 pub use probe::SCRAPE_TIMEOUT_HEADER;
 pub use state::{AppState, ReloadError, ServerOptions};
+pub use tls::TlsProblem;
 
 use std::sync::Arc;
 use std::time::Duration;

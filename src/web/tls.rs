@@ -11,7 +11,22 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
-use super::auth::WebConfigProblem;
+/// A `tls_server_config` key whose file or value cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("tls_server_config{}: {why}", key.map(|k| format!(".{k}")).unwrap_or_default())]
+pub struct TlsProblem {
+    key: Option<&'static str>,
+    why: String,
+}
+
+impl TlsProblem {
+    fn at(key: &'static str, why: impl std::fmt::Display) -> TlsProblem {
+        TlsProblem {
+            key: Some(key),
+            why: why.to_string(),
+        }
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,20 +58,17 @@ type Provider = Arc<rustls::crypto::CryptoProvider>;
 
 impl TlsServerConfig {
     /// The server's TLS config, from the files this section names (relative to `base`).
-    pub(super) fn load(&self, base: &Path) -> Result<ServerConfig, WebConfigProblem> {
+    pub(super) fn load(&self, base: &Path) -> Result<ServerConfig, TlsProblem> {
         let path = |p: &Path| base.join(p);
         let certs: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(path(&self.cert_file))
                 .and_then(|certs| certs.collect())
-                .map_err(|e| WebConfigProblem::tls("cert_file", e))?;
+                .map_err(|e| TlsProblem::at("cert_file", e))?;
         if certs.is_empty() {
-            return Err(WebConfigProblem::tls(
-                "cert_file",
-                "no certificate in the file",
-            ));
+            return Err(TlsProblem::at("cert_file", "no certificate in the file"));
         }
         let key = PrivateKeyDer::from_pem_file(path(&self.key_file))
-            .map_err(|e| WebConfigProblem::tls("key_file", e))?;
+            .map_err(|e| TlsProblem::at("key_file", e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let versions: &[&rustls::SupportedProtocolVersion] = match self.min_version {
             Some(TlsVersion::TLS13) => &[&rustls::version::TLS13],
@@ -64,18 +76,17 @@ impl TlsServerConfig {
         };
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
-            .map_err(|e| WebConfigProblem::Tls {
+            .map_err(|e| TlsProblem {
                 key: None,
                 why: e.to_string(),
             })?;
         let builder = self.client_verification(builder, provider, base)?;
-        let mut config =
-            builder
-                .with_single_cert(certs, key)
-                .map_err(|e| WebConfigProblem::Tls {
-                    key: None,
-                    why: format!("certificate and key do not go together: {e}"),
-                })?;
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsProblem {
+                key: None,
+                why: format!("certificate and key do not go together: {e}"),
+            })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
     }
@@ -86,19 +97,16 @@ impl TlsServerConfig {
         builder: ConfigBuilder<ServerConfig, WantsVerifier>,
         provider: Provider,
         base: &Path,
-    ) -> Result<ConfigBuilder<ServerConfig, WantsServerCert>, WebConfigProblem> {
+    ) -> Result<ConfigBuilder<ServerConfig, WantsServerCert>, TlsProblem> {
         let auth = self.client_auth_type.unwrap_or(ClientAuth::NoClientCert);
-        let ca_problem = |e: &dyn std::fmt::Display| WebConfigProblem::tls("client_ca_file", e);
+        let ca_problem = |e: &dyn std::fmt::Display| TlsProblem::at("client_ca_file", e);
         match (auth, &self.client_ca_file) {
             (ClientAuth::NoClientCert, None) => Ok(builder.with_no_client_auth()),
-            (ClientAuth::NoClientCert, Some(_)) => Err(WebConfigProblem::tls(
+            (ClientAuth::NoClientCert, Some(_)) => Err(TlsProblem::at(
                 "client_ca_file",
                 "set client_auth_type to use it",
             )),
-            (_, None) => Err(WebConfigProblem::tls(
-                "client_auth_type",
-                "needs client_ca_file",
-            )),
+            (_, None) => Err(TlsProblem::at("client_auth_type", "needs client_ca_file")),
             (auth, Some(ca)) => {
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in

@@ -11,8 +11,8 @@ use chrono::{
 
 use super::options::StudyLabel;
 use super::plan::Found;
-use crate::config::TimeZone as ZoneName;
 use crate::dicom::study::StudyMatch;
+use crate::settings::TimeZone as ZoneName;
 
 /// A study without StudyTime is placed at the end of its day, so that it is judged only once
 /// the whole day has passed the grace period (no false alarm for one stored late that day).

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use super::compare::Offsets;
 use super::plan::Learnt;
-use crate::config::DicomOptions;
 use crate::prober::peer::called_aet;
+use crate::settings::DicomOptions;
 use crate::target::Target;
 
 /// How long an archive's broken list matching, or a source's offsets, are remembered before
@@ -192,15 +192,15 @@ fn entry<'t>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
-    fn key(config: &str, target: &str) -> ArchiveKey {
-        let config = Config::parse(config).unwrap_or_else(|e| panic!("{e}"));
+    /// The key of `target` reached with a module's `dicom` block (YAML).
+    fn key(dicom: &str, target: &str) -> ArchiveKey {
+        let dicom: DicomOptions = yaml_serde::from_str(dicom).unwrap_or_else(|e| panic!("{e}"));
         let target = Target::parse(target).unwrap_or_else(|e| panic!("{e}"));
-        ArchiveKey::new(&target, &config.modules["m"].dicom)
+        ArchiveKey::new(&target, &dicom)
     }
 
-    const PLAIN: &str = "modules:\n  m:\n    prober: echo\n";
+    const PLAIN: &str = "{}";
 
     /// What one way of reaching an archive showed is not taught to another: calling AE titles
     /// (which many archives answer differently) and TLS are part of who it is.
@@ -219,24 +219,15 @@ mod tests {
         let others = [
             key(PLAIN, "OTHER@127.0.0.1:104"),
             key(PLAIN, "ARCHIVE@127.0.0.1:105"),
-            key(
-                "modules:\n  m:\n    prober: echo\n    dicom: {calling_aet: SECOND}\n",
-                "ARCHIVE@127.0.0.1:104",
-            ),
-            key(
-                "modules:\n  m:\n    prober: echo\n    dicom:\n      tls: {insecure_skip_verify: true}\n",
-                "ARCHIVE@127.0.0.1:104",
-            ),
+            key("{calling_aet: SECOND}", "ARCHIVE@127.0.0.1:104"),
+            key("tls: {insecure_skip_verify: true}", "ARCHIVE@127.0.0.1:104"),
         ];
         for other in &others {
             assert_ne!(other, &plain);
             assert_eq!(archives.recall(other), Learnt::default(), "{other:?}");
         }
         // The same archive named by the module's called_aet is the same archive.
-        let named = key(
-            "modules:\n  m:\n    prober: echo\n    dicom: {called_aet: ARCHIVE}\n",
-            "127.0.0.1:104",
-        );
+        let named = key("{called_aet: ARCHIVE}", "127.0.0.1:104");
         assert_eq!(named, plain);
     }
 

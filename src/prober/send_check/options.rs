@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{
-    check_pdu, check_query, default_max_matches, reserved_keys, DicomOverrides, ModuleError,
-    ProberKind, PromDuration, TargetSpec, TimeZone,
-};
 use crate::dicom::query::QueryKeys;
+use crate::prober::checks::{
+    check_pdu, check_query, default_max_matches, reserved_keys, ModuleError, ProberKind,
+};
+use crate::settings::{DicomOverrides, PromDuration, TargetSpec, TimeZone};
 
 /// The `send_check` prober: did the source's recent studies reach the destination, whole?
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -117,7 +117,9 @@ impl SendCheckOptions {
             check_pdu("send_check.destination_dicom", pdu)?;
         }
         if self.lookback.0.is_zero() || self.lookback.0 > MAX_LOOKBACK {
-            return Err(ModuleError::Lookback);
+            return Err(ModuleError::Lookback {
+                max: PromDuration(MAX_LOOKBACK),
+            });
         }
         if self.grace >= self.lookback {
             return Err(ModuleError::Grace);
@@ -128,7 +130,7 @@ impl SendCheckOptions {
         let mut seen = Vec::with_capacity(self.labels.len());
         for label in &self.labels {
             if seen.contains(label) {
-                return Err(ModuleError::DuplicateLabel(*label));
+                return Err(ModuleError::DuplicateLabel(label.name()));
             }
             seen.push(*label);
         }

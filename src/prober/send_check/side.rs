@@ -13,12 +13,12 @@ use tokio::time::Instant;
 
 use super::memory::ArchiveKey;
 use super::metrics::{Metrics, QueryKind};
-use crate::config::DicomOptions;
 use crate::dicom::find::FindAnswer;
 use crate::dicom::study::{find_studies, StudyMatch, StudyQuery};
 use crate::dicom::{Association, Timings};
 use crate::prober::peer::{called_aet, establish};
 use crate::prober::{Failure, Peer, ProbeContext, Stage};
+use crate::settings::DicomOptions;
 use crate::target::Target;
 
 /// How long a side waits for A-RELEASE-RP before it aborts instead.

@@ -50,7 +50,7 @@ pub enum TlsError {
 
 impl TlsError {
     /// The key below `tls` that the message does not name itself.
-    pub(super) fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             TlsError::ServerName(_) => "server_name: ",
             TlsError::Client(_) | TlsError::NotLoaded => "",
