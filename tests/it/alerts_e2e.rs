@@ -13,6 +13,7 @@
 //! Everything listens on and talks to 127.0.0.1 only; the generated configs are checked to
 //! name no other host.
 
+use crate::repo;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,10 +34,6 @@ use testkit::studies::{generate, Study};
 
 /// How long each stage may take (a process ready, an alert arriving, an alert resolving).
 const WAIT: Duration = Duration::from_secs(60);
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Polls `check` until it returns `Some`, at most [`WAIT`]; see [`prometheus::wait_for`].
 fn wait_for<T>(what: &str, check: impl FnMut(&mut String) -> Option<T>) -> T {

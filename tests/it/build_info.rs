@@ -11,6 +11,7 @@
 //! sources changed.
 
 // A release check: `bash scripts/release-checks.sh` runs it (Cargo.toml, `release-checks`).
+use crate::repo;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
@@ -79,10 +80,6 @@ fn one_build_at_a_time() -> MutexGuard<'static, ()> {
     TARGET_DIR
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `target/tmp/build-info`, as a real path (git compares GIT_CEILING_DIRECTORIES with those).

@@ -6,6 +6,7 @@
 //!
 //! A missing tool fails the test with the Debian package to install; nothing is skipped.
 
+use crate::repo;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,10 +37,6 @@ const ALERTS: &[&str] = &[
     "PacsProbeScrapeFailing",
     "PacsExporterConfigReloadFailed",
 ];
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn deploy(path: &str) -> PathBuf {
     repo().join("deploy").join(path)

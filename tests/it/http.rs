@@ -281,17 +281,7 @@ fn listen_address_may_be_repeated() {
 /// `pacs_exporter_build_info` names the checked-out commit, its branch, the crate's version,
 /// the compiler and the platform (build.rs takes them from git when built in a checkout).
 fn assert_build_info(body: &str) {
-    let git = |args: &[&str]| {
-        let output = std::process::Command::new("git")
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run git");
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-    };
+    use crate::git;
     let line = body
         .lines()
         .find(|l| l.starts_with("pacs_exporter_build_info{"))

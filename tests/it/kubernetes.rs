@@ -8,6 +8,7 @@
 
 // A release check: `bash scripts/release-checks.sh` runs it (Cargo.toml, `release-checks`).
 
+use crate::repo;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,10 +17,6 @@ use testkit::output::describe;
 
 use serde::Deserialize;
 use serde_json::Value;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn kubernetes_dir() -> PathBuf {
     repo().join("deploy/kubernetes")

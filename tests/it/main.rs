@@ -33,3 +33,23 @@ mod send_check_real_peers;
 mod send_check_scripted;
 mod send_check_third_peer;
 mod web;
+
+use std::path::Path;
+
+/// The repository: what the tests read of it (deploy/, the README, the Dockerfile).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What `git args` prints in the repository, trimmed; `None` when git fails (no checkout).
+pub fn git(args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run git");
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}

@@ -6,29 +6,13 @@
 
 // A release check: `bash scripts/release-checks.sh` runs it (Cargo.toml, `release-checks`).
 
+use crate::{git, repo};
 use std::fs;
-use std::path::Path;
 use std::process::{Command, Output};
 use testkit::output::describe;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn read(path: &str) -> String {
     fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-}
-
-fn git(args: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run git");
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 fn run_script(script: &str) -> Output {

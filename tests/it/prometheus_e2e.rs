@@ -8,10 +8,10 @@
 //! Everything listens on and talks to 127.0.0.1 only; the rewritten config is checked to name
 //! no other host before Prometheus starts.
 
+use crate::repo;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,10 +27,6 @@ const EXAMPLE_EXPORTER: &str = "pacs-exporter.hospital.example:9000";
 const TIMEOUT_OFFSET: f64 = 0.5;
 /// How long to wait for each stage (exporter ready, Prometheus ready, data, rules, alerts).
 const WAIT: Duration = Duration::from_secs(30);
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn percent_encode(text: &str) -> String {
     text.bytes()
