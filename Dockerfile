@@ -14,6 +14,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY build ./build
 COPY src ./src
+# The test support crate is a dev-dependency: cargo reads its manifest to resolve the
+# package, and builds nothing of it for a release build.
+COPY testkit ./testkit
 RUN PACS_EXPORTER_REVISION="$REVISION" PACS_EXPORTER_BRANCH="$BRANCH" \
     cargo build --release --locked \
  && strip target/release/pacs_exporter
