@@ -4,19 +4,12 @@
 use std::io;
 use std::io::BufRead;
 use std::path::Path;
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::{handshake, SendRequest};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use hyper::header::HeaderName;
+use testkit::http::{Connection, Request};
+use testkit::peers::free_port;
 
 /// Requests that have had no answer this long after their scrape timeout are given up.
 pub const GIVE_UP: Duration = Duration::from_secs(15);
@@ -200,13 +193,6 @@ fn clock_ticks() -> f64 {
     })
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 pub fn probe_path(module: &str, target: &str) -> String {
     format!(
         "/probe?module={module}&target={}",
@@ -252,26 +238,21 @@ pub async fn fetch(
     path: &str,
     scrape_timeout: Option<f64>,
     start: Instant,
-) -> Result<(Answer, String), hyper::Error> {
-    let mut request = Request::get(path).header("host", "127.0.0.1");
+) -> io::Result<(Answer, String)> {
+    let mut request = Request::get(path);
     if let Some(seconds) = scrape_timeout {
-        request = request.header("x-prometheus-scrape-timeout-seconds", seconds.to_string());
+        request = request.header(
+            HeaderName::from_static("x-prometheus-scrape-timeout-seconds"),
+            seconds.to_string(),
+        );
     }
-    // A kept-alive connection takes the next request only once the last answer is done.
-    connection.sender.ready().await?;
-    let response = connection
-        .sender
-        .send_request(request.body(Empty::new()).expect("request"))
-        .await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    let body = String::from_utf8_lossy(&body).into_owned();
-    let written = *connection.written.lock().expect("lock");
+    let (response, since_written) = connection.send(request).await?;
+    let body = response.text();
     let answer = Answer {
-        status,
+        status: response.status,
         success: body.lines().any(|l| l == "probe_success 1"),
         elapsed: start.elapsed(),
-        since_written: written.elapsed(),
+        since_written,
         probe_seconds: metric(&body, "probe_duration_seconds"),
     };
     Ok((answer, body))
@@ -283,69 +264,13 @@ pub async fn send(
     path: &str,
     scrape_timeout: Option<f64>,
     start: Instant,
-) -> Result<Answer, hyper::Error> {
+) -> io::Result<Answer> {
     Ok(fetch(connection, path, scrape_timeout, start).await?.0)
 }
 
-/// A connection to the exporter that notes when a request's bytes were last written to it,
-/// so that the time the exporter took can be told from the time the request took to get
-/// there.
-struct Timed {
-    stream: TcpStream,
-    written: Arc<Mutex<Instant>>,
-}
-
-impl AsyncRead for Timed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Timed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if let Poll::Ready(Ok(_)) = result {
-            *this.written.lock().expect("lock") = Instant::now();
-        }
-        result
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
-/// A kept-alive connection to the exporter.
-pub struct Connection {
-    sender: SendRequest<Empty<Bytes>>,
-    written: Arc<Mutex<Instant>>,
-}
-
-/// Opens a connection to the exporter.
+/// Opens a kept-alive connection to the exporter.
 pub async fn connect(port: u16) -> Option<Connection> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let _ = stream.set_nodelay(true);
-    let written = Arc::new(Mutex::new(Instant::now()));
-    let timed = Timed {
-        stream,
-        written: written.clone(),
-    };
-    let (sender, connection) = handshake(TokioIo::new(timed)).await.ok()?;
-    tokio::spawn(connection);
-    Some(Connection { sender, written })
+    Connection::open(port).await.ok()
 }
 
 /// One GET on a connection of its own, timed from before the connection is opened.

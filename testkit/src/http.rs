@@ -2,12 +2,18 @@
 //! Prometheus, Orthanc's REST API, over TCP or any other stream (TLS). Tests that must write
 //! bytes no client would (half-sent requests, slow headers) use a bare `TcpStream` instead.
 //!
+//! [`Connection`] keeps one connection alive across requests, as Prometheus does; the
+//! benchmarks time requests on it.
+//!
 //! [`send`] works from blocking code and from inside a Tokio runtime alike: it runs the
 //! exchange on a runtime of its own, on a thread of its own.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -15,7 +21,7 @@ use hyper::client::conn::http1;
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{HeaderMap, Method};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// How long a whole exchange may take before it is an error.
@@ -72,6 +78,22 @@ impl Request {
         self.body = body.into();
         self.header(CONTENT_TYPE, content_type)
     }
+
+    fn into_hyper(self, host: &str, close: bool) -> io::Result<hyper::Request<Full<Bytes>>> {
+        let mut builder = hyper::Request::builder()
+            .method(self.method)
+            .uri(self.path)
+            .header(HOST, host);
+        if close {
+            builder = builder.header(CONNECTION, "close");
+        }
+        for (name, value) in self.headers {
+            builder = builder.header(name, HeaderValue::from_str(&value).map_err(invalid)?);
+        }
+        builder
+            .body(Full::new(Bytes::from(self.body)))
+            .map_err(invalid)
+    }
 }
 
 /// An answer: status, headers and the whole body.
@@ -83,6 +105,23 @@ pub struct Response {
 }
 
 impl Response {
+    async fn read(answer: hyper::Response<hyper::body::Incoming>) -> io::Result<Response> {
+        let status = answer.status().as_u16();
+        let headers = answer.headers().clone();
+        let body = answer
+            .into_body()
+            .collect()
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes()
+            .to_vec();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -134,40 +173,97 @@ where
             .await
             .map_err(io::Error::other)?;
         let driver = tokio::spawn(connection);
-        let mut builder = hyper::Request::builder()
-            .method(request.method)
-            .uri(request.path)
-            .header(HOST, host)
-            .header(CONNECTION, "close");
-        for (name, value) in request.headers {
-            builder = builder.header(name, HeaderValue::from_str(&value).map_err(invalid)?);
-        }
-        let outgoing = builder
-            .body(Full::new(Bytes::from(request.body)))
-            .map_err(invalid)?;
+        let outgoing = request.into_hyper(host, true)?;
         let answer = sender
             .send_request(outgoing)
             .await
             .map_err(io::Error::other)?;
-        let status = answer.status().as_u16();
-        let headers = answer.headers().clone();
-        let body = answer
-            .into_body()
-            .collect()
-            .await
-            .map_err(io::Error::other)?
-            .to_bytes()
-            .to_vec();
+        let answer = Response::read(answer).await;
         driver.abort();
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        answer
     };
     tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no whole answer in time"))?
+}
+
+/// A kept-alive connection to 127.0.0.1, as Prometheus keeps one to an exporter, that notes
+/// when a request's last bytes were written to it: a benchmark can then tell the time the
+/// server took from the time the request took to get there.
+pub struct Connection {
+    sender: http1::SendRequest<Full<Bytes>>,
+    written: Arc<Mutex<Instant>>,
+}
+
+impl Connection {
+    pub async fn open(port: u16) -> io::Result<Connection> {
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
+        stream.set_nodelay(true)?;
+        let written = Arc::new(Mutex::new(Instant::now()));
+        let timed = Timed {
+            stream,
+            written: written.clone(),
+        };
+        let (sender, connection) = http1::handshake(TokioIo::new(timed))
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(connection);
+        Ok(Connection { sender, written })
+    }
+
+    /// Sends `request` once the last answer is done; the answer, and how long ago the
+    /// request's last byte was written.
+    pub async fn send(&mut self, request: Request) -> io::Result<(Response, Duration)> {
+        self.sender.ready().await.map_err(io::Error::other)?;
+        let outgoing = request.into_hyper("127.0.0.1", false)?;
+        let answer = self
+            .sender
+            .send_request(outgoing)
+            .await
+            .map_err(io::Error::other)?;
+        let answer = Response::read(answer).await?;
+        let written = *self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok((answer, written.elapsed()))
+    }
+}
+
+/// A stream that notes when bytes were last written to it.
+struct Timed {
+    stream: TcpStream,
+    written: Arc<Mutex<Instant>>,
+}
+
+impl AsyncRead for Timed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Timed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(_)) = result {
+            *this.written.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 fn invalid(error: impl std::error::Error + Send + Sync + 'static) -> io::Error {
