@@ -2,31 +2,24 @@
 //! as Prometheus drives it, and read from outside (/proc) for memory and CPU. Linux only.
 
 use std::io;
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hyper::header::HeaderName;
 use testkit::http::{Connection, Request};
 use testkit::peers::free_port;
+use testkit::process::Process;
 
 /// Requests that have had no answer this long after their scrape timeout are given up.
 pub const GIVE_UP: Duration = Duration::from_secs(15);
 
 /// A child `pacs_exporter` on a free loopback port, killed when dropped.
 pub struct Exporter {
-    child: Child,
+    process: Process,
     pub port: u16,
     args: Vec<String>,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The exporter's process figures at one moment.
@@ -55,23 +48,23 @@ impl Exporter {
         ];
         args.extend_from_slice(flags);
         let demo = flags.iter().any(|f| f == "--demo");
-        let mut child = Command::new(binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(if demo { Stdio::piped() } else { Stdio::null() })
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = dir.path().join("stdout");
+        let mut process = Process::spawn_apart(
+            "pacs_exporter",
+            Command::new(binary).args(&args),
+            &stdout,
+            dir.path().join("exporter.log"),
+        );
         let mut printed = String::new();
         if demo {
             // The demo prints its targets at start, the source first.
-            let mut pipe = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-            while !printed.contains("destination:") {
-                let n = pipe.read_line(&mut printed).expect("demo output");
-                assert!(n > 0, "the demo exited: {printed}");
+            let started = process.wait_for(Duration::from_secs(20), |_| {
+                printed = std::fs::read_to_string(&stdout).unwrap_or_default();
+                printed.contains("destination:").then_some(())
+            });
+            if let Err(why) = started {
+                panic!("the demo did not start: {why}\n{printed}");
             }
-            // The rest is read and dropped: a closed pipe would end the demo at its next line.
-            std::thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::sink()));
         }
         let targets = ["source:", "destination:"]
             .iter()
@@ -83,7 +76,7 @@ impl Exporter {
             })
             .collect();
         let exporter = Exporter {
-            child,
+            process,
             port,
             args,
             _dir: dir,
@@ -100,7 +93,7 @@ impl Exporter {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id()
     }
 
     pub fn sample(&self) -> Sample {
