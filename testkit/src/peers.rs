@@ -1,7 +1,7 @@
 //! Real DICOM peers for integration tests.
 //!
-//! This module starts genuine third-party DICOM servers as child processes on free loopback
-//! ports, so the exporter is tested against the software it will meet in the field rather than
+//! This module starts genuine third-party DICOM servers as child processes on loopback ports,
+//! so the exporter is tested against the software it will meet in the field rather than
 //! against a mock:
 //!
 //! - [`Orthanc`]: the Debian `orthanc` package (`/usr/sbin/Orthanc`, 1.10), a full PACS with a
@@ -12,19 +12,22 @@
 //!   implementation with habits of its own, from the virtual environment that
 //!   `scripts/python-peers.sh` makes. Load it with [`Qrscp::store_dir`] (runs `storescu`).
 //!
-//! Every peer gets its own temporary directory (configuration, database, log) and is killed with
-//! SIGKILL when its handle is dropped — including while a test is panicking, in which case the tail
-//! of the peer's log is printed to stderr first (cargo shows it with the failing test's output).
+//! Every peer gets its own temporary directory (configuration, database, log) and runs under the
+//! child-process guard ([`crate::process::Process`]): killed with SIGKILL when its handle is
+//! dropped, and the tail of its log printed to stderr if the test is panicking. None of these
+//! servers can bind port 0 and say which port it got, so each gets a port outside the kernel's
+//! ephemeral range ([`free_port`]) and is started again on fresh ports if another process took
+//! it first.
 //! Missing binaries make the test fail loudly (see [`require_binary`], and
 //! [`require_python_peers`] for qrscp's Python environment); nothing is ever skipped.
 //!
 //! Peers run with the environment of the test process minus `TCP_NODELAY`, i.e. with Nagle's
 //! algorithm on, as users run them. Ask for `TCP_NODELAY=1` explicitly
 //! ([`OrthancBuilder::tcp_nodelay`], [`Dcmqrscp::start_tcp_nodelay`]) to measure the protocol's own
-//! cost. See `/work/shared/PEERS.md` for background.
+//! cost.
 //!
-//! Everything here is std-only and blocking, so it can be used from sync tests and from async tests
-//! alike (start peers before entering the runtime or accept the short blocking startup).
+//! Everything here is blocking, so it can be used from sync tests and from async tests alike
+//! (start peers before entering the runtime or accept the short blocking startup).
 //! Only ever connect to `127.0.0.1`: Orthanc has no bind-address option and listens on all
 //! interfaces (its HTTP API refuses non-local clients because `RemoteAccessAllowed` is false).
 
@@ -292,8 +295,8 @@ impl OrthancBuilder {
 }
 
 impl Orthanc {
-    /// Starts Orthanc with the default test configuration (see the module documentation and
-    /// `/work/shared/PEERS.md`), AE title `aet`, on fresh ports.
+    /// Starts Orthanc with the default test configuration (see the module documentation), AE
+    /// title `aet`, on fresh ports.
     pub fn start(aet: &str) -> Orthanc {
         Orthanc::builder(aet).start()
     }
