@@ -1,7 +1,8 @@
 //! A module as the probers run it: the [`Prober`] with that prober's own options, the
 //! timeout and the `dicom` block; and a module as modules.yml writes it ([`ModuleFile`]),
-//! checked into one. Adding a prober adds its block here, one arm to each dispatch, and its
-//! options with their checks in its own file.
+//! checked into one. A prober's options, defaults and checks live in its own file; adding one
+//! here takes its `Prober` variant, its block in `ModuleFile`, and one arm in each of this
+//! file's matches (plus its `ProberKind` and the arm of `prober::run` that calls it).
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +48,23 @@ impl Prober {
     pub fn name(&self) -> &'static str {
         self.kind().name()
     }
+
+    /// Each prober checks its own block.
+    fn validate(&self) -> Result<(), ModuleError> {
+        match self {
+            Prober::Echo => Ok(()),
+            Prober::Find(find) => find.validate(),
+            Prober::SendCheck(check) => check.validate(),
+        }
+    }
+
+    /// Builds the TLS client configs a prober's own block names.
+    fn load_tls(&mut self, base: &Path) -> Result<(), ModuleError> {
+        match self {
+            Prober::Echo | Prober::Find(_) => Ok(()),
+            Prober::SendCheck(check) => check.load_tls(base),
+        }
+    }
 }
 
 /// A module as written in modules.yml.
@@ -66,22 +84,19 @@ pub(crate) struct ModuleFile {
 
 impl From<Module> for ModuleFile {
     fn from(module: Module) -> ModuleFile {
-        let (find, send_check) = match module.prober {
-            Prober::Echo => (None, None),
-            Prober::Find(find) => (Some(find), None),
-            Prober::SendCheck(check) => (None, Some(*check)),
-        };
-        ModuleFile {
-            prober: match (&find, &send_check) {
-                (Some(_), _) => ProberKind::Find,
-                (_, Some(_)) => ProberKind::SendCheck,
-                _ => ProberKind::Echo,
-            },
+        let mut file = ModuleFile {
+            prober: module.prober.kind(),
             timeout: module.timeout,
             dicom: module.dicom,
-            find,
-            send_check,
+            find: None,
+            send_check: None,
+        };
+        match module.prober {
+            Prober::Echo => {}
+            Prober::Find(find) => file.find = Some(find),
+            Prober::SendCheck(check) => file.send_check = Some(*check),
         }
+        file
     }
 }
 
@@ -107,30 +122,29 @@ impl ModuleFile {
             return Err(ModuleError::ZeroTimeout);
         }
         check_pdu("dicom", self.dicom.max_pdu_length)?;
-        let prober = match (self.prober, self.find, self.send_check) {
-            (ProberKind::Echo, None, None) => Prober::Echo,
-            (ProberKind::Find, find, None) => Prober::Find(find.unwrap_or_default()),
-            (ProberKind::SendCheck, None, Some(check)) => Prober::SendCheck(Box::new(check)),
-            (ProberKind::SendCheck, _, None) => return Err(ModuleError::MissingSendCheck),
-            (prober, Some(_), _) => {
-                return Err(ModuleError::OtherProbersBlock {
-                    block: ProberKind::Find,
-                    prober,
-                })
-            }
-            (prober, _, Some(_)) => {
-                return Err(ModuleError::OtherProbersBlock {
-                    block: ProberKind::SendCheck,
-                    prober,
-                })
+        // Named before any other prober's block: what a send_check module lacks is its own.
+        if self.prober == ProberKind::SendCheck && self.send_check.is_none() {
+            return Err(ModuleError::MissingSendCheck);
+        }
+        let blocks = [
+            self.find.as_ref().map(|_| ProberKind::Find),
+            self.send_check.as_ref().map(|_| ProberKind::SendCheck),
+        ];
+        if let Some(block) = blocks.into_iter().flatten().find(|b| *b != self.prober) {
+            return Err(ModuleError::OtherProbersBlock {
+                block,
+                prober: self.prober,
+            });
+        }
+        let prober = match self.prober {
+            ProberKind::Echo => Prober::Echo,
+            ProberKind::Find => Prober::Find(self.find.unwrap_or_default()),
+            ProberKind::SendCheck => {
+                let check = self.send_check.ok_or(ModuleError::MissingSendCheck)?;
+                Prober::SendCheck(Box::new(check))
             }
         };
-        // Each prober checks its own block.
-        match &prober {
-            Prober::Echo => {}
-            Prober::Find(find) => find.validate()?,
-            Prober::SendCheck(check) => check.validate()?,
-        }
+        prober.validate()?;
         Ok(Module {
             prober,
             timeout: self.timeout,
@@ -149,14 +163,77 @@ impl Module {
                 source,
             })?;
         }
-        match &mut self.prober {
-            Prober::Echo | Prober::Find(_) => {}
-            Prober::SendCheck(check) => check.load_tls(base)?,
-        }
-        Ok(())
+        self.prober.load_tls(base)
     }
 
     pub fn to_yaml(&self) -> String {
         yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render module: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validated(yaml: &str) -> Result<Module, ModuleError> {
+        let file: ModuleFile = yaml_serde::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        file.validated()
+    }
+
+    /// Which block a module has decides the error, whatever else it has: a send_check module
+    /// without its own block is told so first, then any other prober's block is named.
+    #[test]
+    fn each_prober_takes_its_own_block_only() {
+        let check = "send_check: {destination: A@127.0.0.1:104}";
+        let find = "find: {model: study_root}";
+        let other = |block, prober| Err(ModuleError::OtherProbersBlock { block, prober });
+        let cases = [
+            (
+                format!("prober: send_check\n{find}"),
+                Err(ModuleError::MissingSendCheck),
+            ),
+            (
+                format!("prober: send_check\n{find}\n{check}"),
+                other(ProberKind::Find, ProberKind::SendCheck),
+            ),
+            (
+                format!("prober: find\n{check}"),
+                other(ProberKind::SendCheck, ProberKind::Find),
+            ),
+            (
+                format!("prober: echo\n{check}"),
+                other(ProberKind::SendCheck, ProberKind::Echo),
+            ),
+            (
+                format!("prober: echo\n{find}"),
+                other(ProberKind::Find, ProberKind::Echo),
+            ),
+            ("prober: echo".to_string(), Ok(ProberKind::Echo)),
+            ("prober: find".to_string(), Ok(ProberKind::Find)),
+            (format!("prober: find\n{find}"), Ok(ProberKind::Find)),
+            (
+                format!("prober: send_check\n{check}"),
+                Ok(ProberKind::SendCheck),
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let got = validated(&yaml).map(|module| module.prober.kind());
+            assert_eq!(
+                got.as_ref().map_err(ToString::to_string),
+                expected.as_ref().map_err(ToString::to_string),
+                "{yaml}"
+            );
+        }
+    }
+
+    /// A module renders back in the file's shape: its prober and its block only.
+    #[test]
+    fn modules_render_as_written() {
+        let module =
+            validated("prober: find\nfind: {model: study_root}").unwrap_or_else(|e| panic!("{e}"));
+        let yaml = module.to_yaml();
+        assert!(yaml.starts_with("prober: find\n"), "{yaml}");
+        assert!(yaml.contains("\nfind:\n"), "{yaml}");
+        assert!(!yaml.contains("send_check"), "{yaml}");
     }
 }
