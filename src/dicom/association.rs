@@ -77,6 +77,9 @@ pub struct AssociationOptions<'a> {
     pub max_pdu_length: u32,
     /// Which resolved addresses may be connected to; `None` allows all.
     pub address_filter: Option<&'a (dyn Fn(&SocketAddr) -> bool + Send + Sync)>,
+    /// Told each step as it begins (resolve, connect, TLS, associate), so that whoever waits
+    /// on the association knows where it stands before it ends.
+    pub on_step: Option<&'a (dyn Fn(Step) + Send + Sync)>,
     /// DICOM over TLS, when set.
     pub tls: Option<TlsOptions>,
 }
@@ -150,6 +153,12 @@ impl Association {
         deadline: Instant,
         timings: &mut Timings,
     ) -> Result<Association, Error> {
+        let step = |step: Step| {
+            if let Some(on_step) = options.on_step {
+                on_step(step);
+            }
+        };
+        step(Step::Resolve);
         let start = Instant::now();
         let addrs = resolve(host, port, deadline).await;
         timings.resolve = start.elapsed();
@@ -161,6 +170,7 @@ impl Association {
             }
         }
 
+        step(Step::Connect);
         let connect_start = Instant::now();
         let stream = connect_any(&addrs, deadline).await;
         timings.connect = connect_start.elapsed();
@@ -172,6 +182,7 @@ impl Association {
         let stream = match &options.tls {
             None => Stream::Plain(stream),
             Some(tls) => {
+                step(Step::Tls);
                 past(deadline, Step::Tls)?;
                 let handshake_start = Instant::now();
                 let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
@@ -201,6 +212,7 @@ impl Association {
             pending: VecDeque::new(),
             released: false,
         };
+        step(Step::Associate);
         let result = association.associate(options).await;
         timings.associate = connect_start.elapsed();
         result.map(|()| association)

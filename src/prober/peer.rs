@@ -4,7 +4,7 @@ use prometheus::{Gauge, GaugeVec};
 
 use super::{Failure, ProbeContext, Reason, Stage};
 use crate::dicom::find::{Completeness, FindAnswer};
-use crate::dicom::{Association, AssociationOptions, PeerInfo, Timings};
+use crate::dicom::{Association, AssociationOptions, PeerInfo, Step, Timings};
 use crate::metrics;
 use crate::settings::DicomOptions;
 use crate::target::{AeTitle, Target};
@@ -77,13 +77,17 @@ impl AssociationMetrics {
             dicom.calling_aet
         ));
         let mut timings = Timings::default();
+        let remote = Remote {
+            target: ctx.target,
+            dicom,
+            restricted: true,
+        };
         let result = establish(
             ctx,
-            ctx.target,
-            dicom,
+            &remote,
             abstract_syntaxes,
-            true,
             Stage::Associate,
+            &|stage| ctx.enter(stage),
             &mut timings,
         )
         .await;
@@ -111,19 +115,40 @@ pub(crate) fn called_aet<'a>(target: &'a Target, dicom: &'a DicomOptions) -> &'a
     target.called_aet.as_ref().unwrap_or(&dicom.called_aet)
 }
 
-/// Resolves, connects (over TLS if `dicom` says so) and associates with `target`, recording
-/// how long each step took in `timings`. With `restricted`, only addresses allowed_targets
-/// allows are connected to. A failed DIMSE exchange counts as stage `exchange`.
+/// A peer to associate with and how: its `dicom` block, and whether only addresses
+/// allowed_targets allows may be connected to.
+pub(crate) struct Remote<'a> {
+    pub target: &'a Target,
+    pub dicom: &'a DicomOptions,
+    pub restricted: bool,
+}
+
+/// Resolves, connects (over TLS if the `dicom` block says so) and associates with `remote`,
+/// recording how long each step took in `timings`. A failed DIMSE exchange counts as stage
+/// `exchange`. `enter` is told each stage as it begins (resolve, connect, tls, associate): a
+/// request that joins the probe, and a deadline that cuts it off, read the stage it is in.
 pub(crate) async fn establish(
     ctx: &ProbeContext<'_>,
-    target: &Target,
-    dicom: &DicomOptions,
+    remote: &Remote<'_>,
     abstract_syntaxes: &[&str],
-    restricted: bool,
     exchange: Stage,
+    enter: &(dyn Fn(Stage) + Send + Sync),
     timings: &mut Timings,
 ) -> Result<Association, Failure> {
+    let Remote {
+        target,
+        dicom,
+        restricted,
+    } = *remote;
     let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
+    let on_step = |step: Step| {
+        enter(match step {
+            Step::Resolve => Stage::Resolve,
+            Step::Connect => Stage::Connect,
+            Step::Tls => Stage::Tls,
+            _ => Stage::Associate,
+        })
+    };
     let tls = dicom
         .tls
         .as_ref()
@@ -136,6 +161,7 @@ pub(crate) async fn establish(
         abstract_syntaxes,
         max_pdu_length: dicom.max_pdu_length,
         address_filter: if restricted { Some(&may_connect) } else { None },
+        on_step: Some(&on_step),
         tls,
     };
     Association::establish(&target.host, target.port, &options, ctx.deadline, timings)

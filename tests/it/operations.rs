@@ -359,6 +359,31 @@ async fn coalescing_only_helps() {
     assert_eq!(associations.load(Ordering::SeqCst), 3);
 }
 
+/// A request that joins a running probe is told the stage the probe is in, as a request of its
+/// own would be: here TCP is connected and the PACS never answers the A-ASSOCIATE-RQ, so the
+/// stage is `associate` (an operator reading `connect` would look at the network, not the PACS).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_joins_a_probe_is_told_its_stage() {
+    let peer = ScriptedPeer::start(|mut conn: Conn| async move {
+        let _request = conn.read_request().await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    })
+    .await;
+    let exporter = Arc::new(Exporter::new(ECHO));
+    let target = peer.target("SILENT");
+    let long = {
+        let (exporter, target) = (exporter.clone(), target.clone());
+        tokio::spawn(async move { exporter.probe("echo", &target, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let short = exporter.probe("echo", &target, Some(1.5)).await;
+    short.assert_failed("associate", "timeout");
+    assert_eq!(short.metric("probe_timeout_seconds"), 1.0, "{}", short.body);
+    long.await
+        .expect("task")
+        .assert_failed("associate", "timeout");
+}
+
 /// Time spent waiting for a slot is not blamed on the PACS: a request that waited runs with
 /// what is left of its budget and says so in probe_timeout_seconds; one left with less than
 /// its floor is answered 503 with the reason. Both show on /metrics.

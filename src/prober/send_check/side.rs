@@ -16,7 +16,7 @@ use super::metrics::{Metrics, QueryKind};
 use crate::dicom::find::FindAnswer;
 use crate::dicom::study::{find_studies, StudyMatch, StudyQuery};
 use crate::dicom::{Association, Timings};
-use crate::prober::peer::{called_aet, establish};
+use crate::prober::peer::{called_aet, establish, Remote};
 use crate::prober::{Failure, Peer, ProbeContext, Stage};
 use crate::settings::DicomOptions;
 use crate::target::Target;
@@ -186,13 +186,17 @@ async fn associate(
         endpoint.target.port
     ));
     let mut timings = Timings::default();
+    let remote = Remote {
+        target: endpoint.target,
+        dicom: &endpoint.dicom,
+        restricted: endpoint.restricted,
+    };
     let association = establish(
         ctx,
-        endpoint.target,
-        &endpoint.dicom,
+        &remote,
         &[crate::dicom::find::InformationModel::StudyRoot.sop_class()],
-        endpoint.restricted,
         endpoint.stage(),
+        &|stage| ctx.enter_on(peer, stage),
         &mut timings,
     )
     .await
