@@ -251,7 +251,7 @@ fn implementation_version_name(value: &str) -> Result<String, IdentityError> {
 
 /// A value a peer sent, as an error message may show it: quoted, every character outside
 /// printable ASCII escaped, cut after [`SHOWN_CHARS`] characters, with its length in bytes.
-pub(crate) fn shown(value: &str) -> String {
+fn shown(value: &str) -> String {
     let mut escaped = value.escape_default();
     let head: String = escaped.by_ref().take(SHOWN_CHARS).collect();
     let cut = if escaped.next().is_some() { "…" } else { "" };

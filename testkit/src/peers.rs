@@ -287,7 +287,7 @@ impl OrthancBuilder {
                      ready: {why}",
                     self.aet
                 ),
-                &log_path,
+                &orthanc.process,
             )),
             // `orthanc` is dropped here, which kills the process if it is still running.
         }
@@ -513,7 +513,7 @@ impl Dcmqrscp {
             &self.aet,
             self.port,
             dicom_dir,
-            &self.dir.path().join("dcmqrscp.log"),
+            &self.process,
         );
     }
 
@@ -556,7 +556,8 @@ pub struct Qrscp {
     /// pydicom, pynetdicom and SQLAlchemy first).
     pub startup: Duration,
     process: Process,
-    dir: TempDir,
+    /// Held until drop, after the server: its database, instances and log.
+    _dir: TempDir,
 }
 
 impl Qrscp {
@@ -574,7 +575,7 @@ impl Qrscp {
             port,
             startup,
             process,
-            dir,
+            _dir: dir,
         }
     }
 
@@ -594,7 +595,7 @@ impl Qrscp {
             &self.aet,
             self.port,
             dicom_dir,
-            &self.dir.path().join("qrscp.log"),
+            &self.process,
         );
     }
 
@@ -765,7 +766,7 @@ impl StorescpTls {
 /// and the log of the receiving `peer` (a program name; it logs to `peer_log`) if it fails or
 /// reports an error. storescu itself runs with `TCP_NODELAY=1` (it is only the loader, not a peer under
 /// test).
-fn store_with_storescu(peer: &str, aet: &str, port: u16, dicom_dir: &Path, peer_log: &Path) {
+fn store_with_storescu(peer: &str, aet: &str, port: u16, dicom_dir: &Path, process: &Process) {
     let storescu = require_binary("storescu", "dcmtk");
     let output = Command::new(&storescu)
         .args(["-aec", aet, "+sd", "+r", "127.0.0.1"])
@@ -787,7 +788,7 @@ fn store_with_storescu(peer: &str, aet: &str, port: u16, dicom_dir: &Path, peer_
              \n--- stderr ---\n{stderr}\n--- {peer} log ---\n{}",
         dicom_dir.display(),
         output.status,
-        read_log(peer_log)
+        process.log()
     );
 }
 
@@ -822,7 +823,7 @@ fn spawn_listening_on(
             process.stop();
             Err(StartFailure::new(
                 &format!("{what} did not become ready: {why}"),
-                log_path,
+                &process,
             ))
         }
     }
@@ -916,19 +917,12 @@ struct StartFailure {
 }
 
 impl StartFailure {
-    fn new(headline: &str, log_path: &Path) -> StartFailure {
-        let log = read_log(log_path);
+    fn new(headline: &str, process: &Process) -> StartFailure {
+        let log = process.log();
         StartFailure {
             port_in_use: log.contains("already in use"),
             message: format!("{headline}\n--- its log ---\n{log}--- end of log ---"),
         }
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    match fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => format!("(cannot read {}: {e})\n", path.display()),
     }
 }
 

@@ -80,21 +80,19 @@ impl DemoBinary {
 
     /// Waits until the demo has printed its instructions (Ok) or exited (Err: its exit code).
     fn wait_started(&mut self) -> Result<String, Option<i32>> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = self.stdout();
-            if out.contains("/metrics'") {
-                return Ok(out);
-            }
-            if let Some(status) = self.process.exit_status() {
-                return Err(status.code());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the demo printed nothing in 20 s:\n{out}\n{}",
+        let stdout = self.stdout.clone();
+        let printed = self.process.wait_for(Duration::from_secs(20), |_| {
+            let out = std::fs::read_to_string(&stdout).unwrap_or_default();
+            out.contains("/metrics'").then_some(out)
+        });
+        match (printed, self.process.exit_status()) {
+            (Ok(out), _) => Ok(out),
+            (Err(_), Some(status)) => Err(status.code()),
+            (Err(why), None) => panic!(
+                "the demo printed no instructions: {why}\n{}\n{}",
+                self.stdout(),
                 self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            ),
         }
     }
 }
