@@ -68,7 +68,6 @@ impl AssociationMetrics {
         abstract_syntaxes: &[&str],
     ) -> Result<Association, Failure> {
         let dicom = &ctx.module.dicom;
-        ctx.enter(Stage::Connect);
         ctx.log.debug(format!(
             "associating with {}@{}:{} as {}",
             called_aet(ctx.target, dicom),

@@ -177,7 +177,6 @@ async fn associate(
     endpoint: &Endpoint<'_>,
 ) -> Result<Association, Failure> {
     let peer = endpoint.peer;
-    ctx.enter_on(peer, Stage::Connect);
     ctx.log.debug(format!(
         "{}: associating with {}@{}:{}",
         peer.as_str(),
