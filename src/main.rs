@@ -56,8 +56,10 @@ struct Flags {
     /// Recent probes kept for the landing page and /logs; failures are kept apart, as many.
     #[arg(long = "history.limit", default_value_t = 100)]
     history_limit: usize,
-    /// Probes running at once; more wait, within their deadlines (0: no bound).
-    #[arg(long = "probe.max-concurrent", default_value_t = 100)]
+    /// Probes running at once; more wait, within their deadlines. 0 (the default): no bound of
+    /// its own; every probe request holds an HTTP connection, so --web.max-connections bounds
+    /// them, and a probe waiting on a silent PACS holds no slot a live probe needs.
+    #[arg(long = "probe.max-concurrent", default_value_t = 0)]
     max_concurrent: usize,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
@@ -75,10 +77,15 @@ struct Flags {
     /// Time a kept-alive connection may wait for its next request, e.g. 60s.
     #[arg(long = "web.idle-timeout", default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
-    /// HTTP connections open at once; more wait in the listen backlog. Lowered to half the
-    /// open-files limit when that is smaller.
+    /// HTTP connections open at once. When they run short, idle ones are closed first, then
+    /// half-sent ones of the client holding most; with none to close a connection is answered
+    /// 503 at once. Lowered to half the open-files limit when that is smaller.
     #[arg(long = "web.max-connections", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// HTTP connections one client address may hold (0: three quarters of
+    /// --web.max-connections); beyond it, its own idle connection is closed or it gets a 503.
+    #[arg(long = "web.max-connections-per-client", default_value_t = 0)]
+    max_connections_per_client: u32,
 }
 
 /// Why a duration flag (`--web.idle-timeout`, ...) was refused.
@@ -311,6 +318,8 @@ async fn serve(
         header_read_timeout: flags.header_read_timeout,
         idle_timeout: flags.idle_timeout,
         max_connections: connection_bound(flags.max_connections as usize),
+        max_connections_per_client: flags.max_connections_per_client as usize,
+        metrics: state.connection_metrics(),
     };
     tokio::spawn(reload_on_sighup(state.clone()));
     let shutdown = shutdown_signal(state.clone());
@@ -323,25 +332,25 @@ async fn serve(
 }
 
 /// `--web.max-connections`, lowered to half the open-files limit so that probes (and the
-/// exporter itself) keep descriptors when every connection is taken.
+/// exporter itself) keep descriptors when every connection is taken. The soft limit is first
+/// raised to the hard one (as Go programs do): a waiting probe costs a descriptor, not a core.
 fn connection_bound(wanted: usize) -> usize {
-    let soft_limit = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-            line.split_whitespace().nth(3)?.parse::<usize>().ok()
-        });
-    match soft_limit {
-        Some(limit) if limit / 2 < wanted => {
-            let bound = (limit / 2).max(1);
-            tracing::warn!(
-                open_files_limit = limit,
-                "--web.max-connections lowered from {wanted} to {bound}"
-            );
-            bound
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-files limit");
+            return wanted;
         }
-        _ => wanted,
+    };
+    let half = usize::try_from(limit / 2).unwrap_or(usize::MAX).max(1);
+    if half < wanted {
+        tracing::warn!(
+            open_files_limit = limit,
+            "--web.max-connections lowered from {wanted} to {half}"
+        );
+        return half;
     }
+    wanted
 }
 
 async fn reload_on_sighup(state: Arc<AppState>) {

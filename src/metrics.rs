@@ -197,6 +197,14 @@ pub const PACS_EXPORTER_PROBE_REJECTIONS_TOTAL: Metric = metric(
     "pacs_exporter_probe_rejections_total",
     "Probe requests answered 503 because the exporter could not run them in time, by cause.",
 );
+pub const PACS_EXPORTER_HTTP_CONNECTIONS_REFUSED_TOTAL: Metric = metric(
+    "pacs_exporter_http_connections_refused_total",
+    "HTTP connections answered 503 at once because none could be made free for them, by reason.",
+);
+pub const PACS_EXPORTER_HTTP_CONNECTIONS_EVICTED_TOTAL: Metric = metric(
+    "pacs_exporter_http_connections_evicted_total",
+    "HTTP connections not handling a request that were closed to make room for another client's.",
+);
 pub const PACS_EXPORTER_PROBE_DEADLINE_OVERRUNS_TOTAL: Metric = metric(
     "pacs_exporter_probe_deadline_overruns_total",
     "Probes that had not ended when their deadline had passed; each was answered as a timeout.",
@@ -211,7 +219,7 @@ pub const COMMON: [Metric; 4] = [
 ];
 
 /// Every metric in this catalogue, the probers' first.
-pub const ALL: [Metric; 35] = [
+pub const ALL: [Metric; 37] = [
     PROBE_SUCCESS,
     PROBE_DURATION_SECONDS,
     PROBE_TIMEOUT_SECONDS,
@@ -247,6 +255,8 @@ pub const ALL: [Metric; 35] = [
     PACS_EXPORTER_PROBE_QUEUE_WAIT_SECONDS,
     PACS_EXPORTER_PROBE_REJECTIONS_TOTAL,
     PACS_EXPORTER_PROBE_DEADLINE_OVERRUNS_TOTAL,
+    PACS_EXPORTER_HTTP_CONNECTIONS_REFUSED_TOTAL,
+    PACS_EXPORTER_HTTP_CONNECTIONS_EVICTED_TOTAL,
 ];
 
 #[cfg(test)]

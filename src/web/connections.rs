@@ -1,14 +1,17 @@
-//! The HTTP server under the routes: accepting connections up to a bound, TLS, HTTP/1.1
-//! (hyper), the header-read and idle timeouts, a reason in every answer hyper gives on its own,
-//! and graceful shutdown. It knows nothing of probes.
+//! The HTTP server under the routes: accepting every connection at once and keeping those
+//! [`Admission`] lets in, TLS, HTTP/1.1 (hyper), the header-read and idle timeouts, a reason in
+//! every answer hyper gives on its own, when each request arrived ([`Arrival`]), and graceful
+//! shutdown. It knows nothing of probes.
 //!
 //! A connection is in one of four phases, each with its own limit:
 //! - *fresh* (accepted, nothing received) and *reading* (part of a request head received):
 //!   the whole head must arrive within `--web.header-read-timeout`, counted from the accept or
 //!   from the first byte of the request;
 //! - *idle* (kept alive between requests): closed after `--web.idle-timeout`;
-//! - *busy* (a request is being handled): no limit here; handlers keep their own deadlines.
+//! - *busy* (a request is being handled, until its answer is written): no limit here; handlers
+//!   keep their own deadlines.
 //!
+//! A connection that is not busy may also be closed to make room for another client's.
 //! On shutdown the listener closes, connections that are not busy are closed at once, and busy
 //! ones are closed as soon as their answer is written.
 
@@ -30,6 +33,8 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::admission::{Admission, Occupant, Phase, Refusal};
+
 /// How the server treats connections; the defaults are the flags' defaults.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
@@ -37,9 +42,49 @@ pub struct HttpOptions {
     pub header_read_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
-    /// Connections open at once; more wait in the listen backlog.
+    /// Connections open at once (see [`Admission`] for who gives way when they run short).
     pub max_connections: usize,
+    /// Connections one client address may hold; 0 means three quarters of `max_connections`.
+    pub max_connections_per_client: usize,
+    /// Where refusals and evictions are counted.
+    pub metrics: ConnectionMetrics,
 }
+
+/// The connection series on `/metrics`; unregistered counters unless the caller registers
+/// them.
+#[derive(Clone, Debug)]
+pub struct ConnectionMetrics {
+    /// Connections refused at once with a 503, by reason (`client_limit`, `full`).
+    pub refused: prometheus::IntCounterVec,
+    /// Connections closed to make room for another.
+    pub evicted: prometheus::IntCounter,
+}
+
+impl Default for ConnectionMetrics {
+    fn default() -> Self {
+        let refused = prometheus::IntCounterVec::new(
+            crate::metrics::PACS_EXPORTER_HTTP_CONNECTIONS_REFUSED_TOTAL.opts(),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        for cause in Refusal::CAUSES {
+            refused.with_label_values(&[cause]);
+        }
+        ConnectionMetrics {
+            refused,
+            evicted: prometheus::IntCounter::with_opts(
+                crate::metrics::PACS_EXPORTER_HTTP_CONNECTIONS_EVICTED_TOTAL.opts(),
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        }
+    }
+}
+
+/// When a request reached the host, as its client sees it: the connect for a connection's
+/// first request (time in the kernel's accept queue included), the first byte of the head
+/// for later ones. Handlers count their deadlines from it.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival(pub Instant);
 
 impl Default for HttpOptions {
     fn default() -> Self {
@@ -47,6 +92,8 @@ impl Default for HttpOptions {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_connections_per_client: 0,
+            metrics: ConnectionMetrics::default(),
         }
     }
 }
@@ -161,6 +208,9 @@ pub(super) async fn serve(
 /// until `shutdown` resolves; then stops accepting, closes the connections that are not
 /// handling a request, and waits for the rest at most as long as `shutdown` said (the longest
 /// deadline a request in flight may have).
+///
+/// Every connection is accepted at once; [`Admission`] decides whether it is served, another
+/// is closed to make room for it, or it is refused with a 503 and the reason.
 pub async fn serve_all(
     listeners: Vec<TcpListener>,
     router: Router,
@@ -169,18 +219,13 @@ pub async fn serve_all(
     shutdown: impl Future<Output = Duration> + Send + 'static,
 ) -> io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let admission = Admission::new(options.max_connections, options.max_connections_per_client);
+    let metrics = options.metrics.clone();
+    let refusing = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let (stop, stopped) = watch::channel(false);
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     let drain = loop {
-        let slot = tokio::select! {
-            drain = &mut shutdown => break drain,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => continue,
-            },
-        };
         let (stream, peer) = tokio::select! {
             drain = &mut shutdown => break drain,
             accepted = accept_any(&listeners) => match accepted {
@@ -194,11 +239,35 @@ pub async fn serve_all(
             },
         };
         let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new(Instant::now() - queued_for(&stream)));
+        let seat = match admission.admit(peer.ip(), activity.clone()) {
+            Ok(admitted) => {
+                if admitted.evicted {
+                    metrics.evicted.inc();
+                }
+                admitted.seat
+            }
+            Err(refusal) => {
+                metrics.refused.with_label_values(&[refusal.cause()]).inc();
+                tracing::debug!(%peer, reason = %refusal, "connection refused");
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    let plain = acceptor.is_none();
+                    tokio::spawn(async move {
+                        if plain {
+                            refuse(stream, &refusal).await;
+                        }
+                        drop(permit);
+                    });
+                }
+                continue;
+            }
+        };
         let connection = Connection {
             router: router.clone(),
             options: options.clone(),
             stopped: stopped.clone(),
             peer,
+            activity,
         };
         let (acceptor, open) = (acceptor.clone(), open.clone());
         tokio::spawn(async move {
@@ -206,7 +275,7 @@ pub async fn serve_all(
                 None => connection.serve(stream).await,
                 Some(acceptor) => connection.serve_tls(acceptor, stream).await,
             }
-            drop((slot, open));
+            drop((seat, open));
         });
     };
     drop(listeners);
@@ -222,6 +291,81 @@ pub async fn serve_all(
         );
     }
     Ok(())
+}
+
+/// Refused connections being answered at once; beyond these, they are closed unanswered.
+const REFUSALS_AT_ONCE: usize = 256;
+/// How long a refused connection has to send its request head before it is closed
+/// unanswered, and then to take the answer.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+/// The most of a refused connection's request that is read.
+const REFUSAL_READ: usize = 16 * 1024;
+
+/// Answers a refused connection 503 with the reason once its request head is in (an answer
+/// before the request confuses clients), then closes it. A TLS connection is closed
+/// unanswered: a handshake would cost what the refusal saves.
+async fn refuse(mut stream: TcpStream, refusal: &Refusal) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let reason = format!("{refusal}\n");
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{reason}",
+        reason.len()
+    );
+    let answered = async {
+        let mut head = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < REFUSAL_READ {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Whatever else the client sent is read and dropped, so that closing does not reset
+        // the connection before the answer is read.
+        while stream.read(&mut chunk).await? > 0 {}
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_WAIT, answered).await;
+}
+
+/// How long a just-accepted connection had been established in the kernel before it was
+/// accepted (Linux: `TCP_INFO`'s time since the last data or, with none, the handshake;
+/// elsewhere zero). A client that sent its request on connecting sees its time from there.
+#[cfg(target_os = "linux")]
+fn queued_for(stream: &TcpStream) -> Duration {
+    use std::os::fd::AsRawFd;
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a writable buffer of `length` bytes that outlives the call, the
+    // descriptor is open for as long as `stream` is borrowed, and the kernel writes at most
+    // `length` bytes and reports how many.
+    let result = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut length,
+        )
+    };
+    // Older kernels fill less of the struct; the field read must be among what was filled.
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_last_data_recv) + 4;
+    if result != 0 || (length as usize) < needed {
+        return Duration::ZERO;
+    }
+    // SAFETY: the struct started zeroed and the kernel wrote plain integers into it: every
+    // bit pattern of its fields is valid.
+    let info = unsafe { info.assume_init() };
+    Duration::from_millis(u64::from(info.tcpi_last_data_recv))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn queued_for(_stream: &TcpStream) -> Duration {
+    Duration::ZERO
 }
 
 /// The next connection on any of `listeners`.
@@ -242,21 +386,24 @@ struct Connection {
     options: HttpOptions,
     stopped: watch::Receiver<bool>,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 }
 
 impl Connection {
     async fn serve_tls(self, acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream) {
         let mut stopped = self.stopped.clone();
-        let handshake =
-            tokio::time::timeout(self.options.header_read_timeout, acceptor.accept(stream));
+        // The handshake is held to the header-read timeout, and may be closed to make room.
         let tls = tokio::select! {
-            tls = handshake => tls,
+            tls = acceptor.accept(stream) => tls,
+            why = self.activity.expired(&self.options) => {
+                tracing::debug!(peer = %self.peer, "TLS handshake not finished: {why}");
+                return;
+            }
             _ = stopped.wait_for(|s| *s) => return,
         };
         match tls {
-            Ok(Ok(tls)) => self.serve(tls).await,
-            Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+            Ok(tls) => self.serve(tls).await,
+            Err(e) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
         }
     }
 
@@ -264,7 +411,7 @@ impl Connection {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
+        let activity = self.activity.clone();
         let io = Watched {
             inner: io,
             activity: activity.clone(),
@@ -274,12 +421,14 @@ impl Connection {
         let service_activity = activity.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let router = router.clone();
-            let busy = service_activity.begin_request();
+            let (busy, arrived) = service_activity.begin_request();
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(Arrival(arrived));
             async move {
                 let response = router.oneshot(request.map(axum::body::Body::new)).await;
-                drop(busy);
-                response
+                response.map(|response| {
+                    response.map(|body| axum::body::Body::new(Answering { body, _busy: busy }))
+                })
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -312,14 +461,6 @@ impl Connection {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Fresh,
-    Reading,
-    Idle,
-    Busy,
-}
-
 struct ActivityState {
     phase: Phase,
     since: Instant,
@@ -327,6 +468,11 @@ struct ActivityState {
     busy: usize,
     /// Answers the router owes: response heads written while none is owed are hyper's own.
     answers_owed: usize,
+    /// When the request being read (or the next one) reached the host: the connect for the
+    /// first request, the first byte of the head for later ones.
+    arrived: Instant,
+    /// Closed to make room for another connection.
+    evicted: bool,
 }
 
 /// What a connection is doing, watched by its task and updated by its reads and requests.
@@ -336,13 +482,16 @@ struct Activity {
 }
 
 impl Activity {
-    fn new() -> Activity {
+    /// A connection accepted now that reached the host at `connected`.
+    fn new(connected: Instant) -> Activity {
         Activity {
             state: Mutex::new(ActivityState {
                 phase: Phase::Fresh,
                 since: Instant::now(),
                 busy: 0,
                 answers_owed: 0,
+                arrived: connected,
+                evicted: false,
             }),
             changed: Notify::new(),
         }
@@ -366,20 +515,28 @@ impl Activity {
 
     /// Bytes arrived: a request head has begun, unless one is being handled.
     fn received(&self) {
-        let phase = self.state().phase;
+        let phase = {
+            let mut state = self.state();
+            if state.phase == Phase::Idle {
+                state.arrived = Instant::now();
+            }
+            state.phase
+        };
         if matches!(phase, Phase::Fresh | Phase::Idle) {
             self.set(Phase::Reading);
         }
     }
 
-    fn begin_request(self: &Arc<Self>) -> Busy {
-        {
+    /// A request is being handled until the returned guard is dropped; with when it arrived.
+    fn begin_request(self: &Arc<Self>) -> (Busy, Instant) {
+        let arrived = {
             let mut state = self.state();
             state.busy += 1;
             state.answers_owed += 1;
-        }
+            state.arrived
+        };
         self.set(Phase::Busy);
-        Busy(self.clone())
+        (Busy(self.clone()), arrived)
     }
 
     /// Whether a response head now written is the router's (else hyper answered on its own).
@@ -401,6 +558,9 @@ impl Activity {
             changed.as_mut().enable();
             let (phase, since) = {
                 let state = self.state();
+                if state.evicted {
+                    return "closed to make room for another client's connection";
+                }
                 (state.phase, state.since)
             };
             let (limit, why) = match phase {
@@ -427,8 +587,53 @@ impl Activity {
     }
 }
 
-/// A request being handled; the connection is idle again when the last one is answered.
+impl Occupant for Activity {
+    fn phase(&self) -> (Phase, Instant) {
+        let state = self.state();
+        (state.phase, state.since)
+    }
+
+    fn evict(&self) -> bool {
+        let mut state = self.state();
+        if state.phase == Phase::Busy {
+            return false;
+        }
+        state.evicted = true;
+        drop(state);
+        self.changed.notify_waiters();
+        true
+    }
+}
+
+/// A request being handled, until its answer is written; the connection is idle again when
+/// the last one is.
 struct Busy(Arc<Activity>);
+
+/// A response body that keeps its request [`Busy`] until it has been written.
+struct Answering {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Answering {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {

@@ -1,5 +1,5 @@
-//! The exporter's own metrics, served on `/metrics`: build, config reloads, probe requests and
-//! the scheduler's queue. They live in a registry of their own and never mix with a probe's.
+//! The exporter's own metrics, served on `/metrics`: build, config reloads, probe requests,
+//! the scheduler's queue and the connections refused or evicted. They live in a registry of their own and never mix with a probe's.
 //! Names and help texts are in the catalogue, [`crate::metrics`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +9,7 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 
+use super::connections::ConnectionMetrics;
 use crate::metrics::{self, Metric};
 use crate::scheduler::{Cause, SchedulerMetrics};
 
@@ -26,6 +27,7 @@ pub(crate) struct ExporterMetrics {
     pub probe_requests: IntCounterVec,
     pub module_unknown: IntCounter,
     pub scheduler: SchedulerMetrics,
+    pub connections: ConnectionMetrics,
 }
 
 impl ExporterMetrics {
@@ -38,6 +40,7 @@ impl ExporterMetrics {
                 metrics::PACS_EXPORTER_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
             ),
             scheduler: scheduler_metrics(probes_in_flight.clone()),
+            connections: ConnectionMetrics::default(),
             probes_in_flight,
             probe_requests: IntCounterVec::new(
                 metrics::PACS_EXPORTER_PROBE_REQUESTS_TOTAL.opts(),
@@ -65,6 +68,8 @@ impl ExporterMetrics {
             Box::new(self.scheduler.queue_wait.clone()),
             Box::new(self.scheduler.rejections.clone()),
             Box::new(self.scheduler.overruns.clone()),
+            Box::new(self.connections.refused.clone()),
+            Box::new(self.connections.evicted.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {

@@ -6,11 +6,13 @@
 //!   (see `state`, which holds the config in force and reloads it).
 //!
 //! Under the routes, `connections` accepts and serves connections (keep-alive, idle and
-//! header-read timeouts, graceful shutdown), and `auth` and `tls` read the web config file
+//! header-read timeouts, graceful shutdown), `admission` decides which connections are kept
+//! when they run short, and `auth` and `tls` read the web config file
 //! (basic authentication, the TLS server config). A probe's own metrics come from a registry
 //! made fresh for it; the exporter's own never mix with them. Every 4xx/5xx answer carries a
 //! one-line plain-text reason.
 
+mod admission;
 mod auth;
 mod connections;
 mod metrics;
@@ -20,7 +22,7 @@ mod state;
 mod tls;
 
 pub use auth::{protect, serve, BasicAuth, WebConfig, WebConfigError, WebConfigProblem};
-pub use connections::{listen, serve_all, HttpOptions};
+pub use connections::{listen, serve_all, Arrival, ConnectionMetrics, HttpOptions};
 pub use probe::SCRAPE_TIMEOUT_HEADER;
 pub use state::{AppState, ReloadError, ServerOptions};
 pub use tls::TlsProblem;

@@ -11,8 +11,10 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use tokio::time::Instant;
 
+use super::connections::Arrival;
 use super::{plain, AppState, MAX_PARAM_BYTES, TEXT_FORMAT};
 use crate::scheduler::{Outcome, ProbeJob};
 use crate::target::Target;
@@ -163,9 +165,12 @@ struct ProbeRequest {
 pub(super) async fn probe(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    arrival: Option<Extension<Arrival>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let request = match ProbeRequest::parse(&state, &headers, query.as_deref()).await {
+    // The budget counts from when the request reached the host, as Prometheus counts it.
+    let arrived = arrival.map_or_else(Instant::now, |Extension(Arrival(at))| at);
+    let request = match ProbeRequest::parse(&state, &headers, arrived, query.as_deref()).await {
         Ok(request) => request,
         Err(error) => {
             if let RequestError::UnknownModule(_) = error {
@@ -191,6 +196,7 @@ impl ProbeRequest {
     async fn parse(
         state: &AppState,
         headers: &HeaderMap,
+        arrived: Instant,
         query: Option<&str>,
     ) -> Result<ProbeRequest, RequestError> {
         let params = ProbeParams::parse(query.unwrap_or(""))?;
@@ -209,7 +215,7 @@ impl ProbeRequest {
             Some(Err(_)) => return Err(TimeoutError::NotText.into()),
         };
         let timeout = probe_timeout(header, state.options().timeout_offset, module.timeout.0)?;
-        let deadline = Instant::now() + timeout;
+        let deadline = arrived + timeout;
         // Checked before anything is sent to the target: a refused target sees no packet.
         config.allow.check(&target, deadline).await?;
         let module_yaml = module.to_yaml();

@@ -67,6 +67,11 @@ impl AppState {
         state
     }
 
+    /// The connection series, for the server's [`super::HttpOptions`].
+    pub fn connection_metrics(&self) -> super::ConnectionMetrics {
+        self.metrics.connections.clone()
+    }
+
     /// The config in force; a probe keeps the one it started with through a reload.
     pub fn config(&self) -> Arc<Config> {
         self.current_config().1

@@ -154,12 +154,27 @@ pub fn get(port: u16, path: &str) -> io::Result<Response> {
 
 /// As [`send`], in the caller's runtime.
 pub async fn send_async(port: u16, request: Request) -> io::Result<Response> {
+    send_from(Ipv4Addr::LOCALHOST, port, request).await
+}
+
+/// As [`send_async`], from the loopback address `source` (any of 127.0.0.0/8): one test can
+/// then be several clients, as the server tells clients apart by address.
+pub async fn send_from(source: Ipv4Addr, port: u16, request: Request) -> io::Result<Response> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+    let stream = connect_from(source, port).await?;
+    exchange(stream, &address.to_string(), request).await
+}
+
+/// A TCP connection to 127.0.0.1:`port` from `source`, with Nagle off.
+pub async fn connect_from(source: Ipv4Addr, port: u16) -> io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let connect = socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
-    exchange(stream, &address.to_string(), request).await
+    Ok(stream)
 }
 
 /// Sends `request` on `stream` (TCP, TLS, ...) with `Connection: close` and reads the whole
@@ -197,8 +212,12 @@ pub struct Connection {
 
 impl Connection {
     pub async fn open(port: u16) -> io::Result<Connection> {
-        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
-        stream.set_nodelay(true)?;
+        Connection::open_from(Ipv4Addr::LOCALHOST, port).await
+    }
+
+    /// As [`Connection::open`], from the loopback address `source`.
+    pub async fn open_from(source: Ipv4Addr, port: u16) -> io::Result<Connection> {
+        let stream = connect_from(source, port).await?;
         let written = Arc::new(Mutex::new(Instant::now()));
         let timed = Timed {
             stream,

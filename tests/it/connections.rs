@@ -1,12 +1,16 @@
 //! The HTTP layer of the real binary: the header-read timeout, a reason in every error answer
-//! (including the ones the HTTP stack gives on its own), and SIGTERM with work in flight.
+//! (including the ones the HTTP stack gives on its own), SIGTERM with work in flight, and who
+//! keeps a connection when they run short. Clients are told apart by address: each test's
+//! clients connect from addresses of their own in 127.0.0.0/8.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hyper::header::HeaderName;
 use testkit::binary::Binary;
+use testkit::http::{connect_from, send_from, Connection, Request};
 use testkit::scripted::{Conn, ScriptedPeer};
 
 const ECHO: &str = "modules:\n  echo:\n    prober: echo\n    timeout: 3s\n";
@@ -147,4 +151,250 @@ async fn sigterm_drains_and_exits_0_promptly() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("probe_success 0"), "{body}");
     assert!(body.contains("reason=\"timeout\""), "{body}");
+}
+
+/// The scrape timeout the connection tests announce unless they say otherwise: probes get
+/// 1 s (the offset is 0.5 s).
+const SCRAPE_TIMEOUT: &str = "1.5";
+
+fn client(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+/// The value of the series written exactly as `series` in an exposition, if any.
+fn value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A PACS that accepts the TCP connection and never says a word.
+async fn silent_pacs() -> ScriptedPeer {
+    ScriptedPeer::start(|mut conn: Conn| async move { conn.hold().await }).await
+}
+
+/// `/probe` of the echo module against `target`, as Prometheus sends it with `scrape_timeout`.
+fn probe_request(target: &str, scrape_timeout: &str) -> Request {
+    Request::get(&format!(
+        "/probe?module=echo&target={}",
+        target.replace('@', "%40")
+    ))
+    .header(
+        HeaderName::from_static("x-prometheus-scrape-timeout-seconds"),
+        scrape_timeout,
+    )
+}
+
+/// Kept-alive connections from one address that asked for `/-/healthy` once and now sit idle
+/// (as a client that polls every 50 s does) fill every connection: a scrape from another
+/// address still gets through, at once, and one idle connection was closed for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_of_one_client_give_way_to_another_clients_scrape() {
+    let exporter = Binary::start(
+        ECHO,
+        &[
+            "--web.max-connections=16",
+            "--web.max-connections-per-client=16",
+        ],
+    );
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut connection = Connection::open_from(client(2), exporter.port)
+            .await
+            .expect("connect");
+        let (answer, _) = connection
+            .send(Request::get("/-/healthy"))
+            .await
+            .expect("healthy");
+        assert_eq!(answer.status, 200);
+        held.push(connection);
+    }
+    let scrape = send_from(client(3), exporter.port, Request::get("/metrics"))
+        .await
+        .expect("the scrape was answered");
+    assert_eq!(scrape.status, 200, "{}", scrape.text());
+    assert_eq!(
+        value(
+            &scrape.text(),
+            "pacs_exporter_http_connections_evicted_total"
+        ),
+        Some(1.0),
+        "{}",
+        scrape.text()
+    );
+}
+
+/// Connections from one address that send nothing fill every connection (with a header-read
+/// timeout far beyond the test's patience): another address's scrape is answered, as the
+/// holder of many gives way to a client with few; the holder's own next connection is not
+/// let in by closing one of its own that has not sent its request, and is told why.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_send_nothing_give_way_to_a_scraper() {
+    let exporter = Binary::start(
+        ECHO,
+        &[
+            "--web.max-connections=16",
+            "--web.max-connections-per-client=16",
+            "--web.header-read-timeout=120s",
+        ],
+    );
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        silent.push(
+            connect_from(client(2), exporter.port)
+                .await
+                .expect("connect"),
+        );
+    }
+    // The last of them is accepted before the scrape's connection.
+    let own = send_from(client(2), exporter.port, Request::get("/-/healthy"))
+        .await
+        .expect("the holder's own request was answered");
+    assert_eq!(own.status, 503, "{}", own.text());
+    assert!(
+        own.text().contains("--web.max-connections"),
+        "{}",
+        own.text()
+    );
+
+    let scrape = send_from(client(3), exporter.port, Request::get("/metrics"))
+        .await
+        .expect("the scrape was answered");
+    assert_eq!(scrape.status, 200, "{}", scrape.text());
+    let text = scrape.text();
+    assert_eq!(
+        value(
+            &text,
+            "pacs_exporter_http_connections_refused_total{reason=\"client_limit\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "pacs_exporter_http_connections_evicted_total"),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+/// Connections handling requests are never closed to make room. One address holding its share
+/// (three quarters) of busy connections is refused more with the per-client reason, while
+/// other addresses still get the rest; once every connection is busy a newcomer is refused
+/// at once with the reason, and every request of the burst is answered: a 503 with its reason
+/// or the probe's failure, never a reset or silence.
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_connections_leave_room_for_other_clients_and_the_rest_are_told_why() {
+    let pacs = silent_pacs().await;
+    let exporter = Binary::start(ECHO, &["--web.max-connections=8"]);
+    let port = exporter.port;
+    let probes: Vec<_> = (0..6)
+        .map(|i| {
+            let request = probe_request(&pacs.target(&format!("BUSY{i}")), "3.5");
+            tokio::spawn(send_from(client(2), port, request))
+        })
+        .collect();
+    // Another address watches the six become busy.
+    let started = Instant::now();
+    loop {
+        let metrics = send_from(client(3), port, Request::get("/metrics"))
+            .await
+            .expect("answered");
+        if value(&metrics.text(), "pacs_exporter_probes_in_flight") == Some(6.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{}",
+            metrics.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let over = send_from(
+        client(2),
+        port,
+        probe_request(&pacs.target("OVER"), SCRAPE_TIMEOUT),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(over.status, 503, "{}", over.text());
+    assert!(
+        over.text().contains("--web.max-connections-per-client"),
+        "{}",
+        over.text()
+    );
+    let scrape = send_from(client(3), port, Request::get("/metrics"))
+        .await
+        .expect("answered");
+    assert_eq!(scrape.status, 200, "{}", scrape.text());
+
+    // A burst from many addresses: two fit, the others are refused at once with the reason.
+    let burst: Vec<_> = (10..30)
+        .map(|last| {
+            let request = probe_request(&pacs.target(&format!("BURST{last}")), SCRAPE_TIMEOUT);
+            tokio::spawn(send_from(client(last), port, request))
+        })
+        .collect();
+    let (mut failed, mut refused) = (0, 0);
+    for answer in probes.into_iter().chain(burst) {
+        let answer = answer
+            .await
+            .expect("task")
+            .expect("every request is answered");
+        match answer.status {
+            200 => {
+                assert!(
+                    answer.text().contains("probe_success 0"),
+                    "{}",
+                    answer.text()
+                );
+                failed += 1;
+            }
+            503 => {
+                assert!(
+                    answer
+                        .text()
+                        .contains("all 8 connections are handling requests"),
+                    "{}",
+                    answer.text()
+                );
+                refused += 1;
+            }
+            other => panic!("{other}: {}", answer.text()),
+        }
+    }
+    assert!(failed >= 6, "{failed} probe answers, {refused} refusals");
+    assert!(refused >= 1, "{failed} probe answers, {refused} refusals");
+    assert_eq!(failed + refused, 26);
+}
+
+/// 120 PACS of one site go silent at once, more than the 100 probes the exporter once ran at
+/// a time: with the default flags every one of them reads as `probe_success 0` with its
+/// reason, none as a 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_of_many_pacs_reads_as_that_many_probe_failures() {
+    let pacs = silent_pacs().await;
+    let exporter = Binary::start(ECHO, &[]);
+    let port = exporter.port;
+    let answers: Vec<_> = (0..120)
+        .map(|i| {
+            tokio::spawn(send_from(
+                client(1),
+                port,
+                probe_request(&pacs.target(&format!("SITE{i}")), SCRAPE_TIMEOUT),
+            ))
+        })
+        .collect();
+    for answer in answers {
+        let answer = answer.await.expect("task").expect("answered");
+        let text = answer.text();
+        assert_eq!(answer.status, 200, "{text}");
+        assert_eq!(value(&text, "probe_success"), Some(0.0), "{text}");
+        let failure = text
+            .lines()
+            .find(|line| line.starts_with("probe_failure_info{"))
+            .unwrap_or_else(|| panic!("no failure reason:\n{text}"));
+        assert!(
+            failure.contains(r#"stage="associate""#) && failure.contains(r#"reason="timeout""#),
+            "{text}"
+        );
+    }
 }
