@@ -6,12 +6,7 @@
 //!   `pacs_exporter --demo` process, so that the exporter's CPU is not mixed with the SCP's.
 //! - send_check: the same, with send_check probes of `SRCnnnn@` the demo's source against its
 //!   destination (24 studies, 3 missing, 1 incomplete).
-//! - Silent peers: `--requests` (2000) requests at once, each with
-//!   `X-Prometheus-Scrape-Timeout-Seconds: --scrape-timeout` (2.5), at distinct targets served
-//!   by `--listeners` loopback listeners that accept TCP and then say nothing; without a bound
-//!   (`--probe.max-concurrent=0`: every answer is a 200 timeout) and with `--max-concurrent`
-//!   (100, the exporter's default: the rest queue and are answered 503 when too little time is
-//!   left).
+//! - Under pressure (held connections, a burst, an outage): see [`crate::pressure`].
 //!
 //! Every load reports answers by status, answers later than the probe's deadline plus 50 ms
 //! (the exporter's promise; counted from the moment the request's last byte was written, and
@@ -24,11 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
-
 use crate::process::{
-    connect, cpu_seconds, exporter_metric, get, probe_path, send, Answer, Exporter, Sample,
+    connect, cpu_seconds, exporter_metric, probe_path, send, Answer, Exporter, Sample,
 };
 use crate::report::{mb, ms, thousands, Context, Samples, Section, Table};
 use crate::Options;
@@ -113,37 +105,7 @@ pub async fn run(options: &Options, context: &Context) -> Section {
     section.table(&check.table);
     drop(demo);
 
-    section.heading("Silent peers: 2,000 probes at once");
-    section.say(
-        "Every target accepts TCP and then says nothing, so every probe runs to its deadline: \
-         what matters is that each answer still comes on time, with or without a bound on \
-         concurrent probes.",
-    );
-    let mut bounded_on_time = true;
-    for bound in [0, options.max_concurrent] {
-        let (table, on_time) = silent(options, context, bound).await;
-        section.say(match bound {
-            0 => "Without a bound (`--probe.max-concurrent=0`): every probe runs at once, and \
-                  the two cores that must also accept, read and answer 2,000 connections \
-                  (and run this load generator) fall behind; the exporter's own clock stays \
-                  within the budget (slowest `probe_duration_seconds`), the lateness is in \
-                  getting requests in and answers out."
-                .to_string(),
-            n => format!(
-                "With `--probe.max-concurrent={n}` (the default): the probes beyond the bound \
-                 wait for a slot and are answered 503 when too little time is left."
-            ),
-        });
-        section.table(&table);
-        if bound != 0 {
-            bounded_on_time = on_time;
-        }
-    }
-    section.target(
-        "With the default bound, every answer by its deadline + 50 ms with 2,000 silent peers at once",
-        bounded_on_time,
-        "See the table of the bounded run (\"answers after deadline + 50 ms\").".to_string(),
-    );
+    crate::pressure::run(options, &context.binary, &mut section).await;
     section
 }
 
@@ -277,79 +239,6 @@ async fn client(
         }
     }
     answers
-}
-
-/// All requests at once at peers that never answer; the table, and whether every answer
-/// came by its deadline plus the grace.
-async fn silent(options: &Options, context: &Context, bound: usize) -> (Table, bool) {
-    let peers = silent_listeners(options.listeners.max(1)).await;
-    let flags = vec![
-        format!("--probe.max-concurrent={bound}"),
-        // Every request in flight at once, none waiting in the listen backlog.
-        format!("--web.max-connections={}", options.requests.max(512) + 16),
-    ];
-    let (exporter, _) = Exporter::start(&context.binary, MODULES, &flags).await;
-    let before = exporter.sample();
-    let port = exporter.port;
-    let scrape = options.scrape_timeout;
-    let started = Instant::now();
-    let requests: Vec<_> = (0..options.requests)
-        .map(|i| {
-            let target = format!("SILENT{i:04}@{}", peers[i % peers.len()]);
-            tokio::spawn(async move { get(port, &probe_path("echo", &target), Some(scrape)).await })
-        })
-        .collect();
-    let mut answers = Vec::with_capacity(requests.len());
-    for request in requests {
-        answers.push(request.await.expect("request task"));
-    }
-    let wall = started.elapsed();
-    let after = exporter.sample();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let settled = exporter.sample();
-
-    let mut table = Table::pairs();
-    table.pair("exporter", format!("`{}`", exporter.command()));
-    table.pair(
-        "load",
-        format!(
-            "{} requests at once, scrape timeout {scrape} s (probe budget {:.1} s), {} distinct targets on {} silent listeners",
-            options.requests,
-            budget(options).as_secs_f64(),
-            options.requests,
-            peers.len()
-        ),
-    );
-    answer_rows(&mut table, &answers, budget(options), scrape);
-    overruns(&mut table, &exporter).await;
-    table.pair("all answered after", ms(wall.as_secs_f64()));
-    table.pair("exporter CPU", format!("{:.2} s", after.cpu - before.cpu));
-    process_rows(&mut table, before, after, settled);
-    let on_time = answers
-        .iter()
-        .all(|a| a.since_written <= budget(options) + GRACE);
-    (table, on_time)
-}
-
-/// Listeners on 127.0.0.2, 127.0.0.3, … that accept connections and never write; each
-/// connection is read (and discarded) until the exporter closes it. Dropped with the runtime.
-async fn silent_listeners(count: usize) -> Vec<String> {
-    let mut addresses = Vec::new();
-    for i in 0..count {
-        let listener = TcpListener::bind((format!("127.0.0.{}", i + 2), 0))
-            .await
-            .expect("bind a loopback address");
-        addresses.push(listener.local_addr().expect("address").to_string());
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut sink = [0u8; 1024];
-                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-                });
-            }
-        });
-    }
-    addresses
 }
 
 /// Statuses, lateness and latency of `answers`, for probes that ran under `budget`.

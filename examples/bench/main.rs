@@ -17,6 +17,7 @@
 mod echo;
 mod fleet;
 mod memory;
+mod pressure;
 mod process;
 mod report;
 mod send_check;
@@ -73,15 +74,21 @@ pub struct Options {
     /// fleet: X-Prometheus-Scrape-Timeout-Seconds sent with every probe.
     #[arg(long, default_value_t = 2.5)]
     pub scrape_timeout: f64,
-    /// fleet, silent peers: requests sent at once.
+    /// fleet, burst: probes of silent PACS sent at once.
     #[arg(long, default_value_t = 2000)]
     pub requests: usize,
-    /// fleet, silent peers: loopback listeners (127.0.0.2, …) that accept and say nothing.
+    /// fleet, outage: silent PACS of one site probed at once.
+    #[arg(long, default_value_t = 300)]
+    pub outage: usize,
+    /// fleet, held connections: connections one client holds.
+    #[arg(long, default_value_t = 1000)]
+    pub held: usize,
+    /// fleet, held connections: scrapes from another address while they are held.
+    #[arg(long, default_value_t = 100)]
+    pub scrapes: usize,
+    /// fleet, burst and outage: loopback listeners (127.0.0.10, …) that accept and say nothing.
     #[arg(long, default_value_t = 8)]
     pub listeners: usize,
-    /// fleet, silent peers: `--probe.max-concurrent` of the bounded run.
-    #[arg(long, default_value_t = 100)]
-    pub max_concurrent: usize,
     /// memory: hostile peers probed at once.
     #[arg(long, default_value_t = 100)]
     pub peers: usize,

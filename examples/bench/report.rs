@@ -29,6 +29,11 @@ impl Samples {
         self.0.len()
     }
 
+    /// Every sample, in the order pushed.
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.0.iter().copied()
+    }
+
     pub fn median(&self) -> f64 {
         let values = self.sorted();
         match values.len() {

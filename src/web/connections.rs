@@ -221,7 +221,9 @@ pub async fn serve_all(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let admission = Admission::new(options.max_connections, options.max_connections_per_client);
     let metrics = options.metrics.clone();
-    let refusing = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let refusing = Arc::new(Semaphore::new(
+        options.max_connections.max(1) * REFUSALS_PER_CONNECTION,
+    ));
     let (stop, stopped) = watch::channel(false);
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
@@ -293,8 +295,9 @@ pub async fn serve_all(
     Ok(())
 }
 
-/// Refused connections being answered at once; beyond these, they are closed unanswered.
-const REFUSALS_AT_ONCE: usize = 256;
+/// Refused connections being answered at once, per connection kept (each holds a descriptor
+/// for at most [`REFUSAL_WAIT`]); beyond these, they are closed unanswered.
+const REFUSALS_PER_CONNECTION: usize = 4;
 /// How long a refused connection has to send its request head before it is closed
 /// unanswered, and then to take the answer.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
