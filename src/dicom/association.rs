@@ -123,8 +123,15 @@ pub struct Association {
     peer: PeerInfo,
     /// PDVs received but not yet consumed.
     pending: VecDeque<PDataValue>,
+    /// Bytes read but not yet taken as a PDU: at most one PDU and [`READ_CHUNK`] more.
+    inbox: Vec<u8>,
     released: bool,
 }
+
+/// The most read from the socket at a time beyond what the PDU being read still needs: one
+/// read usually brings a whole small PDU (header and body), and a peer can make the inbox hold
+/// no more than the PDU's declared (and checked) length plus this.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Resolves a host to socket addresses under the deadline.
 pub async fn resolve(host: &Host, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
@@ -210,6 +217,7 @@ impl Association {
             contexts: Vec::new(),
             peer: PeerInfo::default(),
             pending: VecDeque::new(),
+            inbox: Vec::new(),
             released: false,
         };
         step(Step::Associate);
@@ -444,13 +452,17 @@ impl Association {
     async fn receive_pdu(&mut self, step: Step) -> Result<Pdu, Error> {
         tokio::task::consume_budget().await;
         self.check_deadline(step)?;
+        if let Some(tcp) = self.stream.tcp() {
+            quick_ack(tcp);
+        }
+        self.fill(step, 6).await?;
         let mut header = [0u8; 6];
-        self.read_exact(step, &mut header).await?;
+        header.copy_from_slice(&self.inbox[..6]);
         let length = pdu_length(step, &header, self.local_max_pdu)?;
-        let mut pdu = vec![0u8; 6 + length];
-        pdu[..6].copy_from_slice(&header);
-        self.read_exact(step, &mut pdu[6..]).await?;
-        decode_pdu(step, &pdu)
+        self.fill(step, 6 + length).await?;
+        let pdu = decode_pdu(step, &self.inbox[..6 + length]);
+        self.inbox.drain(..6 + length);
+        pdu
     }
 
     /// `Timeout` once the deadline has passed.
@@ -458,18 +470,25 @@ impl Association {
         past(self.deadline, step)
     }
 
-    async fn read_exact(&mut self, step: Step, buf: &mut [u8]) -> Result<(), Error> {
-        if let Some(tcp) = self.stream.tcp() {
-            quick_ack(tcp);
-        }
-        match timeout_at(self.deadline, self.stream.read_exact(buf)).await {
-            Err(_) => Err(Error::new(step, ErrorKind::Timeout)),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Err(Error::new(step, ErrorKind::Closed))
+    /// Reads until the inbox holds `wanted` bytes, by the deadline; each read asks for what is
+    /// still missing plus [`READ_CHUNK`] at most.
+    async fn fill(&mut self, step: Step, wanted: usize) -> Result<(), Error> {
+        while self.inbox.len() < wanted {
+            let missing = wanted - self.inbox.len();
+            self.inbox.reserve(missing + READ_CHUNK);
+            let read = (&mut self.stream).take((missing + READ_CHUNK) as u64);
+            let mut read = std::pin::pin!(read);
+            match timeout_at(self.deadline, read.read_buf(&mut self.inbox)).await {
+                Err(_) => return Err(Error::new(step, ErrorKind::Timeout)),
+                Ok(Ok(0)) => return Err(Error::new(step, ErrorKind::Closed)),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(Error::new(step, ErrorKind::Closed))
+                }
+                Ok(Err(e)) => return Err(io_error(step, e)),
             }
-            Ok(Err(e)) => Err(io_error(step, e)),
-            Ok(Ok(_)) => Ok(()),
         }
+        Ok(())
     }
 }
 
