@@ -157,8 +157,8 @@ impl RequestError {
 struct ProbeRequest {
     params: ProbeParams,
     job: ProbeJob,
-    /// The module as configured, for `debug=true`.
-    module_yaml: String,
+    /// The module as configured when the request came, for `debug=true` only.
+    module_yaml: Option<String>,
 }
 
 /// `/probe` reads as parse → schedule → render.
@@ -186,7 +186,7 @@ pub(super) async fn probe(
     render(
         &state,
         &request.params,
-        &request.module_yaml,
+        request.module_yaml.as_deref(),
         &headers,
         outcome,
     )
@@ -218,7 +218,7 @@ impl ProbeRequest {
         let deadline = arrived + timeout;
         // Checked before anything is sent to the target: a refused target sees no packet.
         config.allow.check(&target, deadline).await?;
-        let module_yaml = module.to_yaml();
+        let module_yaml = params.debug.then(|| module.to_yaml());
         let job = ProbeJob {
             config: config.clone(),
             generation,
@@ -241,7 +241,7 @@ impl ProbeRequest {
 fn render(
     state: &AppState,
     params: &ProbeParams,
-    module_yaml: &str,
+    module_yaml: Option<&str>,
     headers: &HeaderMap,
     outcome: Outcome,
 ) -> Response {
@@ -279,7 +279,9 @@ fn render(
     if params.debug {
         let body = format!(
             "Logs for the probe:\n{}\n\nMetrics that would have been returned:\n{}\n\nModule configuration:\n{}",
-            outcome.log, outcome.exposition, module_yaml
+            outcome.log,
+            outcome.exposition,
+            module_yaml.unwrap_or_default()
         );
         return plain(StatusCode::OK, body);
     }
