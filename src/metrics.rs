@@ -1,10 +1,12 @@
 //! Every metric the exporter exposes, by name and help text: the probers' series (a fresh
-//! registry per probe) and the exporter's own (`/metrics`). Probers and the web layer register
+//! [`Sheet`] per probe) and the exporter's own (`/metrics`). Probers and the web layer register
 //! through these descriptors, so a name or a help text is written once, here.
 //!
 //! Label names stay with the code that sets them; they are part of how a series is filled.
 
-use prometheus::{Gauge, GaugeVec, Opts, Registry};
+use prometheus::Opts;
+
+use crate::exposition::{Gauge, GaugeVec, Sheet};
 
 /// A metric's name and help text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,26 +25,14 @@ impl Metric {
         Opts::new(self.name, self.help)
     }
 
-    /// Registers a gauge. Names are constants of this catalogue, so registration only fails
-    /// on a programming error; the probe still answers then, without that series, and says
-    /// so in the log.
-    pub(crate) fn gauge(&self, registry: &Registry) -> Gauge {
-        let gauge = Gauge::with_opts(self.opts())
-            .unwrap_or_else(|e| unreachable!("invalid metric {}: {e}", self.name));
-        if let Err(e) = registry.register(Box::new(gauge.clone())) {
-            tracing::error!(metric = self.name, error = %e, "cannot register metric");
-        }
-        gauge
+    /// Adds this metric to a probe's series as a gauge (0 until set).
+    pub(crate) fn gauge(&self, sheet: &Sheet) -> Gauge {
+        sheet.gauge(*self)
     }
 
-    /// Registers a labelled gauge; see [`Metric::gauge`].
-    pub(crate) fn gauge_vec(&self, registry: &Registry, labels: &[&str]) -> GaugeVec {
-        let gauge = GaugeVec::new(self.opts(), labels)
-            .unwrap_or_else(|e| unreachable!("invalid metric {}: {e}", self.name));
-        if let Err(e) = registry.register(Box::new(gauge.clone())) {
-            tracing::error!(metric = self.name, error = %e, "cannot register metric");
-        }
-        gauge
+    /// Adds this metric to a probe's series as a gauge with these label names.
+    pub(crate) fn gauge_vec(&self, sheet: &Sheet, labels: &[&str]) -> GaugeVec {
+        sheet.gauge_vec(*self, labels)
     }
 }
 
@@ -269,7 +259,7 @@ mod tests {
         for metric in ALL {
             assert!(names.insert(metric.name), "{} twice", metric.name);
             assert!(
-                Gauge::with_opts(metric.opts()).is_ok(),
+                prometheus::Gauge::with_opts(metric.opts()).is_ok(),
                 "{} is not a valid metric name",
                 metric.name
             );

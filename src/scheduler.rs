@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, Registry, TextEncoder};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
@@ -282,7 +281,7 @@ impl Scheduler {
                 shared.progress.stage().as_str()
             ));
         }
-        let families = shared
+        let exposition = shared
             .progress
             .timed_out(timeout, now.duration_since(arrived));
         let log = format!(
@@ -292,7 +291,7 @@ impl Scheduler {
         );
         Outcome::Ran(Arc::new(ProbeOutcome {
             success: false,
-            exposition: encode_families(&families),
+            exposition,
             log,
         }))
     }
@@ -375,7 +374,7 @@ impl Scheduler {
         };
 
         let log = shared.log.render();
-        let exposition = encode(&result.registry);
+        let exposition = result.registry.render();
         self.history().add(ProbeRecord {
             id: 0,
             started_at,
@@ -408,19 +407,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-/// A registry in the text exposition format.
-pub fn encode(registry: &Registry) -> String {
-    encode_families(&registry.gather())
-}
-
-fn encode_families(families: &[MetricFamily]) -> String {
-    let mut buffer = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(families, &mut buffer) {
-        tracing::error!(error = %e, "cannot encode metrics");
-    }
-    String::from_utf8_lossy(&buffer).into_owned()
 }
 
 #[cfg(test)]

@@ -19,14 +19,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
-use prometheus::proto::MetricFamily;
-use prometheus::Registry;
 use tokio::time::Instant;
 
 use chrono::NaiveDateTime;
 
 use crate::allow::AllowList;
 use crate::dicom;
+use crate::exposition::Sheet;
 use crate::metrics;
 use crate::settings::TimeZone;
 use crate::target::Target;
@@ -214,7 +213,7 @@ pub struct ProbeContext<'a> {
     /// `allowed_targets`: the target's resolved addresses are filtered through it.
     pub allow: &'a AllowList,
     pub deadline: Instant,
-    pub registry: &'a Registry,
+    pub registry: &'a Sheet,
     pub log: &'a ProbeLog,
     /// What earlier transfer checks learnt of the archives they queried.
     pub archives: &'a send_check::Archives,
@@ -244,7 +243,7 @@ impl ProbeContext<'_> {
 /// waits for the probe can read it while the probe runs, and answer from it when the probe
 /// does not report by that waiter's deadline.
 pub struct Progress {
-    registry: Registry,
+    registry: Sheet,
     stage: AtomicU8,
     /// The side a send_check probe last worked on, plus one (0: none).
     peer: AtomicU8,
@@ -261,7 +260,7 @@ impl Default for Progress {
 impl Progress {
     pub fn new() -> Progress {
         Progress {
-            registry: Registry::new(),
+            registry: Sheet::new(),
             stage: AtomicU8::new(Stage::Resolve as u8),
             peer: AtomicU8::new(0),
             names_peers: AtomicBool::new(false),
@@ -286,29 +285,21 @@ impl Progress {
     /// The probe as it stands, as a probe that timed out at its current stage: the prober's
     /// series as far as they got, `probe_success` 0, `probe_failure_info{reason="timeout"}`,
     /// and the duration and budget of the one who asks. Nothing is recorded anywhere.
-    pub fn timed_out(&self, timeout: Duration, duration: Duration) -> Vec<MetricFamily> {
-        let common = Registry::new();
+    pub fn timed_out(&self, timeout: Duration, duration: Duration) -> String {
+        let common = Sheet::new();
         set_common(&common, timeout, duration, false);
         let failure = Failure {
             peer: self.peer(),
             ..Failure::new(self.stage(), Reason::Timeout, "")
         };
         failure_info(&common, self.names_peers.load(Ordering::Relaxed), &failure);
-        let mut families: Vec<MetricFamily> = self
-            .registry
-            .gather()
-            .into_iter()
-            // The series every probe has are added when it ends.
-            .filter(|f| !metrics::COMMON.iter().any(|m| m.name == f.name()))
-            .chain(common.gather())
-            .collect();
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        families
+        // The series every probe has are added when it ends.
+        self.registry.render_with(&metrics::COMMON, Some(&common))
     }
 }
 
 /// Registers and sets the series every probe has but `probe_failure_info`.
-fn set_common(registry: &Registry, timeout: Duration, duration: Duration, success: bool) {
+fn set_common(registry: &Sheet, timeout: Duration, duration: Duration, success: bool) {
     metrics::PROBE_SUCCESS
         .gauge(registry)
         .set(if success { 1.0 } else { 0.0 });
@@ -322,7 +313,7 @@ fn set_common(registry: &Registry, timeout: Duration, duration: Duration, succes
 
 /// Registers and sets `probe_failure_info`; with `names_peers` (send_check, whose label set
 /// is fixed for the prober) it carries the side that failed.
-fn failure_info(registry: &Registry, names_peers: bool, failure: &Failure) {
+fn failure_info(registry: &Sheet, names_peers: bool, failure: &Failure) {
     let (stage, reason) = (failure.stage.as_str(), failure.reason.as_str());
     let peer = failure.peer.map_or("", Peer::as_str);
     let (labels, values): (&[&str], Vec<&str>) = if names_peers {
@@ -346,7 +337,7 @@ pub struct Known<'a> {
 
 /// The result of one probe: its metrics, its verdict and, if it succeeded, what it found.
 pub struct ProbeResult {
-    pub registry: Registry,
+    pub registry: Sheet,
     pub success: bool,
     pub duration: Duration,
     pub failure: Option<Failure>,

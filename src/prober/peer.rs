@@ -1,6 +1,6 @@
 //! Metrics and association set-up shared by the probers that talk to one peer (echo, find).
 
-use prometheus::{Gauge, GaugeVec};
+use crate::exposition::{Gauge, GaugeVec};
 
 use super::{Failure, ProbeContext, Reason, Stage};
 use crate::dicom::find::{Completeness, FindAnswer};

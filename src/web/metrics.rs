@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+    TextEncoder,
 };
 
 use super::connections::ConnectionMetrics;
@@ -91,6 +92,15 @@ impl ExporterMetrics {
     pub(super) fn reload_failed(&self) {
         self.last_reload_successful.set(0);
     }
+}
+
+/// A registry in the text exposition format.
+pub(super) fn encode(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+        tracing::error!(error = %e, "cannot encode metrics");
+    }
+    String::from_utf8_lossy(&buffer).into_owned()
 }
 
 fn int_gauge(metric: Metric) -> IntGauge {

@@ -42,7 +42,6 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use self::pages::LogsQuery;
-use crate::scheduler::encode;
 
 /// Longest accepted value of a query parameter.
 pub const MAX_PARAM_BYTES: usize = 1024;
@@ -155,7 +154,7 @@ fn plain(status: StatusCode, text: impl Into<String>) -> Response {
 async fn exporter_metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, TEXT_FORMAT)],
-        encode(&state.metrics.registry),
+        metrics::encode(&state.metrics.registry),
     )
         .into_response()
 }

@@ -1,7 +1,7 @@
 //! send_check's metrics: a fixed set, every series present (0 until computed) however far
 //! the probe got, except the per-study `pacs_study_unsent` series.
 
-use prometheus::{Gauge, GaugeVec};
+use crate::exposition::{Gauge, GaugeVec};
 
 use super::options::StudyLabel;
 use crate::dicom::study::StudySelection;
