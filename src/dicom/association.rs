@@ -419,7 +419,10 @@ impl Association {
             }
         }
         self.released = true;
-        let _ = timeout_at(self.deadline, self.stream.shutdown()).await;
+        // TLS says goodbye (close_notify); a plain socket's FIN goes with the close on drop.
+        if let Stream::Tls(_) = self.stream {
+            let _ = timeout_at(self.deadline, self.stream.shutdown()).await;
+        }
         Ok(())
     }
 
