@@ -238,17 +238,18 @@ impl Scheduler {
             receiver: receiver.clone(),
         });
         drop(running);
-        let this = self.clone();
-        // The probe runs in a task of its own, so that a panic in it (a bug) is reported as
-        // such and the entry is removed whatever happens.
-        let probe = tokio::spawn(this.clone().execute(job, shared.clone()));
+        // The probe runs in a task of its own; its reporter removes the entry and answers the
+        // waiters however the task ends, a panic (a bug) included.
+        let reporter = Reporter {
+            scheduler: self.clone(),
+            key,
+            id,
+            sender: Some(sender),
+        };
+        let execution = self.clone().execute(job, shared.clone());
         tokio::spawn(async move {
-            let outcome = probe.await.unwrap_or_else(|e| {
-                tracing::error!(module = %key.module, target = %key.target, error = %e, "probe task failed");
-                Outcome::Crashed(format!("the probe failed unexpectedly: {e}"))
-            });
-            this.remove(&key, id);
-            let _ = sender.send(Some(outcome));
+            let outcome = execution.await;
+            reporter.report(outcome);
         });
         (receiver, shared)
     }
@@ -393,6 +394,37 @@ impl Scheduler {
     }
 }
 
+/// Reports a probe's outcome to those waiting for it and forgets the execution; dropped
+/// without reporting (the task panicked), it reports the crash.
+struct Reporter {
+    scheduler: Arc<Scheduler>,
+    key: Key,
+    id: u64,
+    sender: Option<watch::Sender<Option<Outcome>>>,
+}
+
+impl Reporter {
+    fn report(mut self, outcome: Outcome) {
+        self.scheduler.remove(&self.key, self.id);
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Some(outcome));
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        self.scheduler.remove(&self.key, self.id);
+        tracing::error!(module = %self.key.module, target = %self.key.target, "probe task panicked");
+        let _ = sender.send(Some(Outcome::Crashed(
+            "the probe failed unexpectedly (its task panicked; see the exporter's log)".into(),
+        )));
+    }
+}
+
 /// Keeps `pacs_exporter_probes_in_flight` right whatever way a probe ends.
 struct InFlight<'a>(&'a IntGauge);
 
@@ -412,6 +444,54 @@ impl Drop for InFlight<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe task that panics still answers its waiters (with the crash) and is forgotten,
+    /// so the next identical request starts a new probe.
+    #[tokio::test]
+    async fn a_panicking_probe_task_still_answers_and_is_forgotten() {
+        let metrics = SchedulerMetrics {
+            in_flight: IntGauge::new("in_flight", "h").unwrap(),
+            queue_wait: Histogram::with_opts(prometheus::HistogramOpts::new("wait", "h")).unwrap(),
+            rejections: IntCounterVec::new(prometheus::Opts::new("rejections", "h"), &["cause"])
+                .unwrap(),
+            overruns: IntCounter::new("overruns", "h").unwrap(),
+        };
+        let scheduler = Arc::new(Scheduler::new(0, 10, metrics));
+        let key = Key {
+            generation: 0,
+            module: "echo".into(),
+            target: Target::parse("A@127.0.0.1:104").unwrap(),
+        };
+        let (sender, mut receiver) = watch::channel(None);
+        scheduler
+            .running()
+            .entry(key.clone())
+            .or_default()
+            .push(Running {
+                id: 7,
+                shared: Arc::new(Shared {
+                    progress: Progress::new(),
+                    log: ProbeLog::new("echo", "A@127.0.0.1:104"),
+                    started: OnceLock::new(),
+                    deadline: Instant::now(),
+                }),
+                receiver: receiver.clone(),
+            });
+        let reporter = Reporter {
+            scheduler: scheduler.clone(),
+            key,
+            id: 7,
+            sender: Some(sender),
+        };
+        let task = tokio::spawn(async move {
+            let _reporter = reporter;
+            panic!("a bug");
+        });
+        assert!(task.await.is_err());
+        let outcome = receiver.wait_for(Option::is_some).await.unwrap().clone();
+        assert!(matches!(outcome, Some(Outcome::Crashed(reason)) if reason.contains("panicked")));
+        assert!(scheduler.running().is_empty());
+    }
 
     #[test]
     fn the_floor_is_250ms_or_a_tenth_of_the_budget() {
