@@ -80,9 +80,10 @@ impl Default for ConnectionMetrics {
     }
 }
 
-/// When a request reached the host, as its client sees it: the connect for a connection's
-/// first request (time in the kernel's accept queue included), the first byte of the head
-/// for later ones. Handlers count their deadlines from it.
+/// When a request reached the host, as its client sees it: its first byte, or for a
+/// connection's first request that was already waiting when the connection was accepted,
+/// when it arrived in the kernel (time in the accept queue included). Handlers count their
+/// deadlines from it.
 #[derive(Clone, Copy, Debug)]
 pub struct Arrival(pub Instant);
 
@@ -241,7 +242,8 @@ pub async fn serve_all(
             },
         };
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new(Instant::now() - queued_for(&stream)));
+        let waiting = queued_for(&stream).map(|queued| Instant::now() - queued);
+        let activity = Arc::new(Activity::new(waiting));
         let seat = match admission.admit(peer.ip(), activity.clone()) {
             Ok(admitted) => {
                 if admitted.evicted {
@@ -335,11 +337,12 @@ async fn refuse(mut stream: TcpStream, refusal: &Refusal) {
     let _ = tokio::time::timeout(REFUSAL_WAIT, answered).await;
 }
 
-/// How long a just-accepted connection had been established in the kernel before it was
-/// accepted (Linux: `TCP_INFO`'s time since the last data or, with none, the handshake;
-/// elsewhere zero). A client that sent its request on connecting sees its time from there.
+/// How long the request bytes a just-accepted connection already holds have waited in the
+/// kernel (Linux: `TCP_INFO`'s time since the last data arrived), `None` when it holds none
+/// yet (or elsewhere). A client that sent its request on connecting, as Prometheus does, sees
+/// its time from about there; time in the kernel's accept queue counts.
 #[cfg(target_os = "linux")]
-fn queued_for(stream: &TcpStream) -> Duration {
+fn queued_for(stream: &TcpStream) -> Option<Duration> {
     use std::os::fd::AsRawFd;
     let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
     let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -355,20 +358,21 @@ fn queued_for(stream: &TcpStream) -> Duration {
             &mut length,
         )
     };
-    // Older kernels fill less of the struct; the field read must be among what was filled.
-    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_last_data_recv) + 4;
+    // Older kernels fill less of the struct; the fields read must be among what was filled.
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
     if result != 0 || (length as usize) < needed {
-        return Duration::ZERO;
+        return None;
     }
     // SAFETY: the struct started zeroed and the kernel wrote plain integers into it: every
     // bit pattern of its fields is valid.
     let info = unsafe { info.assume_init() };
-    Duration::from_millis(u64::from(info.tcpi_last_data_recv))
+    (info.tcpi_bytes_received > 0)
+        .then(|| Duration::from_millis(u64::from(info.tcpi_last_data_recv)))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn queued_for(_stream: &TcpStream) -> Duration {
-    Duration::ZERO
+fn queued_for(_stream: &TcpStream) -> Option<Duration> {
+    None
 }
 
 /// The next connection on any of `listeners`.
@@ -471,9 +475,10 @@ struct ActivityState {
     busy: usize,
     /// Answers the router owes: response heads written while none is owed are hyper's own.
     answers_owed: usize,
-    /// When the request being read (or the next one) reached the host: the connect for the
-    /// first request, the first byte of the head for later ones.
-    arrived: Instant,
+    /// When the request being read reached the host: its first byte, or for a connection's
+    /// first request, when its bytes arrived in the kernel if they were there at the accept.
+    /// `None` until then.
+    arrived: Option<Instant>,
     /// Closed to make room for another connection.
     evicted: bool,
 }
@@ -485,15 +490,16 @@ struct Activity {
 }
 
 impl Activity {
-    /// A connection accepted now that reached the host at `connected`.
-    fn new(connected: Instant) -> Activity {
+    /// A connection accepted now, whose first request reached the host at `waiting` if it
+    /// was already there.
+    fn new(waiting: Option<Instant>) -> Activity {
         Activity {
             state: Mutex::new(ActivityState {
                 phase: Phase::Fresh,
                 since: Instant::now(),
                 busy: 0,
                 answers_owed: 0,
-                arrived: connected,
+                arrived: waiting,
                 evicted: false,
             }),
             changed: Notify::new(),
@@ -520,8 +526,8 @@ impl Activity {
     fn received(&self) {
         let phase = {
             let mut state = self.state();
-            if state.phase == Phase::Idle {
-                state.arrived = Instant::now();
+            if state.phase == Phase::Idle || state.arrived.is_none() {
+                state.arrived = Some(Instant::now());
             }
             state.phase
         };
@@ -536,7 +542,7 @@ impl Activity {
             let mut state = self.state();
             state.busy += 1;
             state.answers_owed += 1;
-            state.arrived
+            state.arrived.take().unwrap_or_else(Instant::now)
         };
         self.set(Phase::Busy);
         (Busy(self.clone()), arrived)

@@ -398,3 +398,32 @@ async fn an_outage_of_many_pacs_reads_as_that_many_probe_failures() {
         );
     }
 }
+
+/// A probe's budget counts from its request's arrival, not from the connect: a client that
+/// connects ahead (as browsers preconnect) and asks 1.5 s later still gets the whole second
+/// it asked for, by the exporter's own clock.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_opened_ahead_does_not_shorten_the_budget() {
+    let pacs = silent_pacs().await;
+    let exporter = Binary::start(ECHO, &[]);
+    let stream = connect_from(client(5), exporter.port)
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let host = format!("127.0.0.1:{}", exporter.port);
+    let answer = testkit::http::exchange(
+        stream,
+        &host,
+        probe_request(&pacs.target("AHEAD"), SCRAPE_TIMEOUT),
+    )
+    .await
+    .expect("answered");
+    let text = answer.text();
+    assert_eq!(value(&text, "probe_success"), Some(0.0), "{text}");
+    assert_eq!(value(&text, "probe_timeout_seconds"), Some(1.0), "{text}");
+    let ran = value(&text, "probe_duration_seconds").expect("a duration");
+    assert!(
+        ran >= 0.99,
+        "the probe ran {ran} s of its 1 s budget:\n{text}"
+    );
+}
