@@ -66,22 +66,26 @@ impl ProbeLog {
         }
     }
 
-    pub fn lines(&self) -> Vec<LogLine> {
-        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
     /// The log as text, one line per entry: `+0.012s level message`.
     pub fn render(&self) -> String {
-        self.lines()
-            .iter()
-            .map(|l| {
-                format!(
-                    "+{:.3}s {:<5} {}\n",
-                    l.elapsed.as_secs_f64(),
-                    l.level.as_str().to_ascii_lowercase(),
-                    l.message
-                )
-            })
-            .collect()
+        use std::fmt::Write as _;
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = String::with_capacity(lines.iter().map(|l| l.message.len() + 16).sum());
+        for l in lines.iter() {
+            let level = match l.level {
+                Level::ERROR => "error",
+                Level::WARN => "warn",
+                Level::INFO => "info",
+                Level::DEBUG => "debug",
+                Level::TRACE => "trace",
+            };
+            let _ = writeln!(
+                text,
+                "+{:.3}s {level:<5} {}",
+                l.elapsed.as_secs_f64(),
+                l.message
+            );
+        }
+        text
     }
 }
