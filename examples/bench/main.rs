@@ -50,7 +50,8 @@ pub struct Options {
     /// Measure this binary instead of building the release binary.
     #[arg(long)]
     binary: Option<PathBuf>,
-    /// Runs per measured case (echo: ten times as many exporter probes, twice as many tool runs).
+    /// Runs per measured case (echo: ten times as many exporter probes, twice as many tool
+    /// runs; fleet: each sustained echo load).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// send_check: source sizes between two Orthancs.
