@@ -486,7 +486,8 @@ struct ActivityState {
 /// What a connection is doing, watched by its task and updated by its reads and requests.
 struct Activity {
     state: Mutex<ActivityState>,
-    changed: Notify,
+    /// Wakes the watcher when the connection is evicted.
+    evicting: Notify,
 }
 
 impl Activity {
@@ -502,7 +503,7 @@ impl Activity {
                 arrived: waiting,
                 evicted: false,
             }),
-            changed: Notify::new(),
+            evicting: Notify::new(),
         }
     }
 
@@ -514,8 +515,6 @@ impl Activity {
         let mut state = self.state();
         state.phase = phase;
         state.since = Instant::now();
-        drop(state);
-        self.changed.notify_waiters();
     }
 
     fn is_busy(&self) -> bool {
@@ -559,12 +558,16 @@ impl Activity {
         }
     }
 
-    /// Resolves when the current phase has lasted longer than its limit, with the reason.
+    /// Resolves when the current phase has lasted longer than its limit, or the connection
+    /// was evicted, with the reason. Phase changes (several per request) do not wake it: its
+    /// timer does, and it then looks at the phase as it is then, so a limit is never applied
+    /// early or late; only an eviction wakes it before its time.
     async fn expired(&self, options: &HttpOptions) -> &'static str {
+        let recheck_busy = options.header_read_timeout.min(options.idle_timeout);
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
+            let evicted = self.evicting.notified();
+            tokio::pin!(evicted);
+            evicted.as_mut().enable();
             let (phase, since) = {
                 let state = self.state();
                 if state.evicted {
@@ -572,25 +575,24 @@ impl Activity {
                 }
                 (state.phase, state.since)
             };
-            let (limit, why) = match phase {
+            let (deadline, why) = match phase {
                 Phase::Fresh | Phase::Reading => (
-                    options.header_read_timeout,
+                    since + options.header_read_timeout,
                     "no complete request head within --web.header-read-timeout",
                 ),
-                Phase::Idle => (options.idle_timeout, "idle longer than --web.idle-timeout"),
-                Phase::Busy => {
-                    changed.await;
-                    continue;
-                }
+                Phase::Idle => (
+                    since + options.idle_timeout,
+                    "idle longer than --web.idle-timeout",
+                ),
+                // No limit while busy; the phase is looked at again after the shorter limit.
+                Phase::Busy => (Instant::now() + recheck_busy, ""),
             };
+            if phase != Phase::Busy && Instant::now() >= deadline {
+                return why;
+            }
             tokio::select! {
-                () = tokio::time::sleep_until(since + limit) => {
-                    let state = self.state();
-                    if state.phase == phase && state.since == since {
-                        return why;
-                    }
-                }
-                () = changed => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = evicted => {}
             }
         }
     }
@@ -609,7 +611,7 @@ impl Occupant for Activity {
         }
         state.evicted = true;
         drop(state);
-        self.changed.notify_waiters();
+        self.evicting.notify_waiters();
         true
     }
 }

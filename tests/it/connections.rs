@@ -427,3 +427,46 @@ async fn a_connection_opened_ahead_does_not_shorten_the_budget() {
         "the probe ran {ran} s of its 1 s budget:\n{text}"
     );
 }
+
+/// A kept-alive connection is closed once it has been idle for `--web.idle-timeout`, but
+/// never while its request is handled, however much longer than both limits that takes.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_closed_but_busy_ones_never() {
+    let pacs = silent_pacs().await;
+    let exporter = Binary::start(
+        ECHO,
+        &["--web.idle-timeout=1s", "--web.header-read-timeout=1s"],
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", exporter.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    // A probe with a 2.5 s budget: busy for longer than either limit.
+    let path = format!(
+        "/probe?module=echo&target={}",
+        pacs.target("BUSY").replace('@', "%40")
+    );
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Prometheus-Scrape-Timeout-Seconds: 3\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("probe_timeout_seconds 2.5") {
+        let n = stream
+            .read(&mut chunk)
+            .expect("the answer, not a closed connection");
+        assert!(
+            n > 0,
+            "closed while busy: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    // Now idle: closed by the server (end of stream), not by the read timeout.
+    let closed = stream.read(&mut chunk);
+    assert!(
+        matches!(closed, Ok(0)),
+        "the idle connection was not closed: {closed:?}"
+    );
+}
