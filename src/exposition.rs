@@ -166,6 +166,18 @@ fn write_value(text: &mut String, value: f64) {
     }
 }
 
+impl Metric {
+    /// Adds this metric to a probe's series as a gauge (0 until set).
+    pub(crate) fn gauge(&self, sheet: &Sheet) -> Gauge {
+        sheet.gauge(*self)
+    }
+
+    /// Adds this metric to a probe's series as a gauge with these label names.
+    pub(crate) fn gauge_vec(&self, sheet: &Sheet, labels: &[&str]) -> GaugeVec {
+        sheet.gauge_vec(*self, labels)
+    }
+}
+
 /// One series of a [`Sheet`].
 #[derive(Clone)]
 pub struct Gauge {

@@ -1,12 +1,11 @@
 //! Every metric the exporter exposes, by name and help text: the probers' series (a fresh
-//! [`Sheet`] per probe) and the exporter's own (`/metrics`). Probers and the web layer register
-//! through these descriptors, so a name or a help text is written once, here.
+//! `Sheet` per probe, see `exposition`) and the exporter's own (`/metrics`). Probers and the
+//! web layer register through these descriptors, so a name or a help text is written once,
+//! here.
 //!
 //! Label names stay with the code that sets them; they are part of how a series is filled.
 
 use prometheus::Opts;
-
-use crate::exposition::{Gauge, GaugeVec, Sheet};
 
 /// A metric's name and help text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,16 +22,6 @@ impl Metric {
     /// The name and help as Prometheus options.
     pub fn opts(&self) -> Opts {
         Opts::new(self.name, self.help)
-    }
-
-    /// Adds this metric to a probe's series as a gauge (0 until set).
-    pub(crate) fn gauge(&self, sheet: &Sheet) -> Gauge {
-        sheet.gauge(*self)
-    }
-
-    /// Adds this metric to a probe's series as a gauge with these label names.
-    pub(crate) fn gauge_vec(&self, sheet: &Sheet, labels: &[&str]) -> GaugeVec {
-        sheet.gauge_vec(*self, labels)
     }
 }
 
