@@ -18,12 +18,16 @@
 //!   not happen, one that overran its own deadline) is answered as what it is for this
 //!   request: a probe that timed out at the stage it is in, with the series gathered so far.
 //!
-//! A shared probe runs in a task of its own: it finishes (and is recorded) even if the client
-//! that started it goes away, so the others still get its result.
+//! A probe is run by the request that started it, and moves to a task of its own when that
+//! request stops waiting: it finishes (and is recorded) even if the client that started it
+//! goes away, so the others still get its result.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
@@ -183,13 +187,23 @@ impl Scheduler {
     pub async fn run(self: &Arc<Self>, job: ProbeJob) -> Outcome {
         let arrived = Instant::now();
         let (deadline, timeout) = (job.deadline, job.timeout);
-        let (mut receiver, shared) = self.join_or_start(job);
-        let waited =
-            match timeout_at(deadline + JOIN_GRACE, receiver.wait_for(Option::is_some)).await {
-                Ok(Ok(outcome)) => outcome.clone(),
-                Ok(Err(_)) => None,
-                Err(_) => None,
-            };
+        let (mut receiver, shared, mut execution) = self.join_or_start(job);
+        let waiting = async {
+            if let Some(execution) = execution.as_mut() {
+                execution.await;
+            }
+            receiver
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|outcome| outcome.clone())
+        };
+        let waited = timeout_at(deadline + JOIN_GRACE, waiting)
+            .await
+            .ok()
+            .flatten();
+        // Unfinished, the execution goes on in a task of its own.
+        drop(execution);
         // The result may have come at the last moment.
         if let Some(outcome) = waited.or_else(|| receiver.borrow().clone()) {
             return outcome;
@@ -201,11 +215,16 @@ impl Scheduler {
         self.unfinished(&shared, timeout, arrived)
     }
 
-    /// The receiver of the execution this request waits for, joined or started.
+    /// The receiver of the execution this request waits for, joined or started; the
+    /// execution itself when this request started it.
     fn join_or_start(
         self: &Arc<Self>,
         job: ProbeJob,
-    ) -> (watch::Receiver<Option<Outcome>>, Arc<Shared>) {
+    ) -> (
+        watch::Receiver<Option<Outcome>>,
+        Arc<Shared>,
+        Option<Execution>,
+    ) {
         let key = Key {
             generation: job.generation,
             module: job.module.clone(),
@@ -222,7 +241,7 @@ impl Scheduler {
             .min_by_key(|r| r.shared.deadline);
         if let Some(execution) = joinable {
             tracing::debug!(module = %key.module, target = %key.target, "joining a running probe");
-            return (execution.receiver.clone(), execution.shared.clone());
+            return (execution.receiver.clone(), execution.shared.clone(), None);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared {
@@ -238,20 +257,20 @@ impl Scheduler {
             receiver: receiver.clone(),
         });
         drop(running);
-        // The probe runs in a task of its own; its reporter removes the entry and answers the
-        // waiters however the task ends, a panic (a bug) included.
+        // The request that started the probe runs it (see `Execution`); its reporter removes
+        // the entry and answers the waiters however it ends, a panic (a bug) included.
         let reporter = Reporter {
             scheduler: self.clone(),
             key,
             id,
             sender: Some(sender),
         };
-        let execution = self.clone().execute(job, shared.clone());
-        tokio::spawn(async move {
-            let outcome = execution.await;
+        let run = self.clone().execute(job, shared.clone());
+        let execution = Execution(Some(Box::pin(async move {
+            let outcome = run.await;
             reporter.report(outcome);
-        });
-        (receiver, shared)
+        })));
+        (receiver, shared, Some(execution))
     }
 
     fn remove(&self, key: &Key, id: u64) {
@@ -391,6 +410,37 @@ impl Scheduler {
             exposition,
             log,
         }))
+    }
+}
+
+/// A probe's execution, run by the request that started it while that request waits (no
+/// task to spawn and wake), and handed to a task of its own if the request stops waiting
+/// first (its client went away, or its deadline passed): the probe still finishes and is
+/// recorded, and the requests that joined it get its result.
+struct Execution(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Future for Execution {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Taken out while polled: one that panics is dropped then, never handed on.
+        if let Some(mut execution) = self.0.take() {
+            if execution.as_mut().poll(cx).is_pending() {
+                self.0 = Some(execution);
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Execution {
+    fn drop(&mut self) {
+        if let Some(execution) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(execution);
+            }
+        }
     }
 }
 

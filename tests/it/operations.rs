@@ -275,6 +275,51 @@ async fn identical_concurrent_probes_share_one_association() {
     assert_eq!(associations.load(Ordering::SeqCst), 2);
 }
 
+/// The request that started a probe runs it while it waits; when its client goes away the
+/// probe carries on by itself: a request that joined it still gets its result, from the one
+/// association, and the probe is then forgotten (the next request starts a new one).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_outlives_the_request_that_started_it() {
+    let (peer, associations) = slow_echo(Duration::from_millis(400)).await;
+    let exporter = Arc::new(Exporter::new(ECHO));
+    let target = peer.target("PEER");
+    let leader = {
+        let (exporter, target) = (exporter.clone(), target.clone());
+        tokio::spawn(async move { exporter.probe("echo", &target, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let joiner = {
+        let (exporter, target) = (exporter.clone(), target.clone());
+        tokio::spawn(async move { exporter.probe("echo", &target, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    leader.abort();
+    assert!(leader.await.is_err(), "the leader was not cut off");
+    let answer = joiner.await.expect("joiner");
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+    assert_eq!(associations.load(Ordering::SeqCst), 1);
+    let logs = exporter
+        .get(
+            &format!("/logs?module=echo&target={}", target.replace('@', "%40")),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        logs.status,
+        StatusCode::OK,
+        "the probe was not recorded:\n{}",
+        logs.body
+    );
+    assert!(
+        logs.body.contains("C-ECHO") || logs.body.contains("succeeded"),
+        "{}",
+        logs.body
+    );
+
+    exporter.probe("echo", &target, None).await;
+    assert_eq!(associations.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_concurrency_bound_queues_within_the_deadline() {
     let options = ServerOptions {
