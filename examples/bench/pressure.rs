@@ -18,9 +18,10 @@ use testkit::http::{connect_from, Connection, Request};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-use crate::process::{exporter_metric, get, metric, probe_path, Answer, Exporter};
+use crate::process::{exporter_metric, get, probe_path, Answer, Exporter};
 use crate::report::{mb, ms, Samples, Section, Table};
 use crate::Options;
+use testkit::metrics::series_value;
 
 const MODULES: &str = "modules:
   echo:
@@ -137,7 +138,7 @@ async fn held_connections(options: &Options, binary: &std::path::Path) -> Held {
         }
     }
     let counters = |text: &str| {
-        let value = |series: &str| metric(text, series).unwrap_or(0.0);
+        let value = |series: &str| series_value(text, series).unwrap_or(0.0);
         (
             value("pacs_exporter_http_connections_evicted_total"),
             value("pacs_exporter_http_connections_refused_total{reason=\"client_limit\"}")

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use hyper::header::HeaderName;
 use testkit::http::{Connection, Request};
+use testkit::metrics::series_value;
 use testkit::peers::free_port;
 use testkit::process::Process;
 
@@ -219,12 +220,6 @@ impl Answer {
     }
 }
 
-/// A series' value in a metrics text, `None` when absent.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// Sends one GET on `connection`; the answer, timed from `start`, and its body.
 pub async fn fetch(
     connection: &mut Connection,
@@ -246,7 +241,7 @@ pub async fn fetch(
         success: body.lines().any(|l| l == "probe_success 1"),
         elapsed: start.elapsed(),
         since_written,
-        probe_seconds: metric(&body, "probe_duration_seconds"),
+        probe_seconds: series_value(&body, "probe_duration_seconds"),
     };
     Ok((answer, body))
 }
@@ -294,5 +289,5 @@ pub async fn exporter_metric(port: u16, name: &str) -> f64 {
                 .1,
         )
     };
-    metric(&text.await.unwrap_or_default(), name).unwrap_or(0.0)
+    series_value(&text.await.unwrap_or_default(), name).unwrap_or(0.0)
 }

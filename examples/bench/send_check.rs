@@ -9,8 +9,9 @@ use chrono::NaiveDateTime;
 use dicom_ul::pdu::Pdu;
 use tokio::io::AsyncWriteExt;
 
-use crate::process::{metric, Exporter};
+use crate::process::Exporter;
 use crate::report::{mb, ms, thousands, Context, Samples, Section, Table};
+use testkit::metrics::series_value;
 use testkit::peers::{require_binary, Orthanc};
 use testkit::scripted::{
     encode_command, response_command, Conn, Request, ScriptedPeer, STUDY_ROOT_FIND,
@@ -355,7 +356,7 @@ fn queries(body: &str) -> String {
         .iter()
         .filter_map(|(kind, one, many)| {
             let series = format!("pacs_find_queries{{kind=\"{kind}\",peer=\"destination\"}}");
-            let n = metric(body, &series)? as u64;
+            let n = series_value(body, &series)? as u64;
             (n > 0).then(|| format!("{} {}", thousands(n), if n == 1 { one } else { many }))
         })
         .collect();
@@ -365,7 +366,7 @@ fn queries(body: &str) -> String {
 /// The number of studies reported missing, or why the probe failed.
 fn verdict(body: &str) -> String {
     if body.lines().any(|l| l == "probe_success 1") {
-        return metric(body, "pacs_studies_missing")
+        return series_value(body, "pacs_studies_missing")
             .map_or("?".to_string(), |n| thousands(n as u64));
     }
     body.lines()
@@ -573,7 +574,7 @@ async fn scripted(options: &Options, context: &Context) -> Scripted {
             if succeeded {
                 format!(
                     "{} checked, {} missing",
-                    thousands(metric(&last, "pacs_studies_checked").unwrap_or(0.0) as u64),
+                    thousands(series_value(&last, "pacs_studies_checked").unwrap_or(0.0) as u64),
                     verdict(&last)
                 )
             } else {

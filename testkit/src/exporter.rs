@@ -103,10 +103,7 @@ impl Answer {
     /// The value of one series, written as it appears in the exposition
     /// (`probe_success`, `probe_failure_info{reason="refused",stage="connect"}`).
     pub fn value(&self, series: &str) -> Option<f64> {
-        self.body.lines().find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok())?
-        })
+        crate::metrics::series_value(&self.body, series)
     }
 
     /// Like [`Answer::value`], panicking with the whole body when the series is absent.

@@ -1,5 +1,6 @@
 //! The exporter's series names, from its metric catalogue (`pacs_exporter::metrics`), for
-//! tests that check dashboards, rules, the README and what reaches Prometheus against them.
+//! tests that check dashboards, rules, the README and what reaches Prometheus against them;
+//! and reading one series' value from an exposition.
 
 use std::sync::LazyLock;
 
@@ -30,3 +31,12 @@ pub const FIND_TLS_AND_PER_STUDY: &[&str] = &[
     metrics::PROBE_SSL_EARLIEST_CERT_EXPIRY.name,
     metrics::PACS_STUDY_UNSENT.name,
 ];
+
+/// The value of one series in an exposition text, written as it appears there
+/// (`probe_success`, `probe_failure_info{reason="refused",stage="connect"}`).
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use hyper::header::HeaderName;
 use testkit::binary::Binary;
 use testkit::http::{connect_from, send_from, Connection, Request};
+use testkit::metrics::series_value;
 use testkit::scripted::{Conn, ScriptedPeer};
 
 const ECHO: &str = "modules:\n  echo:\n    prober: echo\n    timeout: 3s\n";
@@ -161,12 +162,6 @@ fn client(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
 }
 
-/// The value of the series written exactly as `series` in an exposition, if any.
-fn value(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// A PACS that accepts the TCP connection and never says a word.
 async fn silent_pacs() -> ScriptedPeer {
     ScriptedPeer::start(|mut conn: Conn| async move { conn.hold().await }).await
@@ -213,7 +208,7 @@ async fn idle_connections_of_one_client_give_way_to_another_clients_scrape() {
         .expect("the scrape was answered");
     assert_eq!(scrape.status, 200, "{}", scrape.text());
     assert_eq!(
-        value(
+        series_value(
             &scrape.text(),
             "pacs_exporter_http_connections_evicted_total"
         ),
@@ -262,7 +257,7 @@ async fn connections_that_send_nothing_give_way_to_a_scraper() {
     assert_eq!(scrape.status, 200, "{}", scrape.text());
     let text = scrape.text();
     assert_eq!(
-        value(
+        series_value(
             &text,
             "pacs_exporter_http_connections_refused_total{reason=\"client_limit\"}"
         ),
@@ -270,7 +265,7 @@ async fn connections_that_send_nothing_give_way_to_a_scraper() {
         "{text}"
     );
     assert_eq!(
-        value(&text, "pacs_exporter_http_connections_evicted_total"),
+        series_value(&text, "pacs_exporter_http_connections_evicted_total"),
         Some(1.0),
         "{text}"
     );
@@ -298,7 +293,7 @@ async fn busy_connections_leave_room_for_other_clients_and_the_rest_are_told_why
         let metrics = send_from(client(3), port, Request::get("/metrics"))
             .await
             .expect("answered");
-        if value(&metrics.text(), "pacs_exporter_probes_in_flight") == Some(6.0) {
+        if series_value(&metrics.text(), "pacs_exporter_probes_in_flight") == Some(6.0) {
             break;
         }
         assert!(
@@ -387,7 +382,7 @@ async fn an_outage_of_many_pacs_reads_as_that_many_probe_failures() {
         let answer = answer.await.expect("task").expect("answered");
         let text = answer.text();
         assert_eq!(answer.status, 200, "{text}");
-        assert_eq!(value(&text, "probe_success"), Some(0.0), "{text}");
+        assert_eq!(series_value(&text, "probe_success"), Some(0.0), "{text}");
         let failure = text
             .lines()
             .find(|line| line.starts_with("probe_failure_info{"))
@@ -419,9 +414,13 @@ async fn a_connection_opened_ahead_does_not_shorten_the_budget() {
     .await
     .expect("answered");
     let text = answer.text();
-    assert_eq!(value(&text, "probe_success"), Some(0.0), "{text}");
-    assert_eq!(value(&text, "probe_timeout_seconds"), Some(1.0), "{text}");
-    let ran = value(&text, "probe_duration_seconds").expect("a duration");
+    assert_eq!(series_value(&text, "probe_success"), Some(0.0), "{text}");
+    assert_eq!(
+        series_value(&text, "probe_timeout_seconds"),
+        Some(1.0),
+        "{text}"
+    );
+    let ran = series_value(&text, "probe_duration_seconds").expect("a duration");
     assert!(
         ran >= 0.99,
         "the probe ran {ran} s of its 1 s budget:\n{text}"
