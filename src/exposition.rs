@@ -112,13 +112,8 @@ impl Family {
         order.sort_by(|&a, &b| self.labels[a].cmp(&self.labels[b]));
         let mut series: Vec<&Series> = self.series.iter().collect();
         series.sort_by(|a, b| {
-            let key = |s: &&Series| {
-                order
-                    .iter()
-                    .map(|&i| s.values[i].clone())
-                    .collect::<Vec<_>>()
-            };
-            key(a).cmp(&key(b))
+            let values_a = order.iter().map(|&i| &a.values[i]);
+            values_a.cmp(order.iter().map(|&i| &b.values[i]))
         });
         for s in series {
             text.push_str(name);
