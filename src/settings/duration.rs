@@ -15,18 +15,20 @@ pub struct PromDuration(pub Duration);
 #[error("invalid duration {0:?}: expected e.g. 500ms, 10s, 1m30s, 24h")]
 pub struct InvalidDuration(pub String);
 
+/// Prometheus' duration units and their milliseconds, largest first: read in this order
+/// (each at most once) and written in it.
+const UNITS: [(&str, u64); 7] = [
+    ("y", 31_536_000_000),
+    ("w", 604_800_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
 impl PromDuration {
     pub fn parse(text: &str) -> Result<PromDuration, InvalidDuration> {
-        // Largest first; each unit may appear once, in this order, as in Prometheus.
-        const UNITS: [(&str, u64); 7] = [
-            ("y", 31_536_000_000),
-            ("w", 604_800_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ];
         let bad = || InvalidDuration(text.to_string());
         if text == "0" {
             return Ok(PromDuration(Duration::ZERO));
@@ -70,15 +72,8 @@ impl fmt::Display for PromDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [
-            ("y", 31_536_000_000u128),
-            ("w", 604_800_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ] {
+        for (unit, size) in UNITS {
+            let size = u128::from(size);
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
