@@ -3,11 +3,12 @@
 //! the checks the probers' blocks share (reserved query keys, query keywords, PDU length).
 
 use std::fmt;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::dicom::query::{self, QueryKeys};
-use crate::settings::{PromDuration, TlsError};
+use crate::settings::{PromDuration, TlsError, TlsSettings};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +82,21 @@ pub enum ModuleError {
         block: &'static str,
         source: TlsError,
     },
+}
+
+/// Builds a block's TLS client config when it has a `tls` key, so unreadable files fail the
+/// load; relative paths are read from `base`, and the error names the block.
+pub(crate) fn load_tls(
+    tls: &mut Option<TlsSettings>,
+    base: &Path,
+    block: &'static str,
+) -> Result<(), ModuleError> {
+    match tls {
+        Some(tls) => tls
+            .build(base)
+            .map_err(|source| ModuleError::Tls { block, source }),
+        None => Ok(()),
+    }
 }
 
 /// Most matches a prober that reads them takes from one peer, unless its block says otherwise:

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::{check_pdu, ModuleError, ProberKind};
+use super::checks::{self, check_pdu, ModuleError, ProberKind};
 use super::find::FindOptions;
 use super::send_check::options::SendCheckOptions;
 use crate::settings::{DicomOptions, PromDuration};
@@ -157,12 +157,7 @@ impl Module {
     /// Builds the module's TLS client configs, so unreadable files fail the load; the error
     /// names the key below the module.
     pub(crate) fn load_tls(&mut self, base: &Path) -> Result<(), ModuleError> {
-        if let Some(tls) = &mut self.dicom.tls {
-            tls.build(base).map_err(|source| ModuleError::Tls {
-                block: "dicom",
-                source,
-            })?;
-        }
+        checks::load_tls(&mut self.dicom.tls, base, "dicom")?;
         self.prober.load_tls(base)
     }
 

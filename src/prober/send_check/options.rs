@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dicom::query::QueryKeys;
 use crate::prober::checks::{
-    check_pdu, check_query, default_max_matches, reserved_keys, ModuleError, ProberKind,
+    self, check_pdu, check_query, default_max_matches, reserved_keys, ModuleError, ProberKind,
 };
 use crate::settings::{DicomOverrides, PromDuration, TargetSpec, TimeZone};
 
@@ -140,13 +140,11 @@ impl SendCheckOptions {
     /// Builds the destination's TLS client config, when `destination_dicom` has its own
     /// `tls`; relative paths are read from `base`.
     pub(crate) fn load_tls(&mut self, base: &Path) -> Result<(), ModuleError> {
-        if let Some(tls) = &mut self.destination_dicom.tls {
-            tls.build(base).map_err(|source| ModuleError::Tls {
-                block: "send_check.destination_dicom",
-                source,
-            })?;
-        }
-        Ok(())
+        checks::load_tls(
+            &mut self.destination_dicom.tls,
+            base,
+            "send_check.destination_dicom",
+        )
     }
 }
 
