@@ -167,6 +167,18 @@ async fn silent_pacs() -> ScriptedPeer {
     ScriptedPeer::start(|mut conn: Conn| async move { conn.hold().await }).await
 }
 
+/// Asserts a probe answer failed with a timeout while waiting for the A-ASSOCIATE-AC.
+fn assert_timed_out_waiting_for_the_pacs(text: &str) {
+    let failure = text
+        .lines()
+        .find(|line| line.starts_with("probe_failure_info{"))
+        .unwrap_or_else(|| panic!("no failure reason:\n{text}"));
+    assert!(
+        failure.contains(r#"stage="associate""#) && failure.contains(r#"reason="timeout""#),
+        "{text}"
+    );
+}
+
 /// `/probe` of the echo module against `target`, as Prometheus sends it with `scrape_timeout`.
 fn probe_request(target: &str, scrape_timeout: &str) -> Request {
     Request::get(&format!(
@@ -383,20 +395,13 @@ async fn an_outage_of_many_pacs_reads_as_that_many_probe_failures() {
         let text = answer.text();
         assert_eq!(answer.status, 200, "{text}");
         assert_eq!(series_value(&text, "probe_success"), Some(0.0), "{text}");
-        let failure = text
-            .lines()
-            .find(|line| line.starts_with("probe_failure_info{"))
-            .unwrap_or_else(|| panic!("no failure reason:\n{text}"));
-        assert!(
-            failure.contains(r#"stage="associate""#) && failure.contains(r#"reason="timeout""#),
-            "{text}"
-        );
+        assert_timed_out_waiting_for_the_pacs(&text);
     }
 }
 
 /// A probe's budget counts from its request's arrival, not from the connect: a client that
-/// connects ahead (as browsers preconnect) and asks 1.5 s later still gets the whole second
-/// it asked for, by the exporter's own clock.
+/// connects ahead (as browsers preconnect) and asks 1.5 s later still gets the second it
+/// asked for, by the exporter's own clock.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_opened_ahead_does_not_shorten_the_budget() {
     let pacs = silent_pacs().await;
@@ -420,9 +425,14 @@ async fn a_connection_opened_ahead_does_not_shorten_the_budget() {
         Some(1.0),
         "{text}"
     );
+    // Had the 1.5 s wait counted, the deadline would have passed before the probe began (a
+    // timeout at `resolve`, after no time at all). It connected and waited for the PACS
+    // instead, for its budget less what handling the request took, which depends on the
+    // machine's load; half the budget separates the two on any machine.
+    assert_timed_out_waiting_for_the_pacs(&text);
     let ran = series_value(&text, "probe_duration_seconds").expect("a duration");
     assert!(
-        ran >= 0.99,
+        ran >= 0.5,
         "the probe ran {ran} s of its 1 s budget:\n{text}"
     );
 }
