@@ -280,19 +280,25 @@ async fn identical_concurrent_probes_share_one_association() {
 /// association, and the probe is then forgotten (the next request starts a new one).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_probe_outlives_the_request_that_started_it() {
-    let (peer, associations) = slow_echo(Duration::from_millis(400)).await;
+    // The PACS answers 1.5 s after accepting: the probe is running all through the steps.
+    let (peer, associations) = slow_echo(Duration::from_millis(1500)).await;
     let exporter = Arc::new(Exporter::new(ECHO));
     let target = peer.target("PEER");
     let leader = {
         let (exporter, target) = (exporter.clone(), target.clone());
         tokio::spawn(async move { exporter.probe("echo", &target, None).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The leader's probe is running once the PACS has accepted its association.
+    let started = std::time::Instant::now();
+    while associations.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "no association");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let joiner = {
         let (exporter, target) = (exporter.clone(), target.clone());
         tokio::spawn(async move { exporter.probe("echo", &target, None).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     leader.abort();
     assert!(leader.await.is_err(), "the leader was not cut off");
     let answer = joiner.await.expect("joiner");
