@@ -178,12 +178,10 @@ async fn held_connections(options: &Options, binary: &std::path::Path) -> Held {
     ]);
     drop(silent);
 
-    let mut all = Samples::default();
-    for s in [&idle_latency, &fresh_latency] {
-        for v in s.values() {
-            all.push(v);
-        }
-    }
+    let all: Samples = idle_latency
+        .values()
+        .chain(fresh_latency.values())
+        .collect();
     Held {
         table,
         total: 2 * options.scrapes,
@@ -285,10 +283,11 @@ async fn at_once(
     }
     let scrape = Duration::from_secs_f64(scrape_timeout);
     let after_scrape_timeout = answers.iter().filter(|a| a.elapsed > scrape).count();
-    let mut latency = Samples::default();
-    for a in answers.iter().filter(|a| a.status != 0) {
-        latency.push_duration(a.elapsed);
-    }
+    let latency: Samples = answers
+        .iter()
+        .filter(|a| a.status != 0)
+        .map(|a| a.elapsed.as_secs_f64())
+        .collect();
     let running = answers.iter().filter(|a| a.status == 200).count().max(1);
     let kib_per_probe = rss_waiting.saturating_sub(rss_before) as f64 / running as f64;
     let mut table = Table::pairs();
@@ -321,14 +320,11 @@ async fn at_once(
             spread(&latency),
         );
     }
-    let refused = answers
+    let refused_latency: Samples = answers
         .iter()
         .filter(|a| a.status == 503)
-        .map(|a| a.elapsed.as_secs_f64());
-    let mut refused_latency = Samples::default();
-    for r in refused {
-        refused_latency.push(r);
-    }
+        .map(|a| a.elapsed.as_secs_f64())
+        .collect();
     if refused_latency.len() > 0 {
         table.pair("503s: latency p50 / p99 / max", spread(&refused_latency));
     }

@@ -10,6 +10,12 @@ use std::time::Duration;
 #[derive(Clone, Debug, Default)]
 pub struct Samples(Vec<f64>);
 
+impl FromIterator<f64> for Samples {
+    fn from_iter<I: IntoIterator<Item = f64>>(values: I) -> Samples {
+        Samples(values.into_iter().collect())
+    }
+}
+
 impl Samples {
     pub fn push(&mut self, value: f64) {
         self.0.push(value);
