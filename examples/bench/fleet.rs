@@ -61,6 +61,19 @@ pub async fn run(options: &Options, context: &Context) -> Section {
          probe's deadline (scrape timeout {} s minus the 0.5 s offset) plus 50 ms.",
         options.targets, options.duration, options.scrape_timeout
     ));
+    let (clients, duration) = (options.clients, options.duration);
+    let floor = tokio::task::spawn_blocking(move || crate::floor::measure(clients, duration))
+        .await
+        .expect("the socket floor");
+    section.heading("Socket floor: the same traffic with nothing else");
+    section.say(
+        "What an echo probe's socket traffic alone costs this machine: blocking threads play \
+         client, exporter and PACS with the probe's byte counts and socket options, and no \
+         runtime, parsing or metrics (`examples/bench/floor.rs`). No exporter can do better \
+         on this machine; read the figures below against it.",
+    );
+    section.table(&floor.table);
+
     let (demo, printed) = Exporter::start(&context.binary, MODULES, &["--demo".to_string()]).await;
     let [source, destination] = &printed[..] else {
         panic!("the demo did not print its source and destination: {printed:?}");
@@ -83,9 +96,10 @@ pub async fn run(options: &Options, context: &Context) -> Section {
         "≥ 12,000 echo probes/s with the demo PACS in process, p99 under 20 ms, RSS under 64 MB",
         in_process.rate >= 12_000.0 && in_process.p99 < 0.020 && in_process.peak_kb < 64_000,
         format!(
-            "{} probes/s (median of {} runs), p99 {}, peak RSS {}.",
+            "{} probes/s (median of {} runs; the socket floor: {}/s), p99 {}, peak RSS {}.",
             thousands(in_process.rate as u64),
             options.runs.max(1),
+            thousands(floor.rate as u64),
             ms(in_process.p99),
             mb(in_process.peak_kb)
         ),
@@ -106,10 +120,12 @@ pub async fn run(options: &Options, context: &Context) -> Section {
         "≤ 120 µs of exporter CPU per echo probe with the PACS in its own process, p99 under 20 ms, RSS under 64 MB",
         echo.cpu_per_probe <= 120e-6 && echo.p99 < 0.020 && echo.peak_kb < 64_000,
         format!(
-            "{:.0} µs per probe (median of {} runs; {} probes/s), p99 {}, peak RSS {}.",
+            "{:.0} µs per probe (median of {} runs; {} probes/s; the socket floor's \
+             exporter part: {:.0} µs), p99 {}, peak RSS {}.",
             echo.cpu_per_probe * 1e6,
             options.runs.max(1),
             thousands(echo.rate as u64),
+            floor.exporter_cpu * 1e6,
             ms(echo.p99),
             mb(echo.peak_kb)
         ),

@@ -16,6 +16,7 @@
 
 mod echo;
 mod fleet;
+mod floor;
 mod memory;
 mod pressure;
 mod process;

@@ -163,7 +163,17 @@ pub fn status_kb(pid: u32, field: &str) -> u64 {
 
 /// utime + stime of a process, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    cpu_seconds_in(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime of the calling thread, in seconds.
+pub fn thread_cpu_seconds() -> f64 {
+    cpu_seconds_in("/proc/thread-self/stat")
+}
+
+/// utime + stime from a `/proc` stat file, in seconds.
+fn cpu_seconds_in(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     // Fields after the command name, which is in parentheses and may hold spaces; the first
     // of them is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
     let after_name = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
