@@ -55,14 +55,19 @@ impl Sheet {
 
     /// A gauge of `metric` without labels, 0 until set.
     pub fn gauge(&self, metric: Metric) -> Gauge {
-        let family = self.add(metric, &[]);
-        let gauge = Gauge {
-            sheet: self.clone(),
-            family,
-            values: Vec::new(),
-        };
+        let gauge = self.unknown_gauge(metric);
         gauge.set(0.0);
         gauge
+    }
+
+    /// A gauge of `metric` without labels that is absent until set: for a value that may stay
+    /// unknown, where 0 would claim something.
+    pub fn unknown_gauge(&self, metric: Metric) -> Gauge {
+        Gauge {
+            sheet: self.clone(),
+            family: self.add(metric, &[]),
+            values: Vec::new(),
+        }
     }
 
     /// A gauge of `metric` with these label names; its series appear as they are set.
@@ -165,6 +170,11 @@ impl Metric {
     /// Adds this metric to a probe's series as a gauge (0 until set).
     pub(crate) fn gauge(&self, sheet: &Sheet) -> Gauge {
         sheet.gauge(*self)
+    }
+
+    /// Adds this metric to a probe's series as a gauge that is absent until set.
+    pub(crate) fn unknown_gauge(&self, sheet: &Sheet) -> Gauge {
+        sheet.unknown_gauge(*self)
     }
 
     /// Adds this metric to a probe's series as a gauge with these label names.

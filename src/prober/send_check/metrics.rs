@@ -1,5 +1,11 @@
-//! send_check's metrics: a fixed set, every series present (0 until computed) however far
-//! the probe got, except the per-study `pacs_study_unsent` series.
+//! send_check's metrics. What each side did (`pacs_peer_up`, `pacs_find_*`) is present however
+//! far the probe got, 0 until done. What the probe found is present only once found, since
+//! unknown is not 0: the source's counts (`pacs_studies_checked`, `_pending`, `_future`) once
+//! the source answered in full and the destination was reached, the verdict (`pacs_studies_missing`, `_incomplete`,
+//! `pacs_instances_missing`, `pacs_oldest_unsent_study_age_seconds`,
+//! `pacs_study_list_truncated`, `pacs_study_unsent`) once the two sides were compared. A
+//! check that cannot run thus never reads as "nothing missing" (the alert rules keep the last
+//! verdict while it fails).
 
 use crate::exposition::{Gauge, GaugeVec};
 
@@ -51,14 +57,14 @@ impl Metrics {
             find_duration: per_peer(metrics::PACS_FIND_DURATION_SECONDS),
             find_matches: per_peer(metrics::PACS_FIND_MATCHES),
             queries,
-            checked: metrics::PACS_STUDIES_CHECKED.gauge(r),
-            pending: metrics::PACS_STUDIES_PENDING.gauge(r),
-            future: metrics::PACS_STUDIES_FUTURE.gauge(r),
-            missing: metrics::PACS_STUDIES_MISSING.gauge(r),
-            incomplete: metrics::PACS_STUDIES_INCOMPLETE.gauge(r),
-            instances_missing: metrics::PACS_INSTANCES_MISSING.gauge(r),
-            oldest_unsent_age: metrics::PACS_OLDEST_UNSENT_STUDY_AGE_SECONDS.gauge(r),
-            list_truncated: metrics::PACS_STUDY_LIST_TRUNCATED.gauge(r),
+            checked: metrics::PACS_STUDIES_CHECKED.unknown_gauge(r),
+            pending: metrics::PACS_STUDIES_PENDING.unknown_gauge(r),
+            future: metrics::PACS_STUDIES_FUTURE.unknown_gauge(r),
+            missing: metrics::PACS_STUDIES_MISSING.unknown_gauge(r),
+            incomplete: metrics::PACS_STUDIES_INCOMPLETE.unknown_gauge(r),
+            instances_missing: metrics::PACS_INSTANCES_MISSING.unknown_gauge(r),
+            oldest_unsent_age: metrics::PACS_OLDEST_UNSENT_STUDY_AGE_SECONDS.unknown_gauge(r),
+            list_truncated: metrics::PACS_STUDY_LIST_TRUNCATED.unknown_gauge(r),
             unsent: metrics::PACS_STUDY_UNSENT.gauge_vec(r, &unsent_labels),
         }
     }

@@ -10,7 +10,7 @@
 //!
 //! A source answer that is cut off (0xFE00) or failed is never taken as the whole truth: the
 //! probe fails instead of reporting a partial list. `probe_success` means the comparison ran;
-//! what it found is in the `pacs_*` gauges, which are always present (0 until computed). When
+//! what it found is in the `pacs_*` gauges, present only once found ([`metrics`]). When
 //! a side fails, `probe_failure_info` names it (`peer`); the other side is still closed
 //! properly, and its `pacs_peer_up` says how it did.
 //!
