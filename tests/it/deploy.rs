@@ -546,6 +546,39 @@ fn alertmanager_template_renders_a_notification() {
     );
 }
 
+/// The command `pacs.tmpl` and the README give renders the shipped example page, and it names
+/// the studies to resend and why the check cannot run.
+#[test]
+fn alertmanager_template_renders_the_shipped_example_page() {
+    let output = run_ok(
+        &amtool(),
+        &[
+            "template",
+            "render",
+            "--template.glob=deploy/alertmanager/pacs.tmpl",
+            "--template.data=deploy/alertmanager/example-alerts.json",
+            "--template.text={{ template \"pacs.subject\" . }}\n{{ template \"pacs.text\" . }}",
+        ],
+    );
+    let text = String::from_utf8(output.stdout).expect("UTF-8 rendering");
+    for expected in [
+        "[FIRING 1] PacsUnsentStudyTooOld CT1@ct1.hospital.example:104",
+        "severity: critical",
+        "1.2.826.0.1.3680043.2.1125.3 (missing), 1.2.826.0.1.3680043.2.1125.9 (incomplete)",
+        "The check cannot run now (on the destination side)",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+    }
+    let readme = read(&repo().join("README.md"));
+    let template = read(&deploy("alertmanager/pacs.tmpl"));
+    for (name, text) in [("README.md", readme), ("pacs.tmpl", template)] {
+        assert!(
+            text.contains("--template.data=deploy/alertmanager/example-alerts.json"),
+            "{name} shows how to render the example alerts"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Grafana
 // ---------------------------------------------------------------------------------------------
