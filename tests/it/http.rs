@@ -119,6 +119,23 @@ async fn exporter_metrics_count_probes_and_never_carry_probe_results() {
     assert!(!metrics.body.contains("probe_success"));
 }
 
+/// `process_cpu_seconds_total` counts hundredths of a second, as the kernel does and every
+/// Prometheus client reports it, so that a CPU graph of a light exporter does not read 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn process_cpu_seconds_are_not_whole_seconds() {
+    let exporter = Exporter::new(CONFIG);
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let metrics = exporter.get("/metrics", &[]).await;
+        let seconds = metrics.metric("process_cpu_seconds_total");
+        if seconds.fract() != 0.0 {
+            return;
+        }
+        seen.push(seconds);
+    }
+    panic!("process_cpu_seconds_total was a whole number in 200 scrapes: {seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn probe_answers_in_text_or_openmetrics_as_asked() {
     let exporter = Exporter::new(CONFIG);
