@@ -1,8 +1,11 @@
 //! The log of one probe.
 //!
-//! Every line is kept, whatever `--log.level` says, so that `debug=true` can show the whole
-//! story of a probe; each line also goes to the process log through `tracing`, where the level
-//! filter applies. Lines never carry patient names or IDs at info level or above.
+//! Every line is kept, whatever `--log.level` says, so that `debug=true` and `/logs` can show
+//! the whole story of a probe; each line also goes to the process log through `tracing`, where
+//! the level filter applies. The story's steps go there at debug whatever their level in the
+//! story: at info, the process log has one line per failed probe (its outcome, with stage,
+//! reason and side) and nothing for a probe that succeeded. Lines never carry patient names or
+//! IDs at info level or above.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,20 +39,28 @@ impl ProbeLog {
     }
 
     pub fn debug(&self, message: impl Into<String>) {
-        self.push(Level::DEBUG, message.into());
+        self.push(Level::DEBUG, Level::DEBUG, message.into());
     }
 
+    /// A step worth reading in the probe's story; the process log has it at debug.
     pub fn info(&self, message: impl Into<String>) {
-        self.push(Level::INFO, message.into());
+        self.push(Level::INFO, Level::DEBUG, message.into());
     }
 
+    /// A fault of the exporter itself, at error in both logs.
     pub fn error(&self, message: impl Into<String>) {
-        self.push(Level::ERROR, message.into());
+        self.push(Level::ERROR, Level::ERROR, message.into());
     }
 
-    fn push(&self, level: Level, message: String) {
+    /// How the probe ended, at `level` in both logs.
+    pub fn outcome(&self, level: Level, message: impl Into<String>) {
+        self.push(level, level, message.into());
+    }
+
+    /// Keeps `message` at `level` and writes it to the process log at `process`.
+    fn push(&self, level: Level, process: Level, message: String) {
         let (module, target) = (&self.module, &self.target);
-        match level {
+        match process {
             Level::ERROR => tracing::error!(module, target, "{message}"),
             Level::WARN => tracing::warn!(module, target, "{message}"),
             Level::INFO => tracing::info!(module, target, "{message}"),

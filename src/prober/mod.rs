@@ -424,17 +424,23 @@ pub async fn run(
     set_common(&registry, timeout, duration, failure.is_none());
     match &failure {
         // The process log: a success at debug, a failure at info, with its stage and reason.
-        None => log.debug(format!("probe succeeded in {:.3}s", duration.as_secs_f64())),
+        None => log.outcome(
+            tracing::Level::DEBUG,
+            format!("probe succeeded in {:.3}s", duration.as_secs_f64()),
+        ),
         Some(failure) => {
             let peer = failure.peer.map_or("", Peer::as_str);
-            log.info(format!(
-                "probe failed: stage={} reason={}{}{} detail={:?}",
-                failure.stage.as_str(),
-                failure.reason.as_str(),
-                if peer.is_empty() { "" } else { " peer=" },
-                peer,
-                failure.detail
-            ));
+            log.outcome(
+                tracing::Level::INFO,
+                format!(
+                    "probe failed: stage={} reason={}{}{} detail={:?}",
+                    failure.stage.as_str(),
+                    failure.reason.as_str(),
+                    if peer.is_empty() { "" } else { " peer=" },
+                    peer,
+                    failure.detail
+                ),
+            );
             failure_info(
                 &registry,
                 progress.names_peers.load(Ordering::Relaxed),

@@ -203,9 +203,13 @@ struct Listening {
 
 impl Listening {
     fn start(args: &[&str]) -> Listening {
+        Listening::with_config(CONFIG, args)
+    }
+
+    fn with_config(modules: &str, args: &[&str]) -> Listening {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("modules.yml");
-        std::fs::write(&config, CONFIG).expect("write config");
+        std::fs::write(&config, modules).expect("write config");
         let process = Process::spawn(
             "pacs_exporter",
             std::process::Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
@@ -334,6 +338,89 @@ fn assert_build_info(body: &str) {
         rust.split('.').count() >= 3 && rust.starts_with(|c: char| c.is_ascii_digit()),
         "{line}"
     );
+}
+
+/// Serves a demo PACS called `aet` with `studies` sample studies on a free port; its address.
+async fn demo_pacs(aet: &str, studies: usize) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let now = chrono::Local::now().naive_local();
+    let pacs = pacs_exporter::demo::DemoPacs {
+        aet: aet.into(),
+        studies: pacs_exporter::demo::sample_studies(studies, now),
+    };
+    tokio::spawn(pacs_exporter::demo::serve(
+        listener,
+        std::sync::Arc::new(pacs),
+    ));
+    address
+}
+
+/// At info, the process log has nothing of a probe that succeeded (send_check's steps
+/// included) and exactly one line for each probe that failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_info_a_probe_logs_one_line_if_it_failed_and_none_if_it_succeeded() {
+    let (source, destination) = (demo_pacs("SRC", 6).await, demo_pacs("DST", 3).await);
+    let modules = format!(
+        "
+modules:
+  echo:
+    prober: echo
+    timeout: 5s
+  transfer:
+    prober: send_check
+    timeout: 10s
+    send_check: {{ destination: DST@{destination}, lookback: 24h, grace: 10m, timezone: UTC }}
+  transfer_nowhere:
+    prober: send_check
+    timeout: 10s
+    send_check: {{ destination: DST@127.0.0.1:1, lookback: 24h, grace: 10m, timezone: UTC }}
+"
+    );
+    let mut exporter = Listening::with_config(
+        &modules,
+        &["--web.listen-address", "127.0.0.1:0", "--log.level=info"],
+    );
+    let port = exporter.addresses(1)[0].port();
+    let source = format!("SRC%40{source}");
+    tokio::task::spawn_blocking(move || {
+        for (module, target, success) in [
+            ("echo", source.as_str(), "probe_success 1"),
+            ("transfer", &source, "probe_success 1"),
+            ("echo", "DEAD%40127.0.0.1%3A1", "probe_success 0"),
+            ("transfer_nowhere", &source, "probe_success 0"),
+        ] {
+            let path = format!("/probe?module={module}&target={target}");
+            let answer = testkit::http::get(port, &path).expect("an answer");
+            let text = answer.text();
+            assert!(text.contains(success), "{path}: {text}");
+        }
+    })
+    .await
+    .expect("probes");
+    let log = exporter.log();
+    let probe_lines: Vec<&str> = log.lines().filter(|l| l.contains(" module=")).collect();
+    let of = |module: &str, target: &str| -> Vec<&str> {
+        probe_lines
+            .iter()
+            .filter(|l| l.contains(&format!(" module={module} ")) && l.contains(target))
+            .copied()
+            .collect()
+    };
+    assert_eq!(of("echo", "SRC@"), Vec::<&str>::new(), "{log}");
+    assert_eq!(of("transfer", "SRC@"), Vec::<&str>::new(), "{log}");
+    let dead = of("echo", "DEAD@");
+    assert_eq!(dead.len(), 1, "{log}");
+    assert!(dead[0].contains("stage=connect reason=refused"), "{log}");
+    let nowhere = of("transfer_nowhere", "SRC@");
+    assert_eq!(nowhere.len(), 1, "{log}");
+    assert!(
+        nowhere[0].contains("reason=refused peer=destination"),
+        "{log}"
+    );
+    assert_eq!(probe_lines.len(), 2, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
