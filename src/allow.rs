@@ -63,6 +63,21 @@ pub enum AllowListError {
     NotAHost { entry: String },
 }
 
+impl AllowListError {
+    /// The `allowed_targets` entry refused.
+    pub fn entry(&self) -> &str {
+        match self {
+            AllowListError::UnclosedBracket { entry }
+            | AllowListError::ExpectedPort { entry }
+            | AllowListError::Port { entry, .. }
+            | AllowListError::Address { entry, .. }
+            | AllowListError::PrefixLength { entry, .. }
+            | AllowListError::Host { entry, .. }
+            | AllowListError::NotAHost { entry } => entry,
+        }
+    }
+}
+
 impl AllowList {
     /// Parses the config's entries; the error names the bad entry.
     pub fn parse(entries: &[String]) -> Result<AllowList, AllowListError> {

@@ -9,13 +9,16 @@
 //! `config::PromDuration`, ...
 //!
 //! Parsing is strict: an unknown key, a bad duration, an invalid AE title or an unknown prober is
-//! an error that names the module and the key, with the line where the YAML library gives it. A
-//! config that fails here is never half-applied.
+//! an error that names the module and the key, with its line: the YAML library's for what it
+//! refuses while reading, [`locate`]'s for what the checks after it refuse. A config that fails
+//! here is never half-applied.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+mod locate;
 
 use crate::allow::{AllowList, AllowListError};
 use crate::prober::module::ModuleFile;
@@ -75,15 +78,44 @@ pub enum ParseError {
     /// The text is not YAML, or does not have the config's shape: an unknown key, a missing
     /// one, or a value its type refuses (a duration, an AE title, a target, a label...).
     /// `path` is the key, where there is one to name.
-    #[error("{}", yaml_message(.path.as_deref(), .source))]
+    /// `at` is the key's line where the library's message has none.
+    #[error("{}{}", yaml_message(.path.as_deref(), .source), Line(*.at))]
     Yaml {
         path: Option<String>,
         source: yaml_serde::Error,
+        at: Option<(usize, usize)>,
     },
-    #[error("allowed_targets: {0}")]
-    AllowedTargets(#[from] AllowListError),
-    #[error("modules.{name}.{source}")]
-    Module { name: String, source: ModuleError },
+    #[error("allowed_targets: {source}{}", Line(*.at))]
+    AllowedTargets {
+        source: AllowListError,
+        at: Option<(usize, usize)>,
+    },
+    #[error("modules.{name}.{source}{}", Line(*.at))]
+    Module {
+        name: String,
+        source: ModuleError,
+        at: Option<(usize, usize)>,
+    },
+}
+
+/// serde_path_to_error's path (`modules.m.send_check.labels[1]`) as keys and indices.
+fn key_path(path: &str) -> Vec<String> {
+    path.split(['.', '[', ']'])
+        .filter(|segment| !segment.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Where in the file, as the YAML library says it: " at line 5 column 7".
+struct Line(Option<(usize, usize)>);
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some((line, column)) => write!(f, " at line {line} column {column}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The YAML library's message under our key path. Its message may start with its own path,
@@ -133,12 +165,26 @@ impl Config {
         )
         .map_err(|e| {
             let path = e.path().to_string();
-            ParseError::Yaml {
-                path: (path != "." && !path.contains('?')).then_some(path),
-                source: e.into_inner(),
-            }
+            let path = (path != "." && !path.contains('?')).then_some(path);
+            let source = e.into_inner();
+            // The library leaves the line out of some messages (an unknown top-level key).
+            let at = match &path {
+                Some(path) if !source.to_string().contains(" at line ") => {
+                    locate::locate(text, &key_path(path))
+                }
+                _ => None,
+            };
+            ParseError::Yaml { path, source, at }
         })?;
-        let allow = AllowList::parse(&file.allowed_targets)?;
+        let allow = AllowList::parse(&file.allowed_targets).map_err(|source| {
+            let index = file
+                .allowed_targets
+                .iter()
+                .position(|entry| entry == source.entry())
+                .unwrap_or_default();
+            let at = locate::locate(text, &["allowed_targets".into(), index.to_string()]);
+            ParseError::AllowedTargets { source, at }
+        })?;
         if file.modules.is_empty() {
             return Err(ParseError::NoModules);
         }
@@ -150,9 +196,14 @@ impl Config {
             let module = module
                 .validated()
                 .and_then(|mut module| module.load_tls(base).map(|()| module))
-                .map_err(|source| ParseError::Module {
-                    name: name.clone(),
-                    source,
+                .map_err(|source| {
+                    let mut key = vec!["modules".to_string(), name.clone()];
+                    key.extend(source.key());
+                    ParseError::Module {
+                        at: locate::locate(text, &key),
+                        name: name.clone(),
+                        source,
+                    }
                 })?;
             modules.insert(name, module);
         }

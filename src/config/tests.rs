@@ -9,7 +9,7 @@ fn yaml_at(err: &ParseError, key: &str) -> bool {
 
 /// Whether `err` is module `name`'s, and what it says of the module passes `check`.
 fn in_module(err: &ParseError, name: &str, check: fn(&ModuleError) -> bool) -> bool {
-    matches!(err, ParseError::Module { name: n, source } if n == name && check(source))
+    matches!(err, ParseError::Module { name: n, source, .. } if n == name && check(source))
 }
 
 /// Each file under `tests/testdata/config/` is one way a config can be wrong; the error
@@ -18,7 +18,7 @@ fn in_module(err: &ParseError, name: &str, check: fn(&ModuleError) -> bool) -> b
 fn bad_configs_are_refused_with_a_useful_error() {
     use ModuleError as M;
     type Check = fn(&ParseError) -> bool;
-    let cases: [(&str, &str, Check); 23] = [
+    let cases: [(&str, &str, Check); 24] = [
         ("unknown_top_key.yml", "unknown field `modulez`", |e| {
             yaml_at(e, "modulez")
         }),
@@ -39,7 +39,7 @@ fn bad_configs_are_refused_with_a_useful_error() {
         ),
         (
             "zero_timeout.yml",
-            "modules.echo.timeout: must be greater than 0",
+            "modules.echo.timeout: must be greater than 0 at line 4 column 14",
             |e| in_module(e, "echo", |m| matches!(m, M::ZeroTimeout)),
         ),
         (
@@ -106,17 +106,17 @@ fn bad_configs_are_refused_with_a_useful_error() {
         ),
         (
             "grace_too_long.yml",
-            "modules.check.send_check.grace: must be shorter than lookback",
+            "modules.check.send_check.grace: must be shorter than lookback at line 7 column 14",
             |e| in_module(e, "check", |m| matches!(m, M::Grace)),
         ),
         (
             "send_check_no_destination.yml",
-            "modules.check.send_check: required by prober send_check",
+            "modules.check.send_check: required by prober send_check (it names the destination) at line 3",
             |e| in_module(e, "check", |m| matches!(m, M::MissingSendCheck)),
         ),
         (
             "block_for_other_prober.yml",
-            "modules.e.find: only for prober find, not echo",
+            "modules.e.find: only for prober find, not echo at line 4",
             |e| {
                 in_module(e, "e", |m| {
                     matches!(
@@ -131,7 +131,7 @@ fn bad_configs_are_refused_with_a_useful_error() {
         ),
         (
             "bad_keyword.yml",
-            "modules.f.find.query: \"NoSuchKeyword\" is not a DICOM keyword",
+            "modules.f.find.query: \"NoSuchKeyword\" is not a DICOM keyword at line 5",
             |e| {
                 in_module(e, "f", |m| {
                     matches!(
@@ -145,10 +145,26 @@ fn bad_configs_are_refused_with_a_useful_error() {
             },
         ),
         (
-            "bad_allowed_target.yml",
-            "allowed_targets: \"10.0.0.0/33\": prefix length",
+            "bad_date.yml",
+            "modules.f.find.query: StudyDate: \"tomorrow\" is not a DICOM date: write YYYYMMDD, \
+             a range YYYYMMDD-YYYYMMDD (either end may be left out), today or yesterday at line 7",
             |e| {
-                matches!(e, ParseError::AllowedTargets(AllowListError::PrefixLength { entry, max: 32 })
+                in_module(e, "f", |m| {
+                    matches!(
+                        m,
+                        M::Query {
+                            reason: crate::dicom::query::KeyError::NotADate { .. },
+                            ..
+                        }
+                    )
+                })
+            },
+        ),
+        (
+            "bad_allowed_target.yml",
+            "allowed_targets: \"10.0.0.0/33\": prefix length must be 0..=32 at line 1",
+            |e| {
+                matches!(e, ParseError::AllowedTargets { source: AllowListError::PrefixLength { entry, max: 32 }, .. }
                     if entry == "10.0.0.0/33")
             },
         ),
@@ -185,6 +201,12 @@ fn bad_configs_are_refused_with_a_useful_error() {
             !err.contains('\n'),
             "{file}: error should be one line: {err:?}"
         );
+        if !matches!(source, ParseError::NoModules) {
+            assert!(
+                err.contains(" at line "),
+                "{file}: error without its line: {err:?}"
+            );
+        }
     }
 }
 
@@ -213,7 +235,7 @@ fn invalid_modules_name_the_module_and_the_key() {
         ),
         (
             module("    prober: find\n    find: {model: worklist, level: STUDY}\n"),
-            "modules.m.find.level: a worklist query has no level",
+            "modules.m.find.level: a worklist query has no level at line 4",
             |e| in_module(e, "m", |m| matches!(m, M::WorklistLevel)),
         ),
         (

@@ -36,6 +36,24 @@ pub enum KeyError {
     NotASequence(String),
     #[error("{0} is a sequence: give it a map of keywords")]
     IsASequence(String),
+    #[error(
+        "{key}: {value:?} is not a DICOM date: write YYYYMMDD, a range YYYYMMDD-YYYYMMDD \
+         (either end may be left out), today or yesterday"
+    )]
+    NotADate { key: String, value: String },
+}
+
+impl KeyError {
+    /// The key the error is about, as written.
+    pub fn key(&self) -> &str {
+        match self {
+            KeyError::NotAKeyword(key)
+            | KeyError::TagRange(key)
+            | KeyError::NotASequence(key)
+            | KeyError::IsASequence(key)
+            | KeyError::NotADate { key, .. } => key,
+        }
+    }
 }
 
 /// Finds a keyword's tag and VR in the standard dictionary.
@@ -57,10 +75,43 @@ pub fn validate(keys: &QueryKeys) -> Result<(), KeyError> {
             Some(QueryValue::Sequence(items)) if vr == VR::SQ => validate(items)?,
             Some(QueryValue::Sequence(_)) => return Err(KeyError::NotASequence(name.clone())),
             Some(_) if vr == VR::SQ => return Err(KeyError::IsASequence(name.clone())),
+            Some(value) if vr == VR::DA => {
+                let text = match value {
+                    QueryValue::Text(text) => text.clone(),
+                    QueryValue::Integer(n) => n.to_string(),
+                    QueryValue::Sequence(_) => String::new(),
+                };
+                if !is_date_match(&text) {
+                    return Err(KeyError::NotADate {
+                        key: name.clone(),
+                        value: text,
+                    });
+                }
+            }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Whether `text` is what a DA key of a C-FIND may hold (PS3.4 C.2.2.2): empty (return the
+/// attribute), a date, or a range with one end or both, each end a YYYYMMDD calendar date
+/// or `today` or `yesterday`, which [`apply`] turns into dates.
+fn is_date_match(text: &str) -> bool {
+    let is_date = |part: &str| {
+        let part = part.trim();
+        matches!(part, "today" | "yesterday")
+            || (part.len() == 8 && NaiveDate::parse_from_str(part, "%Y%m%d").is_ok())
+    };
+    match text.split_once('-') {
+        None => text.trim().is_empty() || is_date(text),
+        Some((from, to)) => {
+            let (from, to) = (from.trim(), to.trim());
+            !(from.is_empty() && to.is_empty())
+                && (from.is_empty() || is_date(from))
+                && (to.is_empty() || is_date(to))
+        }
+    }
 }
 
 /// The SpecificCharacterSet every identifier declares when its keys are all ASCII.
@@ -186,6 +237,39 @@ pub fn text(object: &InMemDicomObject, tag: Tag) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn date_keys_take_dates_ranges_and_today_only() {
+        for good in [
+            "",
+            "20261204",
+            "20261201-20261204",
+            "-20261204",
+            "20261204-",
+            "today",
+            "yesterday-today",
+            "yesterday - today",
+            "20240229",
+        ] {
+            assert!(is_date_match(good), "{good:?} is a date match");
+        }
+        for bad in [
+            "tomorrow",
+            "2026-12-04",
+            "20261304",
+            "20230229",
+            "2026120",
+            "-",
+            "20261204-20261205-20261206",
+            "20261204\\20261205",
+        ] {
+            assert!(!is_date_match(bad), "{bad:?} is not a date match");
+        }
+        let keys: QueryKeys = [("StudyDate".to_string(), Some(QueryValue::Integer(20261304)))]
+            .into_iter()
+            .collect();
+        assert!(matches!(validate(&keys), Err(KeyError::NotADate { .. })));
+    }
 
     #[test]
     fn keywords_and_dates() {

@@ -84,6 +84,22 @@ pub enum ModuleError {
     },
 }
 
+impl ModuleError {
+    /// The key the error is about, as a path within the module (`find`, `query`, `StudyDat`):
+    /// the key its message begins with, and for a query, the query's key.
+    pub fn key(&self) -> Vec<String> {
+        let message = self.to_string();
+        let prefix = message
+            .split_once(": ")
+            .map_or(message.as_str(), |(key, _)| key);
+        let mut path: Vec<String> = prefix.split('.').map(str::to_string).collect();
+        if let ModuleError::Query { reason, .. } = self {
+            path.push(reason.key().to_string());
+        }
+        path
+    }
+}
+
 /// Builds a block's TLS client config when it has a `tls` key, so unreadable files fail the
 /// load; relative paths are read from `base`, and the error names the block.
 pub(crate) fn load_tls(
