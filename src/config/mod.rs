@@ -63,7 +63,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{path}: {source}")]
-    Invalid { path: String, source: ParseError },
+    Invalid {
+        path: String,
+        source: Box<ParseError>,
+    },
 }
 
 /// Why config text was refused; one line naming the key (and the module).
@@ -143,7 +146,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse_in(&text, base).map_err(|source| ConfigError::Invalid {
             path: path.display().to_string(),
-            source,
+            source: Box::new(source),
         })
     }
 

@@ -201,7 +201,7 @@ fn bad_configs_are_refused_with_a_useful_error() {
             !err.contains('\n'),
             "{file}: error should be one line: {err:?}"
         );
-        if !matches!(source, ParseError::NoModules) {
+        if !matches!(**source, ParseError::NoModules) {
             assert!(
                 err.contains(" at line "),
                 "{file}: error without its line: {err:?}"
