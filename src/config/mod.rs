@@ -222,24 +222,35 @@ impl Config {
         yaml_serde::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
-    /// What is valid but likely wrong, one line each, for `--config.check`, start-up and
-    /// reload to log: a send_check module without `timezone` while the process runs in UTC
-    /// (as containers do) reads every StudyDate/StudyTime as UTC, so sites east of UTC get
-    /// their alerts hours late and sites west of it get false alarms.
+    /// What is valid but likely wrong, one line per kind of mistake (naming every module it
+    /// concerns), for `--config.check`, start-up and each reload to log once: send_check
+    /// modules without `timezone` while the process runs in UTC (as containers do) read every
+    /// StudyDate/StudyTime as UTC, so sites east of UTC get their alerts hours late and sites
+    /// west of it get false alarms.
     pub fn warnings(&self) -> Vec<String> {
-        let process_in_utc = chrono::Local::now().offset().local_minus_utc() == 0;
-        self.modules
+        if chrono::Local::now().offset().local_minus_utc() != 0 {
+            return Vec::new();
+        }
+        let unzoned: Vec<&str> = self
+            .modules
             .iter()
             .filter(|(_, m)| m.send_check().is_some_and(|c| c.timezone.is_none()))
-            .filter(|_| process_in_utc)
-            .map(|(name, _)| {
-                format!(
-                    "modules.{name}.send_check.timezone is not set and the exporter's zone is UTC: \
-                     StudyDate/StudyTime without TimezoneOffsetFromUTC are read as UTC; set \
-                     timezone (e.g. Europe/Moscow) or the TZ environment variable"
-                )
-            })
-            .collect()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let which = match unzoned.as_slice() {
+            [] => return Vec::new(),
+            [one] => format!("modules.{one}.send_check.timezone is not set"),
+            many => format!(
+                "send_check.timezone is not set in {} modules ({})",
+                many.len(),
+                many.join(", ")
+            ),
+        };
+        vec![format!(
+            "{which} and the exporter's zone is UTC: StudyDate/StudyTime without \
+             TimezoneOffsetFromUTC are read as UTC; set timezone (e.g. Europe/Moscow) or the TZ \
+             environment variable"
+        )]
     }
 }
 

@@ -39,8 +39,17 @@ impl Binary {
         Binary::start_exe(&exporter_exe(), config, args)
     }
 
+    /// As [`Binary::start`], with these environment variables set (`TZ`, …).
+    pub fn start_with_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Binary {
+        Binary::launch(&exporter_exe(), config, args, env)
+    }
+
     /// As [`Binary::start`], with the exporter built at `exe` (another build of this crate).
     pub fn start_exe(exe: &Path, config: &str, args: &[&str]) -> Binary {
+        Binary::launch(exe, config, args, &[])
+    }
+
+    fn launch(exe: &Path, config: &str, args: &[&str], env: &[(&str, &str)]) -> Binary {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("modules.yml");
         std::fs::write(&config_path, config).expect("write config");
@@ -50,7 +59,8 @@ impl Binary {
                 .arg("--config.file")
                 .arg(&config_path)
                 .args(["--web.listen-address", "127.0.0.1:0"])
-                .args(args),
+                .args(args)
+                .envs(env.iter().copied()),
             dir.path().join("exporter.log"),
         );
         let port = process.reported_address(START_TIMEOUT).port();

@@ -77,11 +77,50 @@ fn send_check_without_a_time_zone_warns_when_the_process_runs_in_utc() {
     assert_eq!(check(&set, "UTC"), "");
     assert_eq!(check(&unset, "Asia/Tokyo"), "");
 
-    // Start-up logs the same warning, before it serves (this machine's zone is the test's).
-    if chrono::Local::now().offset().local_minus_utc() == 0 {
-        let exporter = Binary::start(&module(""), &[]);
+    // Start-up and each reload log it once, naming every module it concerns.
+    let three = "modules:\n".to_string()
+        + &["a", "b", "c"]
+            .map(|name| {
+                format!(
+                    "  {name}:\n    prober: send_check\n    send_check:\n      destination: ARCHIVE@127.0.0.1:11112\n"
+                )
+            })
+            .concat();
+    let exporter = Binary::start_with_env(&three, &[], &[("TZ", "UTC")]);
+    let warnings = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("send_check.timezone is not set"))
+            .map(str::to_string)
+            .collect()
+    };
+    let log = exporter.log();
+    let started = warnings(&log);
+    assert_eq!(started.len(), 1, "{log}");
+    assert!(
+        started[0].contains("send_check.timezone is not set in 3 modules (a, b, c)"),
+        "{log}"
+    );
+    let status = Command::new("kill")
+        .args(["-HUP", &exporter.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    let reloaded = wait_until(|| {
         let log = exporter.log();
-        assert!(log.contains("send_check.timezone is not set"), "{log}");
+        (log.matches("config reloaded").count() == 1).then_some(log)
+    });
+    assert_eq!(warnings(&reloaded).len(), 2, "{reloaded}");
+}
+
+/// `check`'s answer once it has one, polled for up to 10 s.
+fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(answer) = check() {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "waited 10 s in vain");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
