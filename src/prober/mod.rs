@@ -155,6 +155,15 @@ impl fmt::Display for Failure {
     }
 }
 
+/// Said of an association the PACS accepted and then aborted during a request: the first
+/// trap of a deployment. Orthanc, for one, accepts any calling AE title and aborts the first
+/// request of one missing from its `DicomModalities` ("not listed in DicomModalities" in its
+/// log).
+const UNKNOWN_CALLING_AET_HINT: &str = "; a PACS that aborts at the first request usually \
+     does not know the calling AE title: register the module's dicom.calling_aet \
+     (PACS_EXPORTER by default) with this exporter's address on the PACS \
+     (Orthanc: DicomModalities)";
+
 impl Failure {
     pub fn new(stage: Stage, reason: Reason, detail: impl Into<String>) -> Failure {
         Failure {
@@ -202,7 +211,11 @@ impl Failure {
             K::Protocol(_) => Reason::ProtocolError,
             K::TooManyMatches(_) => Reason::TooManyMatches,
         };
-        Failure::new(stage, reason, error.to_string())
+        let mut detail = error.to_string();
+        if error.step == dicom::Step::Exchange && matches!(error.kind, K::Aborted(_)) {
+            detail.push_str(UNKNOWN_CALLING_AET_HINT);
+        }
+        Failure::new(stage, reason, detail)
     }
 }
 

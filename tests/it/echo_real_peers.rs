@@ -34,6 +34,42 @@ async fn echo_succeeds_against_orthanc() {
     assert!(answer.metric("probe_dicom_echo_duration_seconds") > 0.0);
 }
 
+/// The first trap of a deployment: Orthanc accepts an association from a calling AE title it
+/// does not know and aborts its first request. The failure says what to do; registering the
+/// exporter's AE title (as the README's first steps say) makes the same probe succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn orthanc_aborts_an_unknown_calling_aet_and_the_failure_says_to_register_it() {
+    let strict = serde_json::json!({ "DicomAlwaysAllowEcho": false });
+    let orthanc = Orthanc::start_with("ORTHANC", strict.clone());
+    let target = format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port);
+    let exporter = Exporter::new(CONFIG);
+    let answer = exporter.probe("echo", &target, Some(10.0)).await;
+    answer.assert_failed("echo", "aborted");
+    let debug = exporter
+        .get(
+            &format!(
+                "/probe?module=echo&target={}&debug=true",
+                target.replace('@', "%40")
+            ),
+            &[],
+        )
+        .await;
+    assert!(
+        debug.body.contains("does not know the calling AE title")
+            && debug.body.contains("dicom.calling_aet"),
+        "{}",
+        debug.body
+    );
+
+    let mut registered = strict;
+    registered["DicomModalities"] =
+        serde_json::json!({ "exporter": ["PACS_EXPORTER", "127.0.0.1", 104] });
+    let orthanc = Orthanc::start_with("ORTHANC", registered);
+    let target = format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port);
+    let answer = exporter.probe("echo", &target, Some(10.0)).await;
+    assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn echo_succeeds_against_dcmqrscp() {
     let scp = Dcmqrscp::start("DCMQR");
