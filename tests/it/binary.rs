@@ -39,6 +39,41 @@ fn config_check_exits_0_or_1_with_the_reason() {
     assert!(shipped.status.success(), "{shipped:?}");
 }
 
+/// The shipped modules.yml shows every key, set or commented out: every key the exporter
+/// writes back for it (defaults included, as `/config` shows them), and the optional blocks
+/// it leaves out when unset.
+#[test]
+fn shipped_modules_yml_shows_every_key() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("modules.yml");
+    let text = std::fs::read_to_string(&path).expect("read modules.yml");
+    let config = pacs_exporter::config::Config::load(&path).expect("the shipped config loads");
+    let written = config.to_yaml();
+    let mut keys: std::collections::BTreeSet<&str> = written
+        .lines()
+        .filter_map(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
+        .map(|(key, _)| key)
+        .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    // Optional keys, absent from what is written back while unset.
+    keys.extend([
+        "called_aet",
+        "tls",
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "server_name",
+        "insecure_skip_verify",
+        "timezone",
+        "destination_dicom",
+    ]);
+    assert!(keys.len() > 20, "{written}");
+    let missing: Vec<&&str> = keys
+        .iter()
+        .filter(|key| !text.contains(&format!("{key}:")))
+        .collect();
+    assert!(missing.is_empty(), "modules.yml does not show {missing:?}");
+}
+
 /// A send_check module without `timezone` in a UTC process reads every StudyDate/StudyTime as
 /// UTC: `--config.check` and start-up warn about it; a module with a zone, or a process with a
 /// zone of its own, does not.
