@@ -3,7 +3,7 @@
 #   1. `kubectl kustomize` renders the kustomization (the generated ConfigMap included);
 #   2. kubernetes-validate checks every core object (Deployment, Service, ConfigMap) against
 #      the Kubernetes API schemas, strictly: an unknown field is an error;
-#   3. every Prometheus Operator object (Probe, ServiceMonitor) is checked against the
+#   3. every Prometheus Operator object (Probe, ServiceMonitor, PrometheusRule) is checked against the
 #      operator's CRD schema as packaged in cloudcoil-models-prometheus-operator (models
 #      generated from prometheus-operator v0.80.1's CRDs): required fields, types and enums,
 #      and no field the CRD does not define.
@@ -52,7 +52,11 @@ with open(path) as f:
     objects = [doc for doc in yaml.safe_load_all(f) if doc]
 
 CORE = {"v1": {"ConfigMap", "Service"}, "apps/v1": {"Deployment"}}
-OPERATOR = {"Probe": monitoring.Probe, "ServiceMonitor": monitoring.ServiceMonitor}
+OPERATOR = {
+    "Probe": monitoring.Probe,
+    "ServiceMonitor": monitoring.ServiceMonitor,
+    "PrometheusRule": monitoring.PrometheusRule,
+}
 
 
 def unknown_fields(given, known, where=""):
@@ -97,7 +101,7 @@ for obj in objects:
         seen.add(kind)
         print(f"valid: {api} {label}")
 
-for kind in ("Deployment", "Service", "ConfigMap", "Probe", "ServiceMonitor"):
+for kind in ("Deployment", "Service", "ConfigMap", "Probe", "ServiceMonitor", "PrometheusRule"):
     if kind not in seen:
         problems.append(f"no valid {kind} in the rendered manifests")
 if problems:

@@ -91,12 +91,34 @@ fn manifests_pass_kubernetes_and_crd_schemas() {
         "monitoring.coreos.com/v1 Probe/pacs-find",
         "monitoring.coreos.com/v1 Probe/pacs-send-check",
         "monitoring.coreos.com/v1 Probe/pacs-echo-ingress",
+        "monitoring.coreos.com/v1 PrometheusRule/pacs-exporter",
     ] {
         assert!(
             stdout.contains(&format!("valid: {object}")),
             "{object} not validated {report}"
         );
     }
+}
+
+/// The PrometheusRule carries the alert rules of deploy/prometheus/alerts.yml unchanged (the
+/// ones promtool tests), with the label kube-prometheus-stack's rule selector looks for.
+#[test]
+fn prometheus_rule_is_the_alert_rules_file() {
+    let rules = &objects_of_kind("PrometheusRule");
+    let [(_, rule)] = &rules[..] else {
+        panic!("one PrometheusRule expected, found {}", rules.len());
+    };
+    let alerts = &documents(&repo().join("deploy/prometheus/alerts.yml"))[0];
+    assert!(alerts["groups"].as_array().is_some_and(|g| !g.is_empty()));
+    assert_eq!(
+        rule["spec"]["groups"], alerts["groups"],
+        "deploy/kubernetes/prometheusrule.yaml differs from deploy/prometheus/alerts.yml: \
+         regenerate it with the command in its header"
+    );
+    assert_eq!(
+        rule["metadata"]["labels"]["release"], "kube-prometheus-stack",
+        "{rule}"
+    );
 }
 
 /// The validation is not a formality: an unknown field in a core object and in a Probe, and a
