@@ -879,6 +879,26 @@ fn ansible_playbook_installs_what_the_unit_runs() {
     assert_eq!(play["vars"]["pacs_exporter_user"], "pacs_exporter");
     let template = "ansible/templates/pacs_exporter.default.j2";
     assert!(deploy(template).is_file(), "{template} is missing");
+    // The files modules.yml names are in place before it is validated against them.
+    let position = |dest: &str| {
+        tasks
+            .iter()
+            .position(|task| {
+                task["ansible.builtin.copy"]["dest"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(dest))
+            })
+            .unwrap_or_else(|| panic!("no copy task to {dest}"))
+    };
+    let files = position("/etc/pacs_exporter/{{ item");
+    assert_eq!(
+        tasks[files]["loop"], "{{ pacs_exporter_files }}",
+        "the TLS files come from pacs_exporter_files"
+    );
+    assert!(
+        files < position(CONFIG),
+        "TLS files are copied after modules.yml"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
