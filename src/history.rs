@@ -17,6 +17,8 @@ pub struct ProbeRecord {
     pub started_at: SystemTime,
     pub module: String,
     pub target: String,
+    /// A transfer check's destination (`AET@host:port`), from its module.
+    pub destination: Option<String>,
     pub duration: Duration,
     pub failure: Option<Failure>,
     /// The probe's log, rendered.
@@ -104,6 +106,7 @@ mod tests {
             started_at: SystemTime::now(),
             module: module.into(),
             target: "A@127.0.0.1:104".into(),
+            destination: None,
             duration: Duration::from_millis(1),
             failure: failed.then(|| Failure::new(Stage::Connect, Reason::Refused, "refused")),
             log: String::new(),

@@ -400,6 +400,9 @@ impl Scheduler {
             started_at,
             module: job.module,
             target: job.target_text,
+            destination: module
+                .send_check()
+                .map(|check| check.destination.0.to_string()),
             duration: result.duration,
             failure: result.failure,
             log: log.clone(),

@@ -17,7 +17,8 @@ use crate::dicom::query::QueryKeys;
 use crate::metrics;
 use crate::settings::TimeZone;
 
-pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<(), Failure> {
+/// One C-FIND; the number of matches it returned.
+pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<usize, Failure> {
     let metrics = AssociationMetrics::register(ctx);
     let duration = metrics::PROBE_DICOM_FIND_DURATION_SECONDS.gauge(ctx.registry);
     let matches = metrics::PROBE_DICOM_FIND_MATCHES.gauge(ctx.registry);
@@ -53,7 +54,8 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &FindOptions) -> Result<(), 
     if let Some(failure) = incomplete_failure(Stage::Find, &answer) {
         return Err(failure);
     }
-    released.map_err(|e| Failure::from_dicom(&e, Stage::Release))
+    released.map_err(|e| Failure::from_dicom(&e, Stage::Release))?;
+    Ok(answer.matches)
 }
 
 fn identifier(options: &FindOptions) -> Identifier {

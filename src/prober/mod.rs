@@ -357,16 +357,30 @@ pub struct ProbeResult {
     pub summary: Option<Summary>,
 }
 
-/// What a successful probe found beyond its verdict, as the landing page shows it. Only a
-/// transfer check has something to add; echo's and find's verdicts say it all.
+/// What a successful probe found beyond its verdict, as the landing page shows it: a find's
+/// matches, a transfer check's counts. Echo's verdict says it all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Summary {
+    Matches(usize),
     Transfer(send_check::Counts),
+}
+
+impl Summary {
+    /// Whether the probe, though it ran, found something wrong: studies that did not arrive,
+    /// or arrived incomplete.
+    pub fn is_finding(&self) -> bool {
+        match self {
+            Summary::Matches(_) => false,
+            Summary::Transfer(counts) => counts.missing + counts.incomplete > 0,
+        }
+    }
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Summary::Matches(1) => f.write_str("1 match"),
+            Summary::Matches(n) => write!(f, "{n} matches"),
             Summary::Transfer(counts) => write!(
                 f,
                 "checked {}, missing {}, incomplete {}",
@@ -411,7 +425,9 @@ pub async fn run(
     let probe = async {
         match &module.prober {
             Prober::Echo => echo::probe(&ctx).await.map(|()| None),
-            Prober::Find(options) => find::probe(&ctx, options).await.map(|()| None),
+            Prober::Find(options) => find::probe(&ctx, options)
+                .await
+                .map(|matches| Some(Summary::Matches(matches))),
             Prober::SendCheck(options) => send_check::probe(&ctx, options)
                 .await
                 .map(|counts| Some(Summary::Transfer(counts))),

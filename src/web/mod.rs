@@ -33,7 +33,7 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -186,12 +186,18 @@ async fn logs(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> 
     }
 }
 
-async fn landing_page(State(state): State<Arc<AppState>>) -> Html<String> {
+async fn landing_page(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let filter = match pages::Filter::parse(query.as_deref().unwrap_or_default()) {
+        Ok(filter) => filter,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let config = state.config();
     let history = state.scheduler.history();
     pages::landing(
         &config,
         state.options().example_target.as_deref(),
         &history.recent(),
+        &filter,
     )
+    .into_response()
 }

@@ -21,7 +21,7 @@ pub struct ServerOptions {
     /// Probes running at once; 0 for no bound.
     pub max_concurrent: usize,
     /// The PACS the landing page's example links probe (`AET@host:port`), e.g. the demo's
-    /// source; `None`: each module's `called_aet` at a placeholder host.
+    /// source; `None`: none (the landing page's probe form starts empty).
     pub example_target: Option<String>,
 }
 

@@ -71,61 +71,124 @@ fn table(dom: &str, id: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The rows of table `id` whose cells contain `text`, with the row's class.
+fn rows_with<'d>(dom: &'d str, text: &str) -> Vec<&'d str> {
+    dom.split("<tr").filter(|r| r.contains(text)).collect()
+}
+
 #[test]
-fn landing_page_shows_recent_probes_and_their_logs() {
+fn landing_page_shows_recent_probes_their_findings_and_their_logs() {
     let orthanc = Orthanc::start("ORTHANC");
     let exporter = Binary::start(
-        "modules:\n  echo:\n    prober: echo\n    timeout: 5s\n",
+        "modules:
+  echo:
+    prober: echo
+    timeout: 5s
+  find:
+    prober: find
+    timeout: 5s
+    find: { query: { ModalitiesInStudy: CT } }
+  transfer:
+    prober: send_check
+    timeout: 5s
+    send_check: { destination: ARCHIVE@127.0.0.1:1, timezone: UTC }
+",
         &[],
     );
-    let good = format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port);
-    let (status, _) = exporter.get(&format!(
-        "/probe?module=echo&target={}",
-        good.replace('@', "%40")
-    ));
-    assert_eq!(status, 200);
-    let (status, _) = exporter.get("/probe?module=echo&target=DEAD%40127.0.0.1%3A1");
-    assert_eq!(status, 200);
-
     let profile = tempfile::tempdir().expect("profile dir");
+
+    // Before any probe: a form to run one, no placeholder links, and a hint.
     let dom = render(&exporter.url("/"), profile.path());
     assert!(dom.contains("PACS Exporter"), "{dom}");
     assert!(dom.contains(env!("CARGO_PKG_VERSION")));
+    assert!(dom.contains("<form id=\"probe\" action=\"probe\""), "{dom}");
+    for module in ["echo", "find", "transfer"] {
+        assert!(
+            dom.contains(&format!("<option value=\"{module}\">{module}</option>")),
+            "{dom}"
+        );
+    }
+    assert!(!dom.contains("pacs.example"), "{dom}");
+    assert!(dom.contains("No probe has run yet"), "{dom}");
     let modules = table(&dom, "modules");
-    assert_eq!(modules[0][..3], ["echo", "echo", "5s"], "{modules:?}");
-    // No real PACS to name: the module's called AE title at a placeholder host, said so.
-    assert_eq!(modules[0][3], "debug probe of ANY-SCP@pacs.example:104");
-    assert!(
-        dom.contains("<code>pacs.example</code>, a placeholder: replace it"),
-        "{dom}"
+    assert_eq!(modules[0], ["echo", "echo", "5s", ""], "{modules:?}");
+    assert_eq!(
+        modules[2],
+        ["transfer", "send_check", "5s", "ARCHIVE@127.0.0.1:1"],
+        "{modules:?}"
     );
 
+    let good = format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port);
+    for (module, target) in [
+        ("echo", good.as_str()),
+        ("echo", "DEAD@127.0.0.1:1"),
+        ("find", &good),
+        ("transfer", &good),
+    ] {
+        let (status, _) = exporter.get(&format!(
+            "/probe?module={module}&target={}",
+            target.replace('@', "%40").replace(':', "%3A")
+        ));
+        assert_eq!(status, 200, "{module} {target}");
+    }
+
+    let dom = render(&exporter.url("/"), profile.path());
+    assert!(!dom.contains("No probe has run yet"), "{dom}");
     let probes = table(&dom, "probes");
-    assert_eq!(probes.len(), 2, "{probes:?}");
-    // Newest first: the failed probe, then the good one.
-    let (failed, succeeded) = (&probes[0], &probes[1]);
+    assert_eq!(probes.len(), 4, "{probes:?}");
+    // Newest first.
+    let (transfer, find, dead, echo) = (&probes[0], &probes[1], &probes[2], &probes[3]);
     assert_eq!(
-        failed[1..4],
-        ["echo", "DEAD@127.0.0.1:1", "failure"],
-        "{failed:?}"
+        transfer[1..5],
+        ["transfer", good.as_str(), "ARCHIVE@127.0.0.1:1", "failure"],
+        "{transfer:?}"
     );
-    assert_eq!(failed[4], "", "{failed:?}");
-    assert_eq!(failed[6], "connect / refused");
-    assert_eq!(failed[7], "logs");
     assert_eq!(
-        succeeded[1..4],
-        ["echo", good.as_str(), "success"],
-        "{succeeded:?}"
+        transfer[7], "destination: connect / refused",
+        "{transfer:?}"
     );
-    assert_eq!(succeeded[4], "", "an echo finds nothing beyond its verdict");
-    assert_eq!(succeeded[6], "");
+    assert_eq!(
+        dead[1..5],
+        ["echo", "DEAD@127.0.0.1:1", "", "failure"],
+        "{dead:?}"
+    );
+    assert_eq!(dead[7], "connect / refused");
+    assert_eq!(dead[8], "logs");
+    assert_eq!(
+        find[1..6],
+        ["find", good.as_str(), "", "success", "0 matches"],
+        "{find:?}"
+    );
+    assert_eq!(
+        echo[1..6],
+        ["echo", good.as_str(), "", "success", ""],
+        "an echo finds nothing beyond its verdict: {echo:?}"
+    );
+    assert!(rows_with(&dom, "DEAD@127.0.0.1:1")[0].contains("class=\"failed\""));
+
+    // Filters, as the filter form submits them.
+    let filtered = |query: &str| {
+        table(
+            &render(&exporter.url(&format!("/?{query}")), profile.path()),
+            "probes",
+        )
+    };
+    assert_eq!(filtered("module=&target=&result=failure").len(), 2);
+    assert_eq!(filtered("module=find&target=&result=").len(), 1);
+    let dead_only = filtered("module=&target=DEAD&result=");
+    assert_eq!(dead_only.len(), 1, "{dead_only:?}");
+    assert_eq!(dead_only[0][2], "DEAD@127.0.0.1:1");
+    let none = render(&exporter.url("/?result=finding"), profile.path());
+    assert!(
+        none.contains("No recent probe matches the filter"),
+        "{none}"
+    );
+    let (status, body) = exporter.get("/?result=maybe");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid result \"maybe\""), "{body}");
 
     // Follow the failed probe's logs link as the browser resolves it.
-    let row = dom
-        .split("<tr")
-        .find(|r| r.contains("DEAD@127.0.0.1:1"))
-        .expect("row");
-    let href = row
+    let href = rows_with(&dom, "DEAD@127.0.0.1:1")[0]
         .split("href=\"")
         .nth(1)
         .and_then(|r| r.split('"').next())
@@ -141,7 +204,7 @@ fn demo_landing_page_probes_the_demo_pacs_and_shows_what_a_transfer_check_found(
     let exporter = Binary::start("", &["--demo"]);
     let profile = tempfile::tempdir().expect("profile dir");
     let dom = render(&exporter.url("/"), profile.path());
-    assert!(!dom.contains("placeholder"), "{dom}");
+    assert!(!dom.contains("pacs.example"), "{dom}");
 
     // Every example link probes the demo source, and the probe succeeds.
     let links: Vec<String> = dom
@@ -162,11 +225,30 @@ fn demo_landing_page_probes_the_demo_pacs_and_shows_what_a_transfer_check_found(
     let probes = table(&dom, "probes");
     let found: Vec<(&str, &str)> = probes
         .iter()
-        .map(|row| (row[1].as_str(), row[4].as_str()))
+        .map(|row| (row[1].as_str(), row[5].as_str()))
         .collect();
     assert!(
         found.contains(&("send_check", "checked 23, missing 3, incomplete 1")),
         "{probes:?}"
     );
     assert!(found.contains(&("echo", "")), "{probes:?}");
+    // The transfer check ran and found studies missing: said so, and coloured apart.
+    let transfer = probes
+        .iter()
+        .find(|row| row[1] == "send_check")
+        .expect("the send_check row");
+    assert!(
+        transfer[3].starts_with("DEMO_DEST@127.0.0.1:"),
+        "{transfer:?}"
+    );
+    assert_eq!(
+        transfer[4], "success: studies not at the destination",
+        "{transfer:?}"
+    );
+    assert!(
+        rows_with(&dom, "checked 23, missing 3")[0].contains("class=\"finding\""),
+        "{dom}"
+    );
+    // The form starts with the demo source.
+    assert!(dom.contains("value=\"DEMO_SOURCE@127.0.0.1:"), "{dom}");
 }
