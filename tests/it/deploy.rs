@@ -239,7 +239,13 @@ fn assert_known_metrics<'a>(
     let mut unknown = Vec::new();
     for (what, expr) in exprs {
         for name in metric_names(expr) {
-            if !known.contains(name.as_str()) && !name.starts_with("process_") {
+            // A histogram is known by its _count (EXPORTER_METRICS); _bucket and _sum with it.
+            let count = ["_bucket", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .map(|base| format!("{base}_count"));
+            let family = count.as_deref().unwrap_or(&name);
+            if !known.contains(family) && !name.starts_with("process_") {
                 unknown.push(format!("{what}: {name} in `{expr}`"));
             }
             used.insert(name);
