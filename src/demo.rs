@@ -94,8 +94,10 @@ type Response = (Vec<u8>, Option<Vec<u8>>);
 
 async fn handle(stream: TcpStream, pacs: &DemoPacs) -> Result<(), BoxError> {
     stream.set_nodelay(true)?;
+    // Only its own AE title, as real PACS answer (Orthanc with DicomCheckCalledAet,
+    // dcmqrscp): a target with another is refused with A-ASSOCIATE-RJ.
     let options = ServerAssociationOptions::new()
-        .accept_any()
+        .accept_called_ae_title()
         .ae_title(pacs.aet.as_str())
         .with_abstract_syntax(VERIFICATION)
         .with_abstract_syntax(InformationModel::StudyRoot.sop_class())

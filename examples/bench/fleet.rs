@@ -1,13 +1,15 @@
 //! `fleet`: many `/probe` requests against the release binary, measured from outside.
 //!
 //! - Echo: `--clients` (64) clients, each on one kept-alive connection as Prometheus scrapes,
-//!   send echo probes for `--duration` seconds (10) over `--targets` (1000) distinct targets
-//!   (called AE titles `ECHOnnnn`, which the demo SCP accepts): first at the exporter's own
-//!   demo SCP (`--demo`, in process), then at the demo SCP of a second `pacs_exporter --demo`
-//!   process, so that the exporter's CPU per probe is not mixed with the SCP's. Each echo
-//!   load runs `--runs` (5) times and is judged on the medians.
-//! - send_check: the same, with send_check probes of `SRCnnnn@` the demo's source against its
-//!   destination (24 studies, 3 missing, 1 incomplete).
+//!   send echo probes for `--duration` seconds (10) over `--targets` (1000) distinct probes:
+//!   modules `echo0000`, `echo0001`, … of the demo source (the demo SCPs answer only their
+//!   own AE titles, so distinct probes are distinct modules, not distinct targets): first at
+//!   the exporter's own demo SCP (`--demo`, in process, its modules file rewritten and
+//!   reloaded), then at the demo SCP of a second `pacs_exporter --demo` process, so that the
+//!   exporter's CPU per probe is not mixed with the SCP's. Each echo load runs `--runs` (5)
+//!   times and is judged on the medians.
+//! - send_check: the same, with send_check modules `check0000`, … of the demo's source
+//!   against its destination (24 studies, 3 missing, 1 incomplete).
 //! - Under pressure (held connections, a burst, an outage): see [`crate::pressure`].
 //!
 //! Every load reports answers by status, answers later than the probe's deadline plus 50 ms
@@ -43,20 +45,25 @@ fn budget(options: &Options) -> Duration {
     Duration::from_secs_f64(budget.min(10.0))
 }
 
-const MODULES: &str = "modules:
-  echo:
-    prober: echo
-    timeout: 10s
-";
+/// `count` echo modules, `echo0000`, `echo0001`, …: as many distinct probes of one target.
+fn echo_modules(count: usize) -> String {
+    let mut yaml = String::from("modules:\n");
+    for i in 0..count {
+        yaml.push_str(&format!(
+            "  echo{i:04}:\n    prober: echo\n    timeout: 10s\n"
+        ));
+    }
+    yaml
+}
 
 pub async fn run(options: &Options, context: &Context) -> Section {
     let mut section = Section::new("fleet", "Fleet: sustained probes", context);
     section.say(format!(
-        "Clients on kept-alive connections (as Prometheus scrapes) probe {} distinct targets in \
-         turn for {} s. The targets are called AE titles at a demo SCP: the exporter's own \
-         (`--demo`, in process), then that of a second `pacs_exporter --demo` process, so that \
-         the exporter's CPU is not mixed with the SCP's; the load generator runs in this \
-         benchmark's process on the same cores. \
+        "Clients on kept-alive connections (as Prometheus scrapes) send {} distinct probes in \
+         turn for {} s: modules echo0000, echo0001, … of the demo source, at the exporter's own \
+         demo SCP (`--demo`, in process), then at that of a second `pacs_exporter --demo` \
+         process, so that the exporter's CPU is not mixed with the SCP's; the load generator \
+         runs in this benchmark's process on the same cores. \
          Latency is counted from before the request is sent; \"late\" is an answer after the \
          probe's deadline (scrape timeout {} s minus the 0.5 s offset) plus 50 ms.",
         options.targets, options.duration, options.scrape_timeout
@@ -74,21 +81,21 @@ pub async fn run(options: &Options, context: &Context) -> Section {
     );
     section.table(&floor.table);
 
-    let (demo, printed) = Exporter::start(&context.binary, MODULES, &["--demo".to_string()]).await;
-    let [source, destination] = &printed[..] else {
-        panic!("the demo did not print its source and destination: {printed:?}");
+    let modules = echo_modules(options.targets);
+    let demo_flag = ["--demo".to_string()];
+    let (demo, printed) = Exporter::start(&context.binary, &modules, &demo_flag).await;
+    let [source, destination, _] = &printed[..] else {
+        panic!("the demo did not print its source, destination and modules file: {printed:?}");
     };
-    let source_address = source.split_once('@').map_or("", |(_, a)| a).to_string();
 
-    // In process: the exporter probes the demo SCP it runs itself.
-    let (own, own_printed) =
-        Exporter::start(&context.binary, MODULES, &["--demo".to_string()]).await;
-    let own_source = own_printed
-        .first()
-        .and_then(|s| s.split_once('@'))
-        .map_or("", |(_, a)| a)
-        .to_string();
-    let in_process = repeated(options, &own, None, echo_paths(options, &own_source)).await;
+    // In process: the exporter probes the demo SCP it runs itself, with the echo modules
+    // written to its modules file and reloaded.
+    let (own, own_printed) = Exporter::start(&context.binary, &modules, &demo_flag).await;
+    let [own_source, _, own_modules] = &own_printed[..] else {
+        panic!("the demo did not print its source and modules file: {own_printed:?}");
+    };
+    own.reload_with(own_modules, &modules).await;
+    let in_process = repeated(options, &own, None, echo_paths(options, own_source)).await;
     drop(own);
     section.heading("Echo probes at the exporter's own demo SCP (in process)");
     section.table(&in_process.table);
@@ -105,14 +112,8 @@ pub async fn run(options: &Options, context: &Context) -> Section {
         ),
     );
 
-    let (exporter, _) = Exporter::start(&context.binary, MODULES, &[]).await;
-    let echo = repeated(
-        options,
-        &exporter,
-        Some(&demo),
-        echo_paths(options, &source_address),
-    )
-    .await;
+    let (exporter, _) = Exporter::start(&context.binary, &modules, &[]).await;
+    let echo = repeated(options, &exporter, Some(&demo), echo_paths(options, source)).await;
     drop(exporter);
     section.heading("Echo probes at the demo SCP in its own process");
     section.table(&echo.table);
@@ -131,17 +132,22 @@ pub async fn run(options: &Options, context: &Context) -> Section {
         ),
     );
 
-    let check_modules = testkit::modules::SendCheck::to(destination.to_string())
-        .named("send_check")
-        .timeout("10s")
-        .config();
-    let (checker, _) = Exporter::start(&context.binary, &check_modules, &[]).await;
+    let check_modules: String = (0..options.targets)
+        .map(|i| {
+            testkit::modules::SendCheck::to(destination.to_string())
+                .named(&format!("check{i:04}"))
+                .timeout("10s")
+                .module()
+        })
+        .collect();
+    let (checker, _) =
+        Exporter::start(&context.binary, &format!("modules:\n{check_modules}"), &[]).await;
     let check = sustained(
         options,
         &checker,
         Some(&demo),
         (0..options.targets)
-            .map(|i| probe_path("send_check", &format!("SRC{i:04}@{source_address}")))
+            .map(|i| probe_path(&format!("check{i:04}"), source))
             .collect(),
     )
     .await;
@@ -154,10 +160,10 @@ pub async fn run(options: &Options, context: &Context) -> Section {
     section
 }
 
-/// Echo probes of `options.targets` called AE titles at `address`.
-fn echo_paths(options: &Options, address: &str) -> Vec<String> {
+/// Echo probes of `target`, one per module of [`echo_modules`].
+fn echo_paths(options: &Options, target: &str) -> Vec<String> {
     (0..options.targets)
-        .map(|i| probe_path("echo", &format!("ECHO{i:04}@{address}")))
+        .map(|i| probe_path(&format!("echo{i:04}"), target))
         .collect()
 }
 
@@ -277,7 +283,7 @@ async fn sustained(
     table.pair(
         "load",
         format!(
-            "{} clients for {} s, {} distinct targets",
+            "{} clients for {} s, {} distinct probes",
             options.clients,
             options.duration,
             paths.len()

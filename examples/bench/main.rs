@@ -70,7 +70,7 @@ pub struct Options {
     /// fleet: concurrent clients, each on one kept-alive connection.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
-    /// fleet: distinct targets, probed in turn.
+    /// fleet: distinct probes (modules of one target), sent in turn.
     #[arg(long, default_value_t = 1000)]
     pub targets: usize,
     /// fleet: X-Prometheus-Scrape-Timeout-Seconds sent with every probe.

@@ -35,8 +35,8 @@ pub struct Sample {
 
 impl Exporter {
     /// Starts `binary` with `modules` (YAML) as its config and `flags`, and waits until it is
-    /// healthy. With `--demo` among the flags, the demo's source and destination targets are
-    /// read from its output and returned.
+    /// healthy. With `--demo` among the flags, the demo's source and destination targets and
+    /// the path of its modules file are read from its output and returned.
     pub async fn start(binary: &Path, modules: &str, flags: &[String]) -> (Exporter, Vec<String>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("modules.yml");
@@ -67,7 +67,7 @@ impl Exporter {
                 panic!("the demo did not start: {why}\n{printed}");
             }
         }
-        let targets = ["source:", "destination:"]
+        let targets = ["source:", "destination:", "modules:"]
             .iter()
             .filter_map(|key| {
                 printed
@@ -95,6 +95,16 @@ impl Exporter {
 
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// Writes `modules` to the config file at `path` (the demo's) and has the exporter reload
+    /// it; panics unless the reload succeeds.
+    pub async fn reload_with(&self, path: &str, modules: &str) {
+        std::fs::write(path, modules).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+        let answer = testkit::http::send_async(self.port, Request::post("/-/reload"))
+            .await
+            .expect("the exporter answers /-/reload");
+        assert_eq!(answer.status, 200, "reload refused: {}", answer.text());
     }
 
     pub fn sample(&self) -> Sample {

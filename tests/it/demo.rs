@@ -28,6 +28,18 @@ async fn demo_send_check_finds_three_missing_and_one_incomplete() {
     assert_eq!(answer.series("pacs_study_unsent").len(), 4);
 }
 
+/// The demo PACS answer only their own AE titles, as real PACS do: a target with another is
+/// refused at the association, and the probe says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_pacs_refuse_a_wrong_called_ae_title() {
+    let (exporter, source) = demo_exporter().await;
+    let address = source.split_once('@').map(|(_, a)| a).expect("AET@address");
+    let answer = exporter
+        .probe("echo", &format!("WRONGAET@{address}"), None)
+        .await;
+    answer.assert_failed("associate", "rejected_called_aet");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_echo_and_find() {
     let (exporter, source) = demo_exporter().await;
