@@ -146,10 +146,11 @@ fn main() -> ExitCode {
         }
     }
     if flags.config_check {
+        let count = config.modules.len();
         println!(
-            "{}: OK ({} modules)",
+            "{}: OK ({count} module{})",
             flags.config_file.display(),
-            config.modules.len()
+            if count == 1 { "" } else { "s" }
         );
         return ExitCode::SUCCESS;
     }
@@ -176,10 +177,26 @@ fn run(server: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCod
     match runtime.block_on(server) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!("{}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: this crate's errors already name
+/// their cause in their own text, which `{:#}` would repeat.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Opens every `--web.listen-address` (`default` when none is given); errors name the address.

@@ -81,8 +81,8 @@ pub enum ParseError {
     /// The text is not YAML, or does not have the config's shape: an unknown key, a missing
     /// one, or a value its type refuses (a duration, an AE title, a target, a label...).
     /// `path` is the key, where there is one to name.
-    /// `at` is the key's line where the library's message has none.
-    #[error("{}{}", yaml_message(.path.as_deref(), .source), Line(*.at))]
+    /// `at` is the key's line, which replaces the library's.
+    #[error("{}{}", yaml_message(.path.as_deref(), .source, .at.is_some()), Line(*.at))]
     Yaml {
         path: Option<String>,
         source: yaml_serde::Error,
@@ -122,9 +122,15 @@ impl std::fmt::Display for Line {
 }
 
 /// The YAML library's message under our key path. Its message may start with its own path,
-/// which stops at the enclosing mapping where ours names the key: ours replaces it.
-fn yaml_message(path: Option<&str>, error: &yaml_serde::Error) -> String {
-    let inner = error.to_string();
+/// which stops at the enclosing mapping where ours names the key: ours replaces it. With
+/// `located`, the library's own " at line L column C" is left out for ours.
+fn yaml_message(path: Option<&str>, error: &yaml_serde::Error, located: bool) -> String {
+    let mut inner = error.to_string();
+    if located {
+        if let Some(at) = inner.rfind(" at line ") {
+            inner.truncate(at);
+        }
+    }
     let Some(path) = path else {
         return inner;
     };
@@ -170,13 +176,12 @@ impl Config {
             let path = e.path().to_string();
             let path = (path != "." && !path.contains('?')).then_some(path);
             let source = e.into_inner();
-            // The library leaves the line out of some messages (an unknown top-level key).
-            let at = match &path {
-                Some(path) if !source.to_string().contains(" at line ") => {
-                    locate::locate(text, &key_path(path))
-                }
-                _ => None,
-            };
+            // The library's line is that of the enclosing mapping for some errors (a bad
+            // duration) and missing from others (an unknown top-level key): the key's own line
+            // replaces it.
+            let at = path
+                .as_deref()
+                .and_then(|path| locate::locate(text, &key_path(path)));
             ParseError::Yaml { path, source, at }
         })?;
         let allow = AllowList::parse(&file.allowed_targets).map_err(|source| {

@@ -34,7 +34,8 @@ fn bad_configs_are_refused_with_a_useful_error() {
         ),
         (
             "bad_duration.yml",
-            "modules.echo.timeout: invalid duration \"5 seconds\"",
+            "modules.echo.timeout: invalid duration \"5 seconds\": expected e.g. 500ms, 10s, \
+             1m30s, 24h at line 4 column 14",
             |e| yaml_at(e, "modules.echo.timeout"),
         ),
         (

@@ -288,6 +288,42 @@ fn broken_web_configs_are_refused_with_the_reason() {
     }
 }
 
+/// The binary refuses to start on a broken web config and says why once, on one line.
+#[test]
+fn the_binary_says_once_why_a_web_config_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let web = write(
+        dir.path(),
+        "web.yml",
+        "tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: []\n",
+    );
+    let modules = write(
+        dir.path(),
+        "modules.yml",
+        "modules:\n  echo:\n    prober: echo\n",
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pacs_exporter"))
+        .arg("--config.file")
+        .arg(&modules)
+        .arg("--web.config.file")
+        .arg(&web)
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("level=error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert_eq!(
+        errors[0].matches("unknown field `cipher_suites`").count(),
+        1,
+        "{stderr}"
+    );
+}
+
 /// Wrong passwords cannot starve a right one: with a flood of wrong ones in flight from one
 /// address, a first correct login from another address is answered within 2 s.
 #[tokio::test(flavor = "multi_thread")]
