@@ -3,7 +3,8 @@
 # dpkg, checks what it installed, then removes and purges it again:
 #   - `pacs_exporter --version` from PATH is /usr/bin/pacs_exporter, built from this checkout;
 #   - the pacs_exporter system user exists and can read the shipped modules.yml, which passes
-#     --config.check;
+#     --config.check; so can the Docker image's user (uid 65532) given the package's group,
+#     and not without it;
 #   - /etc/pacs_exporter/modules.yml and /etc/default/pacs_exporter are conffiles;
 #   - `systemd-analyze verify` accepts the installed unit.
 # Needs root (dpkg). Refuses to touch an installation of the package it did not make.
@@ -18,7 +19,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "deb-check.sh installs a package with dpkg: run it as root" >&2
   exit 1
 fi
-for tool in dpkg systemd-analyze adduser runuser; do
+for tool in dpkg systemd-analyze adduser runuser setpriv; do
   if ! command -v "$tool" >/dev/null; then
     echo "$tool not found: apt-get install -y dpkg systemd adduser util-linux" >&2
     exit 1
@@ -75,6 +76,18 @@ done
 echo "--- system user"
 getent passwd pacs_exporter
 runuser -u pacs_exporter -- /usr/bin/pacs_exporter --config.check \
+  --config.file=/etc/pacs_exporter/modules.yml
+
+# The Docker image's user (uid 65532) mounting the package's /etc/pacs_exporter: refused on
+# its own, readable with the pacs_exporter group added (README: docker run --group-add).
+echo "--- the image's user, with and without the package's group"
+gid=$(getent group pacs_exporter | cut -d: -f3)
+if setpriv --reuid=65532 --regid=65532 --clear-groups /usr/bin/pacs_exporter --config.check \
+  --config.file=/etc/pacs_exporter/modules.yml 2>/dev/null; then
+  echo "uid 65532 read /etc/pacs_exporter without the package's group" >&2
+  exit 1
+fi
+setpriv --reuid=65532 --regid=65532 --groups="$gid" /usr/bin/pacs_exporter --config.check \
   --config.file=/etc/pacs_exporter/modules.yml
 
 unit=$(dpkg -L "$PACKAGE" | grep '/systemd/system/pacs_exporter\.service$')
