@@ -112,7 +112,7 @@ impl ProcessMetrics {
     fn new() -> ProcessMetrics {
         ProcessMetrics {
             collector: prometheus::process_collector::ProcessCollector::for_self(),
-            ticks_per_second: procfs::ticks_per_second() as f64,
+            ticks_per_second: procfs::ticks_per_second().max(1) as f64,
         }
     }
 
