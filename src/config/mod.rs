@@ -101,11 +101,17 @@ pub enum ParseError {
     },
 }
 
-/// serde_path_to_error's path (`modules.m.send_check.labels[1]`) as keys and indices.
-fn key_path(path: &str) -> Vec<String> {
-    path.split(['.', '[', ']'])
-        .filter(|segment| !segment.is_empty())
-        .map(str::to_string)
+/// serde_path_to_error's path as keys and indices (a module's name may hold dots); `None`
+/// where a step of it is unknown.
+fn key_segments(path: &serde_path_to_error::Path) -> Option<Vec<String>> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .map(|segment| match segment {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
         .collect()
 }
 
@@ -173,15 +179,17 @@ impl Config {
             yaml_serde::Deserializer::from_str(text),
         )
         .map_err(|e| {
+            let segments = key_segments(e.path());
             let path = e.path().to_string();
             let path = (path != "." && !path.contains('?')).then_some(path);
             let source = e.into_inner();
             // The library's line is that of the enclosing mapping for some errors (a bad
             // duration) and missing from others (an unknown top-level key): the key's own line
             // replaces it.
-            let at = path
-                .as_deref()
-                .and_then(|path| locate::locate(text, &key_path(path)));
+            let at = match (&path, segments) {
+                (Some(_), Some(segments)) => locate::locate(text, &segments),
+                _ => None,
+            };
             ParseError::Yaml { path, source, at }
         })?;
         let allow = AllowList::parse(&file.allowed_targets).map_err(|source| {

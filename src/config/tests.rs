@@ -378,3 +378,29 @@ fn a_config_renders_back_to_the_same_modules() {
         );
     }
 }
+
+/// The line is the key's own, also in a module whose name holds a dot and for a key of a
+/// sequence's item.
+#[test]
+fn lines_point_at_keys_in_dotted_module_names_and_sequence_items() {
+    let dotted = "modules:\n  a:\n    prober: echo\n  a.b:\n    prober: echo\n    timeout: bogus\n";
+    let error = Config::parse(dotted)
+        .expect_err("a bad duration")
+        .to_string();
+    assert!(
+        error.starts_with("modules.a.b.timeout: invalid duration")
+            && error.ends_with(" at line 6 column 14"),
+        "{error}"
+    );
+    let worklist = "modules:\n  wl:\n    prober: find\n    find:\n      model: worklist\n      \
+                    query:\n        PatientName:\n        ScheduledProcedureStepSequence:\n          \
+                    Modality: MR\n          ScheduledProcedureStepStartDate: tomorrow\n";
+    let error = Config::parse(worklist).expect_err("a bad date").to_string();
+    assert!(
+        error.contains(
+            "modules.wl.find.query: ScheduledProcedureStepSequence.ScheduledProcedureStepStartDate: \
+             \"tomorrow\" is not a DICOM date"
+        ) && error.contains(" at line 10 "),
+        "{error}"
+    );
+}

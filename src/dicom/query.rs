@@ -44,7 +44,23 @@ pub enum KeyError {
 }
 
 impl KeyError {
-    /// The key the error is about, as written.
+    /// The same error, about a key of the item of sequence `sequence`: its key becomes
+    /// `sequence.key`.
+    fn within(self, sequence: &str) -> KeyError {
+        let nest = |key: String| format!("{sequence}.{key}");
+        match self {
+            KeyError::NotAKeyword(key) => KeyError::NotAKeyword(nest(key)),
+            KeyError::TagRange(key) => KeyError::TagRange(nest(key)),
+            KeyError::NotASequence(key) => KeyError::NotASequence(nest(key)),
+            KeyError::IsASequence(key) => KeyError::IsASequence(nest(key)),
+            KeyError::NotADate { key, value } => KeyError::NotADate {
+                key: nest(key),
+                value,
+            },
+        }
+    }
+
+    /// The key the error is about, as written; a key of a sequence's item as `sequence.key`.
     pub fn key(&self) -> &str {
         match self {
             KeyError::NotAKeyword(key)
@@ -72,7 +88,9 @@ pub fn validate(keys: &QueryKeys) -> Result<(), KeyError> {
     for (name, value) in keys {
         let (_, vr) = keyword(name)?;
         match value {
-            Some(QueryValue::Sequence(items)) if vr == VR::SQ => validate(items)?,
+            Some(QueryValue::Sequence(items)) if vr == VR::SQ => {
+                validate(items).map_err(|e| e.within(name))?
+            }
             Some(QueryValue::Sequence(_)) => return Err(KeyError::NotASequence(name.clone())),
             Some(_) if vr == VR::SQ => return Err(KeyError::IsASequence(name.clone())),
             Some(value) if vr == VR::DA => {
@@ -101,7 +119,9 @@ fn is_date_match(text: &str) -> bool {
     let is_date = |part: &str| {
         let part = part.trim();
         matches!(part, "today" | "yesterday")
-            || (part.len() == 8 && NaiveDate::parse_from_str(part, "%Y%m%d").is_ok())
+            || (part.len() == 8
+                && part.bytes().all(|b| b.is_ascii_digit())
+                && NaiveDate::parse_from_str(part, "%Y%m%d").is_ok())
     };
     match text.split_once('-') {
         None => text.trim().is_empty() || is_date(text),
@@ -262,6 +282,8 @@ mod tests {
             "-",
             "20261204-20261205-20261206",
             "20261204\\20261205",
+            "2026 104",
+            "20261 04-",
         ] {
             assert!(!is_date_match(bad), "{bad:?} is not a date match");
         }

@@ -94,7 +94,7 @@ impl ModuleError {
             .map_or(message.as_str(), |(key, _)| key);
         let mut path: Vec<String> = prefix.split('.').map(str::to_string).collect();
         if let ModuleError::Query { reason, .. } = self {
-            path.push(reason.key().to_string());
+            path.extend(reason.key().split('.').map(str::to_string));
         }
         path
     }

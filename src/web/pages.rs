@@ -170,7 +170,7 @@ impl Verdict {
 }
 
 /// Which recent probes the landing page lists: `/?module=M&target=T&result=R`, each optional;
-/// `target` matches any part of the target.
+/// `target` matches any part of the target. Other parameters are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Filter {
     module: Option<String>,
@@ -185,8 +185,6 @@ pub(super) enum FilterError {
     TooLong { key: String },
     #[error("invalid result {0:?}: expected success, finding or failure")]
     Result(String),
-    #[error("unknown parameter {0:?}: expected module, target or result")]
-    Unknown(String),
 }
 
 impl Filter {
@@ -214,7 +212,8 @@ impl Filter {
                         ),
                     }
                 }
-                other => return Err(FilterError::Unknown(other.to_string())),
+                // Other parameters (a cache buster, a monitoring check's own) change nothing.
+                _ => {}
             }
         }
         Ok(filter)
@@ -408,9 +407,9 @@ mod tests {
                 result: Some(Verdict::Failure),
             })
         );
-        // The form's empty fields mean any.
+        // The form's empty fields mean any; other parameters change nothing.
         assert_eq!(
-            Filter::parse("module=&target=&result="),
+            Filter::parse("module=&target=&result=&nocache=1"),
             Ok(Filter::default())
         );
         let long = "x".repeat(MAX_PARAM_BYTES + 1);
@@ -418,10 +417,6 @@ mod tests {
             (
                 "result=bad",
                 "invalid result \"bad\": expected success, finding or failure",
-            ),
-            (
-                "modul=echo",
-                "unknown parameter \"modul\": expected module, target or result",
             ),
             (
                 &format!("target={long}")[..],
