@@ -179,17 +179,13 @@ impl Config {
             yaml_serde::Deserializer::from_str(text),
         )
         .map_err(|e| {
-            let segments = key_segments(e.path());
+            // The library's line is that of the enclosing mapping for some errors (a bad
+            // duration) and missing from others (an unknown top-level key): the key's own line
+            // replaces it. An empty or partly unknown path locates nothing.
+            let at = key_segments(e.path()).and_then(|segments| locate::locate(text, &segments));
             let path = e.path().to_string();
             let path = (path != "." && !path.contains('?')).then_some(path);
             let source = e.into_inner();
-            // The library's line is that of the enclosing mapping for some errors (a bad
-            // duration) and missing from others (an unknown top-level key): the key's own line
-            // replaces it.
-            let at = match (&path, segments) {
-                (Some(_), Some(segments)) => locate::locate(text, &segments),
-                _ => None,
-            };
             ParseError::Yaml { path, source, at }
         })?;
         let allow = AllowList::parse(&file.allowed_targets).map_err(|source| {

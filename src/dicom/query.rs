@@ -93,23 +93,24 @@ pub fn validate(keys: &QueryKeys) -> Result<(), KeyError> {
             }
             Some(QueryValue::Sequence(_)) => return Err(KeyError::NotASequence(name.clone())),
             Some(_) if vr == VR::SQ => return Err(KeyError::IsASequence(name.clone())),
-            Some(value) if vr == VR::DA => {
-                let text = match value {
-                    QueryValue::Text(text) => text.clone(),
-                    QueryValue::Integer(n) => n.to_string(),
-                    QueryValue::Sequence(_) => String::new(),
-                };
-                if !is_date_match(&text) {
-                    return Err(KeyError::NotADate {
-                        key: name.clone(),
-                        value: text,
-                    });
-                }
-            }
+            Some(QueryValue::Text(text)) if vr == VR::DA => date_match(name, text)?,
+            Some(QueryValue::Integer(n)) if vr == VR::DA => date_match(name, &n.to_string())?,
             _ => {}
         }
     }
     Ok(())
+}
+
+/// `text` as the value of DA key `key`: refused unless [`is_date_match`].
+fn date_match(key: &str, text: &str) -> Result<(), KeyError> {
+    if is_date_match(text) {
+        Ok(())
+    } else {
+        Err(KeyError::NotADate {
+            key: key.to_string(),
+            value: text.to_string(),
+        })
+    }
 }
 
 /// Whether `text` is what a DA key of a C-FIND may hold (PS3.4 C.2.2.2): empty (return the

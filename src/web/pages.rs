@@ -190,14 +190,9 @@ pub(super) enum FilterError {
 impl Filter {
     pub(super) fn parse(query: &str) -> Result<Filter, FilterError> {
         let mut filter = Filter::default();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            if value.len() > MAX_PARAM_BYTES {
-                return Err(FilterError::TooLong {
-                    key: key.into_owned(),
-                });
-            }
+        for (key, value) in page_params(query).map_err(|key| FilterError::TooLong { key })? {
             // An empty field of the form means "any".
-            let value = (!value.is_empty()).then(|| value.into_owned());
+            let value = (!value.is_empty()).then_some(value);
             match &*key {
                 "module" => filter.module = value,
                 "target" => filter.target = value,
@@ -329,15 +324,10 @@ pub(super) enum LogsQueryError {
 
 impl LogsQuery {
     pub(super) fn parse(query: &str) -> Result<LogsQuery, LogsQueryError> {
-        let mut params: HashMap<String, String> = HashMap::new();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            if value.len() > MAX_PARAM_BYTES {
-                return Err(LogsQueryError::TooLong {
-                    key: key.into_owned(),
-                });
-            }
-            params.insert(key.into_owned(), value.into_owned());
-        }
+        let mut params: HashMap<String, String> = page_params(query)
+            .map_err(|key| LogsQueryError::TooLong { key })?
+            .into_iter()
+            .collect();
         match (
             params.remove("id"),
             params.remove("target"),
@@ -359,6 +349,20 @@ impl LogsQuery {
             LogsQuery::Latest { target, module } => history.latest(module, target),
         }
     }
+}
+
+/// A page's query parameters in order, each value at most [`MAX_PARAM_BYTES`]; `Err` names
+/// the first one longer.
+fn page_params(query: &str) -> Result<Vec<(String, String)>, String> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(key, value)| {
+            if value.len() > MAX_PARAM_BYTES {
+                Err(key.into_owned())
+            } else {
+                Ok((key.into_owned(), value.into_owned()))
+            }
+        })
+        .collect()
 }
 
 /// `/logs`: one probe's log as text, under a line saying what the probe was and how it ended.

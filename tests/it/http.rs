@@ -447,18 +447,7 @@ modules:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn process_log_keys_and_probe_levels_are_prometheus_like() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let live = format!("LIVE%40{}", listener.local_addr().expect("address"));
-    let pacs = pacs_exporter::demo::DemoPacs {
-        aet: "LIVE".into(),
-        studies: Vec::new(),
-    };
-    tokio::spawn(pacs_exporter::demo::serve(
-        listener,
-        std::sync::Arc::new(pacs),
-    ));
+    let live = format!("LIVE%40{}", demo_pacs("LIVE", 0).await);
 
     for format in ["logfmt", "json"] {
         let mut exporter = Listening::start(&[
