@@ -79,11 +79,18 @@ impl History {
     }
 
     /// The latest probe of `module` against `target`.
-    pub fn latest(&self, module: &str, target: &str) -> Option<&ProbeRecord> {
+    /// The latest probe of `module` and `target` (and of a route's `destination`, if given).
+    pub fn latest(
+        &self,
+        module: &str,
+        target: &str,
+        destination: Option<&str>,
+    ) -> Option<&ProbeRecord> {
         self.successes
             .iter()
             .chain(&self.failures)
             .filter(|r| r.module == module && r.target == target)
+            .filter(|r| destination.is_none() || r.destination.as_deref() == destination)
             .max_by_key(|r| r.id)
     }
 
@@ -126,10 +133,12 @@ mod tests {
         assert_eq!(recent.len(), 4);
         assert_eq!(recent[0].id, 10);
         assert_eq!(
-            history.latest("echo", "A@127.0.0.1:104").map(|r| r.id),
+            history
+                .latest("echo", "A@127.0.0.1:104", None)
+                .map(|r| r.id),
             Some(10)
         );
-        assert!(history.latest("find", "A@127.0.0.1:104").is_none());
+        assert!(history.latest("find", "A@127.0.0.1:104", None).is_none());
     }
 
     #[test]

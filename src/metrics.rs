@@ -104,7 +104,7 @@ pub const PACS_FIND_MATCHES: Metric = metric(
 );
 pub const PACS_FIND_QUERIES: Metric = metric(
     "pacs_find_queries",
-    "C-FIND queries this probe sent to that side, by kind: date_range, uid_list (several UIDs), uid (one).",
+    "C-FIND queries this probe sent to that side, by kind: date_range, uid_list (several UIDs), uid (one), series (series_detail).",
 );
 pub const PACS_STUDIES_CHECKED: Metric = metric(
     "pacs_studies_checked",
@@ -126,6 +126,18 @@ pub const PACS_STUDIES_INCOMPLETE: Metric = metric(
     "pacs_studies_incomplete",
     "Checked studies the destination has with fewer instances than the source.",
 );
+pub const PACS_STUDIES_MISMATCHED: Metric = metric(
+    "pacs_studies_mismatched",
+    "Checked studies the destination holds with other values of send_check.compare_attributes (e.g. another PatientID).",
+);
+pub const PACS_SERIES_MISSING: Metric = metric(
+    "pacs_series_missing",
+    "Series of incomplete studies that the destination lacks (send_check.series_detail, over the studies whose series were compared).",
+);
+pub const PACS_SERIES_INCOMPLETE: Metric = metric(
+    "pacs_series_incomplete",
+    "Series of incomplete studies that the destination holds with fewer instances (send_check.series_detail).",
+);
 pub const PACS_INSTANCES_MISSING: Metric = metric(
     "pacs_instances_missing",
     "Instances of missing and incomplete studies not on the destination (where counts are known).",
@@ -140,7 +152,7 @@ pub const PACS_STUDY_LIST_TRUNCATED: Metric = metric(
 );
 pub const PACS_STUDY_UNSENT: Metric = metric(
     "pacs_study_unsent",
-    "A missing or incomplete study, oldest first, at most max_listed_studies.",
+    "A missing, mismatched or incomplete study, oldest first, at most max_listed_studies.",
 );
 
 // The exporter's own, on `/metrics` (besides the process collector's `process_*`).
@@ -198,7 +210,7 @@ pub const COMMON: [Metric; 4] = [
 ];
 
 /// Every metric in this catalogue, the probers' first.
-pub const ALL: [Metric; 37] = [
+pub const ALL: [Metric; 40] = [
     PROBE_SUCCESS,
     PROBE_DURATION_SECONDS,
     PROBE_TIMEOUT_SECONDS,
@@ -221,6 +233,9 @@ pub const ALL: [Metric; 37] = [
     PACS_STUDIES_FUTURE,
     PACS_STUDIES_MISSING,
     PACS_STUDIES_INCOMPLETE,
+    PACS_STUDIES_MISMATCHED,
+    PACS_SERIES_MISSING,
+    PACS_SERIES_INCOMPLETE,
     PACS_INSTANCES_MISSING,
     PACS_OLDEST_UNSENT_STUDY_AGE_SECONDS,
     PACS_STUDY_LIST_TRUNCATED,

@@ -57,6 +57,9 @@ pub struct ProbeJob {
     pub target: Target,
     /// The target as the request wrote it, for the history.
     pub target_text: String,
+    /// The destination the request named (`destination: from_request` modules only), and
+    /// as it wrote it.
+    pub destination: Option<(Target, String)>,
     pub deadline: Instant,
     /// The request's budget; the probe's is less when it waited for a slot.
     pub timeout: Duration,
@@ -125,6 +128,7 @@ struct Key {
     generation: u64,
     module: String,
     target: Target,
+    destination: Option<Target>,
 }
 
 /// One execution, as those who wait for it see it.
@@ -229,6 +233,7 @@ impl Scheduler {
             generation: job.generation,
             module: job.module.clone(),
             target: job.target.clone(),
+            destination: job.destination.as_ref().map(|(d, _)| d.clone()),
         };
         let mut running = self.running();
         let executions = running.entry(key.clone()).or_default();
@@ -246,7 +251,8 @@ impl Scheduler {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             progress: Progress::new(),
-            log: ProbeLog::new(&job.module, &job.target_text),
+            log: ProbeLog::new(&job.module, &job.target_text)
+                .with_destination(job.destination.as_ref().map(|(_, text)| text.as_str())),
             started: OnceLock::new(),
             deadline: job.deadline,
         });
@@ -379,7 +385,10 @@ impl Scheduler {
         let result = {
             let _in_flight = InFlight::start(&self.metrics.in_flight);
             prober::run(
-                &job.target,
+                prober::Targets {
+                    target: &job.target,
+                    destination: job.destination.as_ref().map(|(d, _)| d),
+                },
                 module,
                 prober::Known {
                     allow: &job.config.allow,
@@ -400,9 +409,11 @@ impl Scheduler {
             started_at,
             module: job.module,
             target: job.target_text,
-            destination: module
-                .send_check()
-                .map(|check| check.destination.0.to_string()),
+            destination: job.destination.map(|(_, text)| text).or_else(|| {
+                module
+                    .send_check()
+                    .map(|check| check.destination.to_string())
+            }),
             duration: result.duration,
             failure: result.failure,
             log: log.clone(),
@@ -514,6 +525,7 @@ mod tests {
             generation: 0,
             module: "echo".into(),
             target: Target::parse("A@127.0.0.1:104").unwrap(),
+            destination: None,
         };
         let (sender, mut receiver) = watch::channel(None);
         scheduler

@@ -223,7 +223,7 @@ fn invalid_modules_name_the_module_and_the_key() {
             "    prober: send_check\n    send_check:\n      destination: A@127.0.0.1:104\n{extra}"
         ))
     };
-    let cases: [(String, &str, Check); 10] = [
+    let cases: [(String, &str, Check); 16] = [
         (
             String::new(),
             "modules: no module is defined; a config needs at least one",
@@ -267,6 +267,39 @@ fn invalid_modules_name_the_module_and_the_key() {
                     matches!(m, M::DuplicateLabel(name) if *name == StudyLabel::StudyId.name())
                 })
             },
+        ),
+        (
+            send_check("      compare_attributes: [PatientID, PatientNmae]\n"),
+            "modules.m.send_check.compare_attributes: \"PatientNmae\" is not a DICOM keyword",
+            |e| in_module(e, "m", |m| matches!(m, M::CompareAttribute { keyword, .. } if keyword == "PatientNmae")),
+        ),
+        (
+            send_check("      compare_attributes: [StudyInstanceUID]\n"),
+            "modules.m.send_check.compare_attributes: \"StudyInstanceUID\" is how the check finds \
+             and counts studies; it is not compared",
+            |e| in_module(e, "m", |m| matches!(m, M::CompareAttribute { .. })),
+        ),
+        (
+            send_check("      compare_attributes: [OtherPatientIDsSequence]\n"),
+            "modules.m.send_check.compare_attributes: \"OtherPatientIDsSequence\" is a sequence; \
+             name an attribute",
+            |e| in_module(e, "m", |m| matches!(m, M::CompareAttribute { .. })),
+        ),
+        (
+            send_check("      compare_attributes: [PixelData]\n"),
+            "modules.m.send_check.compare_attributes: \"PixelData\" is not text; only text \
+             attributes are compared",
+            |e| in_module(e, "m", |m| matches!(m, M::CompareAttribute { .. })),
+        ),
+        (
+            send_check("      compare_attributes: [PatientID, PatientID]\n"),
+            "modules.m.send_check.compare_attributes: \"PatientID\" is listed twice",
+            |e| in_module(e, "m", |m| matches!(m, M::CompareAttribute { .. })),
+        ),
+        (
+            send_check("      max_series_detail_studies: 0\n"),
+            "modules.m.send_check.max_series_detail_studies: must be greater than 0",
+            |e| in_module(e, "m", |m| matches!(m, M::SeriesDetailStudies)),
         ),
         (
             send_check("      destination_dicom: {max_pdu_length: 10}\n"),

@@ -42,6 +42,9 @@ pub struct StudyQuery<'a> {
     pub timezone_offset: bool,
     /// A module's extra keys, with the date `today` in them means.
     pub extra: Option<(&'a QueryKeys, NaiveDate)>,
+    /// Attributes asked for to be compared between two archives (`compare_attributes`),
+    /// read into [`StudyMatch::compared`] in this order.
+    pub compare: &'a [(Tag, VR)],
 }
 
 /// One study as a peer reported it. Text is decoded, trimmed and never empty (`None` instead).
@@ -68,6 +71,8 @@ pub struct StudyMatch {
     /// Whether NumberOfStudyRelatedInstances was sent but is no count an archive could hold
     /// (`instances` is then `None`).
     pub absurd_count: bool,
+    /// The values of the query's `compare` attributes, decoded and trimmed, in its order.
+    pub compared: Vec<Option<String>>,
 }
 
 /// Return keys of a detailed query: everything a transfer check reads, because a PACS such
@@ -119,6 +124,11 @@ impl StudyQuery<'_> {
         if self.timezone_offset {
             object.put(text_element(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, ""));
         }
+        for &(tag, vr) in self.compare {
+            if object.get(tag).is_none() {
+                object.put(text_element(tag, vr, ""));
+            }
+        }
         identifier
     }
 }
@@ -138,9 +148,68 @@ pub async fn find_studies(
         &query.identifier(),
         message_id,
         max_matches,
-        &mut |elements| on_match(study_match(elements)),
+        &mut |elements| on_match(study_match_comparing(elements, query.compare)),
     )
     .await
+}
+
+/// One series of a study as a peer reported it (a SERIES-level match).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeriesMatch {
+    /// The StudyInstanceUID the match carries: an archive that ignores the key answers with
+    /// series of other studies.
+    pub study_uid: Option<String>,
+    /// Empty when the peer sent none.
+    pub uid: String,
+    pub number: Option<String>,
+    pub modality: Option<String>,
+    /// NumberOfSeriesRelatedInstances, when the peer reports it.
+    pub instances: Option<u64>,
+}
+
+/// Sends one Study Root C-FIND at SERIES level for the series of `study_uid` and hands each
+/// match to `on_match`. See [`find`] for `max_matches` and what the answer says.
+pub async fn find_series(
+    association: &mut Association,
+    study_uid: &str,
+    message_id: u16,
+    max_matches: usize,
+    on_match: &mut (dyn FnMut(SeriesMatch) + Send),
+) -> Result<FindAnswer, Error> {
+    let mut identifier = Identifier::from_keys(Some("SERIES"), &QueryKeys::new(), NaiveDate::MIN);
+    let object = &mut identifier.0;
+    object.put(text_element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid));
+    for (tag, vr) in [
+        (tags::SERIES_INSTANCE_UID, VR::UI),
+        (tags::SERIES_NUMBER, VR::IS),
+        (tags::MODALITY, VR::CS),
+        (tags::NUMBER_OF_SERIES_RELATED_INSTANCES, VR::IS),
+    ] {
+        object.put(text_element(tag, vr, ""));
+    }
+    find(
+        association,
+        InformationModel::StudyRoot,
+        &identifier,
+        message_id,
+        max_matches,
+        &mut |elements| on_match(series_match(elements)),
+    )
+    .await
+}
+
+/// Reads a SERIES-level match's elements into a [`SeriesMatch`].
+pub fn series_match(elements: &[RawElement<'_>]) -> SeriesMatch {
+    let raw = |tag: Tag| ascii(elements.iter().find(|e| e.tag == tag).map(|e| e.value));
+    SeriesMatch {
+        study_uid: raw(tags::STUDY_INSTANCE_UID),
+        uid: raw(tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+        number: raw(tags::SERIES_NUMBER),
+        modality: raw(tags::MODALITY),
+        instances: raw(tags::NUMBER_OF_SERIES_RELATED_INSTANCES)
+            .as_deref()
+            .and_then(instance_count),
+    }
 }
 
 /// NumberOfStudyRelatedInstances as a count: an IS value, so at most 2^31 - 1; a value no
@@ -154,6 +223,11 @@ fn instance_count(text: &str) -> Option<u64> {
 
 /// Reads a match's elements into a [`StudyMatch`].
 pub fn study_match(elements: &[RawElement<'_>]) -> StudyMatch {
+    study_match_comparing(elements, &[])
+}
+
+/// Reads a match's elements into a [`StudyMatch`], with the values of `compare`.
+pub fn study_match_comparing(elements: &[RawElement<'_>], compare: &[(Tag, VR)]) -> StudyMatch {
     let raw = |tag: Tag| elements.iter().find(|e| e.tag == tag).map(|e| e.value);
     let sets = CharacterSets::parse(&ascii(raw(tags::SPECIFIC_CHARACTER_SET)).unwrap_or_default());
     let decoded = |tag: Tag, vr: VR| {
@@ -182,6 +256,7 @@ pub fn study_match(elements: &[RawElement<'_>]) -> StudyMatch {
         modalities: ascii(raw(tags::MODALITIES_IN_STUDY)),
         study_date,
         unknown_character_sets: sets.unknown_terms().to_vec(),
+        compared: compare.iter().map(|&(tag, vr)| decoded(tag, vr)).collect(),
     }
 }
 
@@ -296,6 +371,7 @@ mod tests {
             details: false,
             timezone_offset: false,
             extra: None,
+            compare: &[],
         };
         assert_eq!(declared(&query).as_deref(), Some("ISO_IR 100"));
         // The detailed query's return keys do not blank the declared set.

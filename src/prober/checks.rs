@@ -75,6 +75,11 @@ pub enum ModuleError {
     /// A label (by its name) listed twice.
     #[error("send_check.labels: {0} is listed twice")]
     DuplicateLabel(&'static str),
+    /// An attribute send_check cannot compare: `keyword` as written, and why.
+    #[error("send_check.compare_attributes: {keyword:?} {why}")]
+    CompareAttribute { keyword: String, why: &'static str },
+    #[error("send_check.max_series_detail_studies: must be greater than 0")]
+    SeriesDetailStudies,
     /// A `tls` block whose files cannot be read or do not go together; `block` is `dicom` or
     /// `send_check.destination_dicom`.
     #[error("{block}.tls.{}{source}", .source.key())]

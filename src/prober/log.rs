@@ -25,6 +25,8 @@ pub struct ProbeLog {
     started: Instant,
     module: String,
     target: String,
+    /// A route's destination, named by the request.
+    destination: Option<String>,
     lines: Mutex<Vec<LogLine>>,
 }
 
@@ -34,8 +36,15 @@ impl ProbeLog {
             started: Instant::now(),
             module: module.to_string(),
             target: target.to_string(),
+            destination: None,
             lines: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The same log, whose process log lines also name a route's destination.
+    pub fn with_destination(mut self, destination: Option<&str>) -> ProbeLog {
+        self.destination = destination.map(str::to_string);
+        self
     }
 
     pub fn debug(&self, message: impl Into<String>) {
@@ -60,12 +69,14 @@ impl ProbeLog {
     /// Keeps `message` at `level` and writes it to the process log at `process`.
     fn push(&self, level: Level, process: Level, message: String) {
         let (module, target) = (&self.module, &self.target);
+        // Absent unless the request named a destination.
+        let destination = self.destination.as_deref();
         match process {
-            Level::ERROR => tracing::error!(module, target, "{message}"),
-            Level::WARN => tracing::warn!(module, target, "{message}"),
-            Level::INFO => tracing::info!(module, target, "{message}"),
-            Level::DEBUG => tracing::debug!(module, target, "{message}"),
-            Level::TRACE => tracing::trace!(module, target, "{message}"),
+            Level::ERROR => tracing::error!(module, target, destination, "{message}"),
+            Level::WARN => tracing::warn!(module, target, destination, "{message}"),
+            Level::INFO => tracing::info!(module, target, destination, "{message}"),
+            Level::DEBUG => tracing::debug!(module, target, destination, "{message}"),
+            Level::TRACE => tracing::trace!(module, target, destination, "{message}"),
         }
         let line = LogLine {
             elapsed: self.started.elapsed(),

@@ -222,6 +222,9 @@ impl Failure {
 /// Everything a prober is handed.
 pub struct ProbeContext<'a> {
     pub target: &'a Target,
+    /// The destination the request named, for a transfer check whose module takes it from
+    /// the request (`destination: from_request`).
+    pub destination: Option<&'a Target>,
     pub module: &'a Module,
     /// `allowed_targets`: the target's resolved addresses are filtered through it.
     pub allow: &'a AllowList,
@@ -234,11 +237,6 @@ pub struct ProbeContext<'a> {
 }
 
 impl ProbeContext<'_> {
-    /// Whether the probe may connect to this resolved address of its target.
-    pub fn may_connect(&self, addr: &std::net::SocketAddr) -> bool {
-        self.allow.allows_resolved(self.target, addr)
-    }
-
     /// Records the stage the prober is in, so that a probe cut off by the deadline from
     /// outside still reports where it was.
     pub fn enter(&self, stage: Stage) {
@@ -371,7 +369,7 @@ impl Summary {
     pub fn is_finding(&self) -> bool {
         match self {
             Summary::Matches(_) => false,
-            Summary::Transfer(counts) => counts.missing + counts.incomplete > 0,
+            Summary::Transfer(counts) => counts.missing + counts.mismatched + counts.incomplete > 0,
         }
     }
 }
@@ -381,19 +379,29 @@ impl fmt::Display for Summary {
         match self {
             Summary::Matches(1) => f.write_str("1 match"),
             Summary::Matches(n) => write!(f, "{n} matches"),
-            Summary::Transfer(counts) => write!(
-                f,
-                "checked {}, missing {}, incomplete {}",
-                counts.checked, counts.missing, counts.incomplete
-            ),
+            Summary::Transfer(counts) => {
+                write!(f, "checked {}, missing {}", counts.checked, counts.missing)?;
+                if counts.mismatched > 0 {
+                    write!(f, ", mismatched {}", counts.mismatched)?;
+                }
+                write!(f, ", incomplete {}", counts.incomplete)
+            }
         }
     }
+}
+
+/// What a request names for a probe: its target and, for a transfer check whose module takes
+/// it from the request, the destination.
+#[derive(Clone, Copy, Debug)]
+pub struct Targets<'a> {
+    pub target: &'a Target,
+    pub destination: Option<&'a Target>,
 }
 
 /// Runs one probe under `deadline` and gathers its metrics into `progress`' registry, which
 /// must be fresh. `timeout` is the budget it runs under, reported as `probe_timeout_seconds`.
 pub async fn run(
-    target: &Target,
+    targets: Targets<'_>,
     module: &Module,
     known: Known<'_>,
     deadline: Instant,
@@ -408,7 +416,8 @@ pub async fn run(
         Ordering::Relaxed,
     );
     let ctx = ProbeContext {
-        target,
+        target: targets.target,
+        destination: targets.destination,
         module,
         allow: known.allow,
         deadline,
@@ -504,9 +513,20 @@ mod tests {
         let summary = Summary::Transfer(send_check::Counts {
             checked: 23,
             missing: 3,
+            mismatched: 0,
             incomplete: 1,
         });
         assert_eq!(summary.to_string(), "checked 23, missing 3, incomplete 1");
+        let summary = Summary::Transfer(send_check::Counts {
+            checked: 23,
+            missing: 3,
+            mismatched: 2,
+            incomplete: 1,
+        });
+        assert_eq!(
+            summary.to_string(),
+            "checked 23, missing 3, mismatched 2, incomplete 1"
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub(crate) async fn establish(
         dicom,
         restricted,
     } = *remote;
-    let may_connect = |addr: &std::net::SocketAddr| ctx.may_connect(addr);
+    let may_connect = |addr: &std::net::SocketAddr| ctx.allow.allows_resolved(target, addr);
     let on_step = |step: Step| {
         enter(match step {
             Step::Resolve => Stage::Resolve,

@@ -94,7 +94,7 @@ fn modules_table(config: &Config, example_target: Option<&str>) -> String {
         .map(|(name, module)| {
             let destination = module
                 .send_check()
-                .map(|check| check.destination.0.to_string())
+                .map(|check| check.destination.to_string())
                 .unwrap_or_default();
             let example = match example_target {
                 Some(target) => {
@@ -304,11 +304,16 @@ pub(super) fn config(config: &Config) -> String {
     config.to_yaml()
 }
 
-/// Which probe `/logs` shows: `id=N`, or `target=T&module=M` for the latest of those.
+/// Which probe `/logs` shows: `id=N`, or `target=T&module=M` for the latest of those (with
+/// `&destination=D`, of that route).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum LogsQuery {
     Id(u64),
-    Latest { target: String, module: String },
+    Latest {
+        target: String,
+        module: String,
+        destination: Option<String>,
+    },
 }
 
 /// Why a `/logs` query cannot be read.
@@ -337,7 +342,11 @@ impl LogsQuery {
                 .parse::<u64>()
                 .map(LogsQuery::Id)
                 .map_err(|_| LogsQueryError::Id(id)),
-            (None, Some(target), Some(module)) => Ok(LogsQuery::Latest { target, module }),
+            (None, Some(target), Some(module)) => Ok(LogsQuery::Latest {
+                target,
+                module,
+                destination: params.remove("destination"),
+            }),
             _ => Err(LogsQueryError::Incomplete),
         }
     }
@@ -346,7 +355,11 @@ impl LogsQuery {
     pub(super) fn find<'h>(&self, history: &'h History) -> Option<&'h ProbeRecord> {
         match self {
             LogsQuery::Id(id) => history.get(*id),
-            LogsQuery::Latest { target, module } => history.latest(module, target),
+            LogsQuery::Latest {
+                target,
+                module,
+                destination,
+            } => history.latest(module, target, destination.as_deref()),
         }
     }
 }
@@ -367,8 +380,13 @@ fn page_params(query: &str) -> Result<Vec<(String, String)>, String> {
 
 /// `/logs`: one probe's log as text, under a line saying what the probe was and how it ended.
 pub(super) fn probe_log(record: &ProbeRecord) -> String {
+    let destination = record
+        .destination
+        .as_ref()
+        .map(|d| format!(" to destination {d:?}"))
+        .unwrap_or_default();
     format!(
-        "Probe {} of module {:?} against {:?}, started {}, {} in {:.3}s\n\n{}",
+        "Probe {} of module {:?} against {:?}{destination}, started {}, {} in {:.3}s\n\n{}",
         record.id,
         record.module,
         record.target,
@@ -443,7 +461,16 @@ mod tests {
             LogsQuery::parse("target=A%40h%3A104&module=echo"),
             Ok(LogsQuery::Latest {
                 target: "A@h:104".into(),
-                module: "echo".into()
+                module: "echo".into(),
+                destination: None,
+            })
+        );
+        assert_eq!(
+            LogsQuery::parse("target=MR%40h&module=route&destination=AR%40a%3A104"),
+            Ok(LogsQuery::Latest {
+                target: "MR@h".into(),
+                module: "route".into(),
+                destination: Some("AR@a:104".into()),
             })
         );
         let long = "x".repeat(MAX_PARAM_BYTES + 1);

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::connections::Arrival;
 use super::{plain, AppState, MAX_PARAM_BYTES, TEXT_FORMAT};
+use crate::prober::send_check::options::DestinationSpec;
 use crate::scheduler::{Outcome, ProbeJob};
 use crate::target::Target;
 
@@ -29,6 +30,8 @@ const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; c
 pub(crate) struct ProbeParams {
     pub target: String,
     pub module: String,
+    /// A route's destination, for a module with `destination: from_request`.
+    pub destination: Option<String>,
     pub debug: bool,
 }
 
@@ -56,7 +59,7 @@ impl ProbeParams {
                 let key: String = key.chars().take(32).collect();
                 return Err(ParamsError::TooLong { key });
             }
-            if matches!(key.as_ref(), "target" | "module" | "debug") {
+            if matches!(key.as_ref(), "target" | "module" | "destination" | "debug") {
                 if seen.contains_key(key.as_ref()) {
                     return Err(ParamsError::Repeated(key.into_owned()));
                 }
@@ -77,6 +80,7 @@ impl ProbeParams {
         Ok(ProbeParams {
             target,
             module,
+            destination: seen.remove("destination"),
             debug,
         })
     }
@@ -138,16 +142,39 @@ pub(crate) enum RequestError {
         text: String,
         error: crate::target::TargetError,
     },
+    #[error("invalid destination {text:?}: {error}")]
+    Destination {
+        text: String,
+        error: crate::target::TargetError,
+    },
+    #[error(
+        "module {0:?} takes its destination from the request (destination: from_request): \
+         add &destination=AET@host:port"
+    )]
+    NoDestination(String),
+    #[error(
+        "module {0:?} does not take a destination from the request: only a send_check module \
+         with destination: from_request does"
+    )]
+    DestinationNotTaken(String),
     #[error(transparent)]
     Timeout(#[from] TimeoutError),
     #[error(transparent)]
     NotAllowed(#[from] crate::allow::NotAllowed),
+    #[error(
+        "destination {} is not in allowed_targets{}",
+        .0.target,
+        if .0.resolved { " (it resolves to addresses outside it)" } else { "" }
+    )]
+    DestinationNotAllowed(crate::allow::NotAllowed),
 }
 
 impl RequestError {
     fn status(&self) -> StatusCode {
         match self {
-            RequestError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            RequestError::NotAllowed(_) | RequestError::DestinationNotAllowed(_) => {
+                StatusCode::FORBIDDEN
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -216,8 +243,16 @@ impl ProbeRequest {
         };
         let timeout = probe_timeout(header, state.options().timeout_offset, module.timeout.0)?;
         let deadline = arrived + timeout;
+        let destination = route_destination(module, &params)?;
         // Checked before anything is sent to the target: a refused target sees no packet.
         config.allow.check(&target, deadline).await?;
+        if let Some((destination, _)) = &destination {
+            config
+                .allow
+                .check(destination, deadline)
+                .await
+                .map_err(RequestError::DestinationNotAllowed)?;
+        }
         let module_yaml = params.debug.then(|| module.to_yaml());
         let job = ProbeJob {
             config: config.clone(),
@@ -225,6 +260,7 @@ impl ProbeRequest {
             module: params.module.clone(),
             target,
             target_text: params.target.clone(),
+            destination,
             deadline,
             timeout,
         };
@@ -233,6 +269,29 @@ impl ProbeRequest {
             job,
             module_yaml,
         })
+    }
+}
+
+/// The destination a request names for its module: required by a send_check module with
+/// `destination: from_request`, refused by every other module (a relabeling meant for a
+/// route would otherwise check another pair than the one its labels name).
+fn route_destination(
+    module: &crate::prober::module::Module,
+    params: &ProbeParams,
+) -> Result<Option<(Target, String)>, RequestError> {
+    let from_request = module
+        .send_check()
+        .is_some_and(|check| check.destination == DestinationSpec::FromRequest);
+    match (&params.destination, from_request) {
+        (Some(text), true) => Target::parse(text)
+            .map(|target| Some((target, text.clone())))
+            .map_err(|error| RequestError::Destination {
+                text: text.clone(),
+                error,
+            }),
+        (None, true) => Err(RequestError::NoDestination(params.module.clone())),
+        (Some(_), false) => Err(RequestError::DestinationNotTaken(params.module.clone())),
+        (None, false) => Ok(None),
     }
 }
 
@@ -362,9 +421,15 @@ mod tests {
             ProbeParams {
                 target: "A@127.0.0.1:104".into(),
                 module: "echo".into(),
+                destination: None,
                 debug: false
             }
         );
+        let route = ProbeParams::parse(
+            "target=MR%40mr.example&module=route&destination=AR%40ar.example:11112",
+        )
+        .unwrap();
+        assert_eq!(route.destination.as_deref(), Some("AR@ar.example:11112"));
         assert!(
             ProbeParams::parse("target=x&module=echo&debug=true")
                 .unwrap()
@@ -382,6 +447,10 @@ mod tests {
             (
                 "target=x&module=a&module=b",
                 "parameter \"module\" is given more than once",
+            ),
+            (
+                "target=x&module=a&destination=y&destination=z",
+                "parameter \"destination\" is given more than once",
             ),
             (
                 "target=x&module=echo&debug=yes",

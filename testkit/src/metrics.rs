@@ -24,12 +24,16 @@ fn count(histogram: &Metric) -> &'static str {
     Box::leak(format!("{}_count", histogram.name).into_boxed_str())
 }
 
-/// Metrics a given setup does not produce: find-only, TLS-only, and the per-study list.
+/// Metrics a given setup does not produce: find-only, TLS-only, the per-study list, and
+/// send_check's opt-in comparisons (`compare_attributes`, `series_detail`).
 pub const FIND_TLS_AND_PER_STUDY: &[&str] = &[
     metrics::PROBE_DICOM_FIND_DURATION_SECONDS.name,
     metrics::PROBE_DICOM_FIND_MATCHES.name,
     metrics::PROBE_SSL_EARLIEST_CERT_EXPIRY.name,
     metrics::PACS_STUDY_UNSENT.name,
+    metrics::PACS_STUDIES_MISMATCHED.name,
+    metrics::PACS_SERIES_MISSING.name,
+    metrics::PACS_SERIES_INCOMPLETE.name,
 ];
 
 /// The value of one series in an exposition text, written as it appears there

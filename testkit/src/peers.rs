@@ -355,9 +355,9 @@ impl Orthanc {
         })
     }
 
-    /// Deletes the study with this Study Instance UID (found with `POST /tools/lookup`); panics
-    /// unless Orthanc holds it and deletes it.
-    pub fn delete_study(&self, study_instance_uid: &str) {
+    /// Orthanc's ID of the study with this Study Instance UID (`POST /tools/lookup`); panics
+    /// unless Orthanc holds it.
+    fn study_id(&self, study_instance_uid: &str) -> String {
         let (status, body) = http_request(
             self.http_port,
             "POST",
@@ -367,17 +367,27 @@ impl Orthanc {
         )
         .unwrap_or_else(|e| panic!("POST /tools/lookup on Orthanc {} failed: {e}", self.aet));
         let found: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let id = found
+        found
             .as_array()
             .and_then(|hits| hits.iter().find(|hit| hit["Type"] == "Study"))
             .and_then(|hit| hit["ID"].as_str())
+            .map(str::to_string)
             .unwrap_or_else(|| {
                 panic!(
                     "Orthanc {} does not hold study {study_instance_uid} (lookup answered {status}: {})",
                     self.aet,
                     String::from_utf8_lossy(&body)
                 )
-            });
+            })
+    }
+
+    /// Deletes the study with this Study Instance UID; panics unless Orthanc holds it and
+    /// deletes it.
+    pub fn delete_study(&self, study_instance_uid: &str) {
+        self.delete_study_id(&self.study_id(study_instance_uid));
+    }
+
+    fn delete_study_id(&self, id: &str) {
         let (status, body) = http_request(
             self.http_port,
             "DELETE",
@@ -393,6 +403,51 @@ impl Orthanc {
             self.aet,
             String::from_utf8_lossy(&body)
         );
+    }
+
+    /// Rewrites attributes of a stored study as a misfiled copy would carry them: each
+    /// instance rewritten with `replace` (e.g. `{"PatientID": "OTHER"}`) through
+    /// `POST /instances/{id}/modify`, every UID kept, then the study deleted and the rewritten
+    /// files stored in its place (Orthanc refuses a new PatientID at study level); panics unless
+    /// Orthanc does each step.
+    pub fn modify_study(&self, study_instance_uid: &str, replace: Value) {
+        let id = self.study_id(study_instance_uid);
+        let instances = self.get_json(&format!("/studies/{id}/instances"));
+        let request = serde_json::json!({
+            "Replace": replace,
+            "Keep": ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
+            "Force": true,
+        })
+        .to_string();
+        let files: Vec<Vec<u8>> = instances
+            .as_array()
+            .expect("a list of instances")
+            .iter()
+            .map(|instance| {
+                let instance = instance["ID"].as_str().expect("an instance ID");
+                let path = format!("/instances/{instance}/modify");
+                let (status, body) = http_request(
+                    self.http_port,
+                    "POST",
+                    &path,
+                    Some("application/json"),
+                    request.as_bytes(),
+                )
+                .unwrap_or_else(|e| panic!("POST {path} on Orthanc {} failed: {e}", self.aet));
+                assert_eq!(
+                    status,
+                    200,
+                    "POST {path} on Orthanc {} answered {status}: {}",
+                    self.aet,
+                    String::from_utf8_lossy(&body)
+                );
+                body
+            })
+            .collect();
+        self.delete_study_id(&id);
+        for file in files {
+            self.upload(&file);
+        }
     }
 
     /// Number of instances stored (length of the array returned by `GET /instances`).

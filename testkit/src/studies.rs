@@ -8,7 +8,7 @@
 //! `count` instances of some, for partially transferred studies).
 //!
 //! Every instance is a Secondary Capture image (8x8, MONOCHROME2, 8 bits) in Explicit VR Little
-//! Endian, one series per study. The text is really encoded in the study's [`Charset`]:
+//! Endian, one series per study unless `series` says more. The text is really encoded in the study's [`Charset`]:
 //! dicom-object 0.10 switches its text encoder when it writes Specific Character Set (0008,0005),
 //! which comes before every other text attribute, so a Cyrillic name is written as ISO-8859-5,
 //! a Latin-1 name as ISO-8859-1 and a UTF-8 name as UTF-8. A name that the charset cannot encode
@@ -144,22 +144,43 @@ pub struct Study {
     pub study_date: String,
     /// HHMMSS.
     pub study_time: String,
-    /// The Modality of the study's single series: CT, MR, CR, US, DX…
+    /// The Modality of the study's series: CT, MR, CR, US, DX…
     pub modality: String,
     /// Number of instances (images) in the study.
     pub instance_count: usize,
+    /// Number of series (1 from [`generate`]): the instances are split among them in order,
+    /// series 1 taking the first ones (see [`Study::series_of`]).
+    pub series: usize,
     pub charset: Charset,
 }
 
 impl Study {
-    /// Series Instance UID of the study's single series (Series Number 1).
-    pub fn series_instance_uid(&self) -> String {
-        format!("{}.1", self.study_instance_uid)
+    /// Series Instance UID of series `number` (1-based, its Series Number).
+    pub fn series_instance_uid(&self, number: usize) -> String {
+        format!("{}.{number}", self.study_instance_uid)
+    }
+
+    /// The series (1-based) instance `index` belongs to: the instances are split among the
+    /// series in order, as evenly as they go.
+    pub fn series_of(&self, index: usize) -> usize {
+        index * self.series.max(1) / self.instance_count.max(1) + 1
+    }
+
+    /// How many instances series `number` holds.
+    pub fn series_instance_count(&self, number: usize) -> usize {
+        (0..self.instance_count)
+            .filter(|&i| self.series_of(i) == number)
+            .count()
     }
 
     /// SOP Instance UID of instance `index` (0-based; Instance Number `index + 1`).
     pub fn sop_instance_uid(&self, index: usize) -> String {
-        format!("{}.1.{}", self.study_instance_uid, index + 1)
+        format!(
+            "{}.{}.{}",
+            self.study_instance_uid,
+            self.series_of(index),
+            index + 1
+        )
     }
 
     /// The Part-10 file bytes (preamble, meta group, data set) of instance `index` (0-based).
@@ -216,10 +237,14 @@ impl Study {
             text(
                 tags::SERIES_INSTANCE_UID,
                 VR::UI,
-                &self.series_instance_uid(),
+                &self.series_instance_uid(self.series_of(index)),
             ),
             text(tags::STUDY_ID, VR::SH, &self.study_id),
-            text(tags::SERIES_NUMBER, VR::IS, "1"),
+            text(
+                tags::SERIES_NUMBER,
+                VR::IS,
+                &self.series_of(index).to_string(),
+            ),
             text(tags::INSTANCE_NUMBER, VR::IS, &(index + 1).to_string()),
             text(tags::PATIENT_ORIENTATION, VR::CS, ""),
             number(tags::SAMPLES_PER_PIXEL, VR::US, 1),
@@ -269,6 +294,14 @@ impl Study {
             self.instance_count
         );
         (0..count).map(|index| self.instance(index)).collect()
+    }
+
+    /// The file bytes of the instances whose index `keep` accepts (e.g. every series but one).
+    pub fn instances_where(&self, keep: impl Fn(usize) -> bool) -> Vec<Vec<u8>> {
+        (0..self.instance_count)
+            .filter(|&i| keep(i))
+            .map(|index| self.instance(index))
+            .collect()
     }
 
     /// Writes the first `count` instances into `dir` (which must exist) as
@@ -351,6 +384,7 @@ where
                 study_time: time.as_ref().to_owned(),
                 modality: MODALITIES[next(MODALITIES.len())].to_owned(),
                 instance_count: 1 + next(5),
+                series: 1,
                 charset,
             }
         })

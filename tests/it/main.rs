@@ -29,6 +29,7 @@ mod operations;
 #[cfg(feature = "release-checks")]
 mod packaging;
 mod prometheus_e2e;
+mod send_check_detail;
 mod send_check_real_peers;
 mod send_check_scripted;
 mod send_check_third_peer;

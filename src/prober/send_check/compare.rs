@@ -9,6 +9,7 @@ use chrono::{
     DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc,
 };
 
+use super::attributes::{Compared, Seen};
 use super::options::StudyLabel;
 use super::plan::Found;
 use crate::dicom::study::StudyMatch;
@@ -124,6 +125,8 @@ pub(super) struct Study {
     pub instances: Option<u64>,
     /// The values of the module's `labels`, in their order; `None` without labels.
     labels: Option<Box<[Option<String>]>>,
+    /// The values of the module's `compare_attributes`, in their order (empty without).
+    compared: Box<[Option<Box<str>>]>,
     /// When it was made: StudyDate and StudyTime read with its TimezoneOffsetFromUTC, else in
     /// `zone`; `None` without a readable StudyDate.
     pub when: Option<DateTime<Utc>>,
@@ -154,8 +157,14 @@ impl Study {
                 None => zone.instant(local),
             }
         });
+        let compared = found
+            .compared
+            .into_iter()
+            .map(|v| v.map(String::into_boxed_str))
+            .collect();
         Study {
             untimed: found.time.is_none(),
+            compared,
             uid: found.uid.into_boxed_str(),
             instances: found.instances,
             labels,
@@ -165,6 +174,11 @@ impl Study {
 
     pub fn uid(&self) -> &str {
         &self.uid
+    }
+
+    /// The source's value of the module's `index`th compared attribute, if it gave one.
+    pub fn compared(&self, index: usize) -> Option<&str> {
+        self.compared.get(index)?.as_deref()
     }
 
     /// The value of the module's `index`th label, if the source gave one.
@@ -289,6 +303,8 @@ fn merge_duplicates(studies: &mut Vec<Study>) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum State {
     Missing,
+    /// Held with other values of a compared attribute (`compare_attributes`).
+    Mismatched,
     Incomplete,
 }
 
@@ -296,51 +312,119 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Missing => "missing",
+            State::Mismatched => "mismatched",
             State::Incomplete => "incomplete",
         }
     }
 }
 
+/// A compared attribute that differs: its index in `compare_attributes`, and the
+/// destination's value.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Difference {
+    pub index: usize,
+    pub there: Option<String>,
+}
+
 /// The verdict on the checked studies.
 #[derive(Debug, Default)]
 pub(super) struct Verdict<'a> {
-    /// Missing and incomplete studies, oldest first.
+    /// Missing, mismatched and incomplete studies, oldest first.
     pub unsent: Vec<(&'a Study, State)>,
     pub missing: usize,
+    pub mismatched: usize,
     pub incomplete: usize,
-    /// Source instances not on the destination, where counts are known.
+    /// Source instances not on the destination, where counts are known (mismatched studies
+    /// held short included).
     pub instances_missing: u64,
+    /// What differs of each mismatched study, in the order of `unsent`.
+    pub differences: Vec<(&'a Study, Vec<Difference>)>,
+    /// Held studies whose completeness the instance counts cannot tell (one side reports
+    /// none), oldest first: series detail may still find them incomplete.
+    pub unproven: Vec<&'a Study>,
 }
 
-/// A study is missing when `found` has no study with its UID; incomplete when both sides
-/// report a count and the destination's is lower (only with `compare_instances`).
+impl<'a> Verdict<'a> {
+    /// Records that `study` lacks series: if it is of [`Verdict::unproven`], it is now
+    /// incomplete (one already judged stays as it is).
+    pub fn incomplete_by_series(&mut self, study: &'a Study) {
+        let before = self.unproven.len();
+        self.unproven.retain(|s| s.uid() != study.uid());
+        if self.unproven.len() == before {
+            return;
+        }
+        self.incomplete += 1;
+        self.unsent.push((study, State::Incomplete));
+        // Oldest first, as the checked studies are.
+        self.unsent.sort_by_key(|(s, _)| s.when);
+    }
+}
+
+/// What the destination showed of the compared attributes, and how to compare them.
+#[derive(Clone, Copy)]
+pub(super) struct Attributes<'s> {
+    pub compared: &'s Compared,
+    pub seen: &'s Seen,
+}
+
+/// A study is missing when `found` has no study with its UID; mismatched when it is held
+/// and a compared attribute differs (see [`super::attributes`]); incomplete when both sides
+/// report a count and the destination's is lower (only with `compare_instances`). A study is
+/// in one state, the first that applies in that order.
 pub(super) fn compare<'a>(
     checked: &'a [Study],
     found: &Found,
     compare_instances: bool,
+    attributes: Option<Attributes<'_>>,
 ) -> Verdict<'a> {
     let mut verdict = Verdict::default();
     for study in checked {
         let here = study.instances;
-        match found.get(study.uid()) {
-            None => {
-                verdict.instances_missing =
-                    verdict.instances_missing.saturating_add(here.unwrap_or(0));
-                verdict.missing += 1;
-                verdict.unsent.push((study, State::Missing));
-            }
-            Some(Some(there)) if compare_instances => {
-                if let Some(here) = here.filter(|here| there < *here) {
-                    verdict.instances_missing =
-                        verdict.instances_missing.saturating_add(here - there);
-                    verdict.incomplete += 1;
-                    verdict.unsent.push((study, State::Incomplete));
-                }
-            }
-            Some(_) => {}
+        let Some(there) = found.get(study.uid()) else {
+            verdict.instances_missing = verdict.instances_missing.saturating_add(here.unwrap_or(0));
+            verdict.missing += 1;
+            verdict.unsent.push((study, State::Missing));
+            continue;
+        };
+        let short = match (there, here) {
+            (Some(there), Some(here)) if compare_instances && there < here => Some(here - there),
+            _ => None,
+        };
+        if let Some(short) = short {
+            verdict.instances_missing = verdict.instances_missing.saturating_add(short);
+        }
+        let differences = attributes.map_or_else(Vec::new, |a| differences(study, a));
+        if !differences.is_empty() {
+            verdict.mismatched += 1;
+            verdict.unsent.push((study, State::Mismatched));
+            verdict.differences.push((study, differences));
+        } else if short.is_some() {
+            verdict.incomplete += 1;
+            verdict.unsent.push((study, State::Incomplete));
+        } else if compare_instances && (there.is_none() || here.is_none()) {
+            verdict.unproven.push(study);
         }
     }
     verdict
+}
+
+/// The compared attributes of `study` whose values differ on the destination, in any record
+/// it showed of the study (one filed twice is mismatched if either copy differs).
+fn differences(study: &Study, attributes: Attributes<'_>) -> Vec<Difference> {
+    let mut found: Vec<Difference> = Vec::new();
+    for record in attributes.seen.get(study.uid()) {
+        for index in attributes.compared.differences(&study.compared, record) {
+            if found.iter().all(|d| d.index != index) {
+                let there = record
+                    .get(index)
+                    .and_then(|v| v.as_deref())
+                    .map(str::to_string);
+                found.push(Difference { index, there });
+            }
+        }
+    }
+    found.sort_by_key(|d| d.index);
+    found
 }
 
 #[cfg(test)]
@@ -484,7 +568,7 @@ mod tests {
             .map(|(uid, count)| (uid.to_string(), count))
             .collect();
 
-        let verdict = compare(&sorted.checked, &found, true);
+        let verdict = compare(&sorted.checked, &found, true, None);
         let states: Vec<(&str, State)> = verdict
             .unsent
             .iter()
@@ -494,9 +578,78 @@ mod tests {
         assert_eq!((verdict.missing, verdict.incomplete), (1, 1));
         assert_eq!(verdict.instances_missing, 3 + 1);
 
-        let verdict = compare(&sorted.checked, &found, false);
+        let verdict = compare(&sorted.checked, &found, false, None);
         assert_eq!((verdict.missing, verdict.incomplete), (1, 0));
         assert_eq!(verdict.instances_missing, 3);
+    }
+
+    /// A held study whose compared attributes differ is mismatched, also when it is short
+    /// (its instances still count); one the destination shows no value for is not.
+    #[test]
+    fn mismatched_before_incomplete() {
+        let window = utc_window(at(25, 12, 0));
+        let compared = Compared::new(&["PatientID".to_string()], false);
+        let studies = [
+            ("a", "P1"),
+            ("b", "P2"),
+            ("c", "P3"),
+            ("d", "P4"),
+            ("e", "P5"),
+        ]
+        .into_iter()
+        .map(|(uid, id)| StudyMatch {
+            compared: vec![Some(id.to_string())],
+            ..study(uid, Some(at(25, 10, 0)), false)
+        })
+        .collect();
+        let sorted = sort(studies, &window);
+        let found: Found = [
+            ("b", Some(3)),
+            ("c", Some(2)),
+            ("d", Some(2)),
+            ("e", Some(3)),
+        ]
+        .into_iter()
+        .map(|(uid, count)| (uid.to_string(), count))
+        .collect();
+        let mut seen = Seen::default();
+        seen.record("b", vec![Some("P2".into())]);
+        seen.record("c", vec![Some("OTHER".into())]);
+        seen.record("d", vec![Some("P4 ".into())]);
+        // "e" is filed twice, once under another patient.
+        seen.record("e", vec![Some("P5".into())]);
+        seen.record("e", vec![Some("P6".into())]);
+        let attributes = Attributes {
+            compared: &compared,
+            seen: &seen,
+        };
+        let verdict = compare(&sorted.checked, &found, true, Some(attributes));
+        let states: Vec<(&str, State)> = verdict
+            .unsent
+            .iter()
+            .map(|(s, st)| (s.uid(), *st))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("a", State::Missing),
+                ("c", State::Mismatched),
+                ("d", State::Incomplete),
+                ("e", State::Mismatched)
+            ]
+        );
+        assert_eq!(
+            (verdict.missing, verdict.mismatched, verdict.incomplete),
+            (1, 2, 1)
+        );
+        assert_eq!(verdict.instances_missing, 3 + 1 + 1);
+        assert_eq!(
+            verdict.differences[0].1,
+            [Difference {
+                index: 0,
+                there: Some("OTHER".into())
+            }]
+        );
     }
 
     proptest::proptest! {

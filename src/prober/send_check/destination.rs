@@ -38,6 +38,7 @@ pub(super) async fn survey(
         details: false,
         timezone_offset: false,
         extra: None,
+        compare: &[],
     };
     let mut found = Found::default();
     let mut matches = 0;
@@ -240,6 +241,7 @@ async fn find_uids(
         details: false,
         timezone_offset: false,
         extra: None,
+        compare: &[],
     };
     let mut matches = Vec::new();
     let answer = side

@@ -9,7 +9,7 @@
 
 use crate::exposition::{Gauge, GaugeVec};
 
-use super::options::StudyLabel;
+use super::options::SendCheckOptions;
 use crate::dicom::study::StudySelection;
 use crate::metrics::{self, Metric};
 use crate::prober::{Peer, ProbeContext};
@@ -30,10 +30,16 @@ pub(super) struct Metrics {
     pub oldest_unsent_age: Gauge,
     pub list_truncated: Gauge,
     pub unsent: GaugeVec,
+    /// With `compare_attributes` only.
+    pub mismatched: Option<Gauge>,
+    /// With `series_detail` only.
+    pub series_missing: Option<Gauge>,
+    pub series_incomplete: Option<Gauge>,
 }
 
 impl Metrics {
-    pub fn register(ctx: &ProbeContext<'_>, labels: &[StudyLabel]) -> Metrics {
+    pub fn register(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Metrics {
+        let labels = &options.labels;
         let r = ctx.registry;
         let per_peer = |metric: Metric| {
             let g = metric.gauge_vec(r, &["peer"]);
@@ -66,6 +72,14 @@ impl Metrics {
             oldest_unsent_age: metrics::PACS_OLDEST_UNSENT_STUDY_AGE_SECONDS.unknown_gauge(r),
             list_truncated: metrics::PACS_STUDY_LIST_TRUNCATED.unknown_gauge(r),
             unsent: metrics::PACS_STUDY_UNSENT.gauge_vec(r, &unsent_labels),
+            mismatched: (!options.compare_attributes.is_empty())
+                .then(|| metrics::PACS_STUDIES_MISMATCHED.unknown_gauge(r)),
+            series_missing: options
+                .series_detail
+                .then(|| metrics::PACS_SERIES_MISSING.unknown_gauge(r)),
+            series_incomplete: options
+                .series_detail
+                .then(|| metrics::PACS_SERIES_INCOMPLETE.unknown_gauge(r)),
         }
     }
 }
@@ -76,16 +90,24 @@ pub(super) enum QueryKind {
     DateRange,
     UidList,
     Uid,
+    /// SERIES level, for `series_detail`.
+    Series,
 }
 
 impl QueryKind {
-    pub const ALL: [QueryKind; 3] = [QueryKind::DateRange, QueryKind::UidList, QueryKind::Uid];
+    pub const ALL: [QueryKind; 4] = [
+        QueryKind::DateRange,
+        QueryKind::UidList,
+        QueryKind::Uid,
+        QueryKind::Series,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             QueryKind::DateRange => "date_range",
             QueryKind::UidList => "uid_list",
             QueryKind::Uid => "uid",
+            QueryKind::Series => "series",
         }
     }
 

@@ -25,12 +25,14 @@
 //!
 //! The module's `send_check` block, its defaults and its checks are in [`options`].
 
+mod attributes;
 mod compare;
 mod destination;
 mod memory;
 mod metrics;
 pub(crate) mod options;
 mod plan;
+mod series;
 mod side;
 
 pub use memory::Archives;
@@ -39,14 +41,15 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use self::compare::{Offsets, Study, Window, Zone};
+use self::attributes::Compared;
+use self::compare::{Offsets, State, Study, Window, Zone};
 use self::destination::Survey;
 use self::memory::ArchiveKey;
 use self::metrics::Metrics;
-use self::options::SendCheckOptions;
+use self::options::{SendCheckOptions, StudyLabel};
 use self::side::{Endpoint, Side};
 use super::peer::incomplete_failure;
-use super::{Failure, Peer, ProbeContext};
+use super::{Failure, Peer, ProbeContext, Reason, Stage};
 use crate::dicom::charset::label_value;
 use crate::dicom::study::{StudyQuery, StudySelection};
 
@@ -59,28 +62,46 @@ const MAX_LABEL_CHARS: usize = 128;
 pub struct Counts {
     pub checked: usize,
     pub missing: usize,
+    pub mismatched: usize,
     pub incomplete: usize,
 }
 
 pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result<Counts, Failure> {
-    let metrics = Metrics::register(ctx, &options.labels);
+    let metrics = Metrics::register(ctx, options);
     let window = Window {
         now: Utc::now(),
         lookback: options.lookback.0,
         grace: options.grace.0,
         zone: Zone::of(options.timezone),
     };
+    let compared = Compared::new(&options.compare_attributes, options.compare_ignore_case);
+    // A destination named by the request is held to allowed_targets like the target; the
+    // web layer refuses a request for such a module that names none.
+    let (destination_target, restricted) = match (options.destination.fixed(), ctx.destination) {
+        (Some(fixed), _) => (fixed, false),
+        (None, Some(requested)) => (requested, true),
+        (None, None) => {
+            return Err(Failure::new(
+                Stage::Resolve,
+                Reason::Dns,
+                "the module takes its destination from the request (destination: from_request), and the request named none",
+            )
+            .on(Peer::Destination))
+        }
+    };
     let source = Endpoint {
         peer: Peer::Source,
         target: ctx.target,
         dicom: ctx.module.dicom.clone(),
         restricted: true,
+        compare: &compared.keys,
     };
     let destination = Endpoint {
         peer: Peer::Destination,
-        target: &options.destination.0,
+        target: destination_target,
         dicom: options.destination_dicom.apply(&ctx.module.dicom),
-        restricted: false,
+        restricted,
+        compare: &compared.keys,
     };
 
     // With a configured zone the offset is not needed; without one it is asked for until the
@@ -108,7 +129,7 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
         ),
         survey_destination(ctx, destination, &metrics, options, dates),
     );
-    let studies = match studies {
+    let (studies, source) = match studies {
         Ok(studies) => studies,
         Err(failure) => {
             // The target failed; the destination did its part so far and is let go cleanly.
@@ -118,7 +139,15 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
             return Err(failure);
         }
     };
-    let (mut destination, survey) = destination?;
+    let (mut destination, survey) = match destination {
+        Ok(destination) => destination,
+        Err(failure) => {
+            if let Some(source) = source {
+                source.close(ctx, true).await;
+            }
+            return Err(failure);
+        }
+    };
 
     let sorted = compare::sort_out(studies, &window);
     metrics.checked.set(sorted.checked.len() as f64);
@@ -146,21 +175,88 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
     } else {
         destination::confirm(ctx, &mut destination, options, &sorted.checked, survey).await
     };
-    let found = destination.close_with(ctx, found).await?;
-    let verdict = compare::compare(&sorted.checked, &found, options.compare_instances);
+    let found = match found {
+        Ok(found) => found,
+        Err(failure) => {
+            if let Some(source) = source {
+                source.close(ctx, true).await;
+            }
+            return destination.close_with(ctx, Err(failure)).await;
+        }
+    };
+    let attributes = (!compared.is_empty()).then(|| compare::Attributes {
+        compared: &compared,
+        seen: destination.seen(),
+    });
+    let mut verdict = compare::compare(
+        &sorted.checked,
+        &found,
+        options.compare_instances,
+        attributes,
+    );
+    let detail = match source {
+        Some(mut source) => {
+            // The incomplete studies first, then held ones whose counts tell nothing.
+            let incomplete: Vec<&Study> = verdict
+                .unsent
+                .iter()
+                .filter(|(_, state)| *state == State::Incomplete)
+                .map(|(study, _)| *study)
+                .chain(verdict.unproven.iter().copied())
+                .take(options.max_series_detail_studies)
+                .collect();
+            let detail = series::detail(ctx, &mut source, &mut destination, &incomplete).await;
+            tokio::join!(source.close(ctx, true), destination.close(ctx, true));
+            for study in &detail.found_incomplete {
+                verdict.incomplete_by_series(study);
+            }
+            Some(detail)
+        }
+        None => {
+            destination.close(ctx, true).await;
+            None
+        }
+    };
     report(
         ctx,
         options,
         &metrics,
+        &compared,
         sorted.checked.len(),
         &verdict,
         window.now,
     );
+    if let Some(detail) = detail {
+        report_series(ctx, &metrics, &detail);
+    }
     Ok(Counts {
         checked: sorted.checked.len(),
         missing: verdict.missing,
+        mismatched: verdict.mismatched,
         incomplete: verdict.incomplete,
     })
+}
+
+/// Series detail's totals: known when there was no study to look into, or the series of one
+/// at least were compared.
+fn report_series(ctx: &ProbeContext<'_>, metrics: &Metrics, detail: &series::Detail<'_>) {
+    let asked = detail.asked;
+    if asked > 0 && detail.compared == 0 {
+        ctx.log.info(format!(
+            "series detail: the series of none of the {asked} studies looked into could be compared; pacs_series_* are left out"
+        ));
+        return;
+    }
+    if let (Some(missing), Some(short)) = (&metrics.series_missing, &metrics.series_incomplete) {
+        missing.set(detail.missing as f64);
+        short.set(detail.incomplete as f64);
+    }
+    if asked > 0 {
+        ctx.log.info(format!(
+            "series detail: compared the series of {} of {asked} studies: {} series missing, {} incomplete",
+            detail.compared, detail.missing, detail.incomplete
+        ));
+    }
 }
 
 /// The StudyDates a probe asks both sides for: from `from` on, open-ended (future studies are
@@ -172,16 +268,17 @@ struct Dates {
 }
 
 /// The source's studies in the window: one detailed query, which must be complete. `offsets`
-/// are what `archive` (the source) was seen to send.
-async fn query_source(
+/// are what `archive` (the source) was seen to send. With `series_detail` the source's side
+/// is handed back open, for the series of incomplete studies; otherwise it is closed.
+async fn query_source<'a, 'p>(
     ctx: &ProbeContext<'_>,
-    endpoint: Endpoint<'_>,
-    metrics: &Metrics,
+    endpoint: Endpoint<'p>,
+    metrics: &'a Metrics,
     options: &SendCheckOptions,
     dates: Dates,
     offsets: Offsets,
     archive: &ArchiveKey,
-) -> Result<Vec<Study>, Failure> {
+) -> Result<(Vec<Study>, Option<Side<'a, 'p>>), Failure> {
     let zone = Zone::of(options.timezone);
     let mut side = Side::open(ctx, endpoint, metrics, options.max_matches).await?;
     let ask_offsets = offsets != Offsets::None;
@@ -193,6 +290,7 @@ async fn query_source(
         details: true,
         timezone_offset: ask_offsets,
         extra: Some((&options.query, dates.today)),
+        compare: &[],
     };
     let mut studies = Vec::new();
     let mut westernmost: Option<i32> = None;
@@ -213,7 +311,13 @@ async fn query_source(
             Some(why) => Err(side.failure(why)),
             None => Ok(()),
         });
-    side.close_with(ctx, answer).await?;
+    let side = match answer {
+        Ok(()) if options.series_detail => Some(side),
+        answer => {
+            side.close_with(ctx, answer).await?;
+            None
+        }
+    };
     if ask_offsets && !studies.is_empty() {
         ctx.archives.remember_offsets(archive, westernmost);
         if westernmost.is_none() {
@@ -232,7 +336,7 @@ async fn query_source(
             "source: unknown SpecificCharacterSet terms {unknown:?}; their text was read as ASCII"
         ));
     }
-    Ok(studies)
+    Ok((studies, side))
 }
 
 /// The destination's association and, for `date_range` and `auto`, its studies in the window.
@@ -254,16 +358,25 @@ fn report(
     ctx: &ProbeContext<'_>,
     options: &SendCheckOptions,
     metrics: &Metrics,
+    compared: &Compared,
     checked: usize,
     verdict: &compare::Verdict<'_>,
     now: DateTime<Utc>,
 ) {
     metrics.missing.set(verdict.missing as f64);
+    if let Some(mismatched) = &metrics.mismatched {
+        mismatched.set(verdict.mismatched as f64);
+    }
     metrics.incomplete.set(verdict.incomplete as f64);
     metrics
         .instances_missing
         .set(verdict.instances_missing as f64);
-    let oldest = verdict.unsent.first().map_or(0.0, |(s, _)| s.age(now));
+    // Mismatched studies arrived (under other values): they have an alert of their own.
+    let oldest = verdict
+        .unsent
+        .iter()
+        .find(|(_, state)| *state != State::Mismatched)
+        .map_or(0.0, |(s, _)| s.age(now));
     metrics.oldest_unsent_age.set(oldest);
     let truncated = verdict.unsent.len() > options.max_listed_studies;
     metrics
@@ -278,9 +391,27 @@ fn report(
         metrics.unsent.with_label_values(&values).set(1.0);
     }
     ctx.log.info(format!(
-        "checked {} studies: {} missing, {} incomplete",
-        checked, verdict.missing, verdict.incomplete
+        "checked {} studies: {} missing, {}{} incomplete",
+        checked,
+        verdict.missing,
+        if compared.is_empty() {
+            String::new()
+        } else {
+            format!("{} mismatched, ", verdict.mismatched)
+        },
+        verdict.incomplete
     ));
+    for (study, differences) in &verdict.differences {
+        let named: Vec<String> = differences
+            .iter()
+            .map(|d| difference(options, compared, study, d))
+            .collect();
+        ctx.log.debug(format!(
+            "mismatched study {:?}: {}",
+            study.uid(),
+            named.join("; ")
+        ));
+    }
     for (study, state) in &verdict.unsent {
         // UIDs only: patient data stays out of the logs unless the module's labels allow it.
         let allowed: Vec<String> = options
@@ -299,6 +430,30 @@ fn report(
             allowed.join(" ")
         ));
     }
+}
+
+/// One differing attribute, for the log: its keyword, and both values only where the module's
+/// `labels` opt in to that kind of data (patient data stays out of logs otherwise).
+fn difference(
+    options: &SendCheckOptions,
+    compared: &Compared,
+    study: &Study,
+    difference: &compare::Difference,
+) -> String {
+    let keyword = compared
+        .keywords
+        .get(difference.index)
+        .map_or("?", String::as_str);
+    let shown = StudyLabel::of_keyword(keyword).is_some_and(|l| options.labels.contains(&l));
+    if !shown {
+        return format!("{keyword} differs");
+    }
+    let value = |v: Option<&str>| label_value(v.unwrap_or_default(), MAX_LABEL_CHARS);
+    format!(
+        "{keyword} differs: {:?} at the source, {:?} at the destination",
+        value(study.compared(difference.index)),
+        value(difference.there.as_deref())
+    )
 }
 
 /// The value of the module's `index`th opt-in label for `study`, fit for a label (no control

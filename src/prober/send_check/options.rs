@@ -5,23 +5,27 @@
 //! Nothing here talks to a peer: the probe reads these options once validated and never
 //! re-checks what [`SendCheckOptions::validate`] guaranteed.
 
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use dicom_core::VR;
 use serde::{Deserialize, Serialize};
 
-use crate::dicom::query::QueryKeys;
+use crate::dicom::query::{self, QueryKeys};
 use crate::prober::checks::{
     self, check_pdu, check_query, default_max_matches, reserved_keys, ModuleError, ProberKind,
 };
 use crate::settings::{DicomOverrides, PromDuration, TargetSpec, TimeZone};
+use crate::target::Target;
 
 /// The `send_check` prober: did the source's recent studies reach the destination, whole?
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendCheckOptions {
-    /// The destination PACS, `AET@host:port`; the probe's target is the source.
-    pub destination: TargetSpec,
+    /// The destination PACS, `AET@host:port`, or `from_request` (the request's
+    /// `destination` parameter); the probe's target is the source.
+    pub destination: DestinationSpec,
     /// Connection settings for the destination where they differ from the module's `dicom`.
     #[serde(default, skip_serializing_if = "DicomOverrides::is_empty")]
     pub destination_dicom: DicomOverrides,
@@ -40,6 +44,19 @@ pub struct SendCheckOptions {
     /// Also flag studies that arrived with fewer instances.
     #[serde(default = "default_true")]
     pub compare_instances: bool,
+    /// DICOM keywords of study attributes asked for on both sides: a study both hold whose
+    /// values differ is mismatched (see [`super::attributes`] for the rules).
+    #[serde(default)]
+    pub compare_attributes: Vec<String>,
+    /// Compare those values regardless of letter case.
+    #[serde(default)]
+    pub compare_ignore_case: bool,
+    /// For each incomplete study, compare its series on both sides (SERIES-level C-FIND).
+    #[serde(default)]
+    pub series_detail: bool,
+    /// The incomplete studies, oldest first, whose series are compared in one probe.
+    #[serde(default = "default_series_detail_studies")]
+    pub max_series_detail_studies: usize,
     #[serde(default)]
     pub destination_query: DestinationQuery,
     /// Cap on the per-study series.
@@ -55,6 +72,55 @@ pub struct SendCheckOptions {
     /// destination's UID list matching is unproven or broken); past it the probe fails.
     #[serde(default = "default_max_confirmations")]
     pub max_confirmations: usize,
+}
+
+/// Where a transfer check's destination comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestinationSpec {
+    /// Named in the module.
+    Fixed(Target),
+    /// The request's `destination` parameter (a route from relabeling), held to
+    /// allowed_targets like the target.
+    FromRequest,
+}
+
+/// How `destination: from_request` is written.
+const FROM_REQUEST: &str = "from_request";
+
+impl DestinationSpec {
+    /// The destination named in the module, if it names one.
+    pub fn fixed(&self) -> Option<&Target> {
+        match self {
+            DestinationSpec::Fixed(target) => Some(target),
+            DestinationSpec::FromRequest => None,
+        }
+    }
+}
+
+impl fmt::Display for DestinationSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestinationSpec::Fixed(target) => target.fmt(f),
+            DestinationSpec::FromRequest => f.write_str(FROM_REQUEST),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DestinationSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == FROM_REQUEST {
+            return Ok(DestinationSpec::FromRequest);
+        }
+        TargetSpec::deserialize(serde::de::value::StringDeserializer::<D::Error>::new(text))
+            .map(|spec| DestinationSpec::Fixed(spec.0))
+    }
+}
+
+impl Serialize for DestinationSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -81,6 +147,19 @@ pub enum StudyLabel {
 }
 
 impl StudyLabel {
+    /// The label that opts in to the data of the attribute `keyword`, if one does.
+    pub fn of_keyword(keyword: &str) -> Option<StudyLabel> {
+        Some(match keyword {
+            "PatientName" => StudyLabel::PatientName,
+            "PatientID" => StudyLabel::PatientId,
+            "StudyID" => StudyLabel::StudyId,
+            "AccessionNumber" => StudyLabel::AccessionNumber,
+            "ModalitiesInStudy" => StudyLabel::Modality,
+            "StudyDate" => StudyLabel::StudyDate,
+            _ => return None,
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             StudyLabel::PatientName => "patient_name",
@@ -134,6 +213,31 @@ impl SendCheckOptions {
             }
             seen.push(*label);
         }
+        for (i, keyword) in self.compare_attributes.iter().enumerate() {
+            let refuse = |why| ModuleError::CompareAttribute {
+                keyword: keyword.clone(),
+                why,
+            };
+            match query::keyword(keyword) {
+                Err(_) => return Err(refuse("is not a DICOM keyword")),
+                Ok((_, VR::SQ)) => return Err(refuse("is a sequence; name an attribute")),
+                Ok((_, vr)) if !is_text(vr) => {
+                    return Err(refuse("is not text; only text attributes are compared"))
+                }
+                Ok(_) if NOT_COMPARED.contains(&keyword.as_str()) => {
+                    return Err(refuse(
+                        "is how the check finds and counts studies; it is not compared",
+                    ))
+                }
+                Ok(_) if self.compare_attributes[..i].contains(keyword) => {
+                    return Err(refuse("is listed twice"))
+                }
+                Ok(_) => {}
+            }
+        }
+        if self.max_series_detail_studies == 0 {
+            return Err(ModuleError::SeriesDetailStudies);
+        }
         Ok(())
     }
 
@@ -146,6 +250,24 @@ impl SendCheckOptions {
             "send_check.destination_dicom",
         )
     }
+}
+
+/// Attributes the check reads for itself: never in `compare_attributes`.
+const NOT_COMPARED: [&str; 5] = [
+    "QueryRetrieveLevel",
+    "StudyInstanceUID",
+    "NumberOfStudyRelatedInstances",
+    "SpecificCharacterSet",
+    "TimezoneOffsetFromUTC",
+];
+
+/// Whether values of `vr` are text, which the check can compare.
+fn is_text(vr: VR) -> bool {
+    use VR::*;
+    matches!(
+        vr,
+        AE | AS | CS | DA | DS | DT | IS | LO | LT | PN | SH | ST | TM | UC | UI | UR | UT
+    )
 }
 
 /// The longest lookback: a transfer check over more than a year of studies is a migration,
@@ -170,4 +292,8 @@ fn default_max_listed() -> usize {
 
 fn default_max_confirmations() -> usize {
     200
+}
+
+fn default_series_detail_studies() -> usize {
+    10
 }

@@ -62,7 +62,7 @@ pub(super) struct Found {
 }
 
 /// The keys of the hashes [`Found`] keeps UIDs as, drawn once per process.
-fn uid_key(uid: &str) -> u128 {
+pub(super) fn uid_key(uid: &str) -> u128 {
     static KEYS: std::sync::OnceLock<(RandomState, RandomState)> = std::sync::OnceLock::new();
     let (high, low) = KEYS.get_or_init(|| (RandomState::new(), RandomState::new()));
     (u128::from(high.hash_one(uid)) << 64) | u128::from(low.hash_one(uid))

@@ -11,13 +11,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use dicom_core::{Tag, VR};
+
+use super::attributes::Seen;
 use super::memory::ArchiveKey;
 use super::metrics::{Metrics, QueryKind};
 use crate::dicom::find::FindAnswer;
-use crate::dicom::study::{find_studies, StudyMatch, StudyQuery};
+use crate::dicom::study::{find_series, find_studies, SeriesMatch, StudyMatch, StudyQuery};
 use crate::dicom::{Association, Timings};
 use crate::prober::peer::{called_aet, establish, Remote};
-use crate::prober::{Failure, Peer, ProbeContext, Stage};
+use crate::prober::{Failure, Peer, ProbeContext, Reason, Stage};
 use crate::settings::DicomOptions;
 use crate::target::Target;
 
@@ -29,9 +32,11 @@ pub(super) struct Endpoint<'p> {
     pub peer: Peer,
     pub target: &'p Target,
     pub dicom: DicomOptions,
-    /// Whether its addresses are held to allowed_targets: only the source comes from the
-    /// request; the destination is the operator's config.
+    /// Whether its addresses are held to allowed_targets: the source and a destination named
+    /// by the request are; a destination named in the module is the operator's config.
     pub restricted: bool,
+    /// Attributes every study query asks for, to be compared (`compare_attributes`).
+    pub compare: &'p [(Tag, VR)],
 }
 
 impl Endpoint<'_> {
@@ -54,6 +59,8 @@ pub(super) struct Side<'a, 'p> {
     max_matches: usize,
     /// Whether the association can no longer be released (the exchange broke off).
     broken: bool,
+    /// What the destination's answers showed of the compared attributes.
+    seen: Seen,
 }
 
 impl<'a, 'p> Side<'a, 'p> {
@@ -73,7 +80,14 @@ impl<'a, 'p> Side<'a, 'p> {
             matches: 0,
             max_matches,
             broken: false,
+            seen: Seen::default(),
         })
+    }
+
+    /// What this side's answers showed of the compared attributes, study by study (recorded
+    /// on the destination's side only: the source's are kept with its studies).
+    pub fn seen(&self) -> &Seen {
+        &self.seen
     }
 
     /// A failure of this side, at its query stage.
@@ -114,17 +128,91 @@ impl<'a, 'p> Side<'a, 'p> {
             .inc();
         let start = Instant::now();
         let mut read = 0;
+        let query = StudyQuery {
+            compare: self.endpoint.compare,
+            ..*query
+        };
+        let record = self.endpoint.peer == Peer::Destination && !self.endpoint.compare.is_empty();
+        let seen = &mut self.seen;
         let answer = find_studies(
             &mut self.association,
-            query,
+            &query,
             self.message_id,
             self.max_matches,
-            &mut |m| {
+            &mut |mut m| {
                 read += 1;
+                if record {
+                    seen.record(&m.uid, std::mem::take(&mut m.compared));
+                }
                 on_match(m);
             },
         )
         .await;
+        self.account(read, start);
+        answer.map_err(|e| {
+            self.broken = true;
+            self.failure(Failure::from_dicom(&e, self.stage()))
+        })
+    }
+
+    /// The series of one study (`series_detail`), each match handed to `on_match`, by
+    /// `deadline`: a side that runs out of time is aborted at close (its exchange broke off).
+    pub async fn find_series(
+        &mut self,
+        ctx: &ProbeContext<'_>,
+        study_uid: &str,
+        deadline: Instant,
+        on_match: &mut (dyn FnMut(SeriesMatch) + Send),
+    ) -> Result<FindAnswer, Failure> {
+        ctx.enter_on(self.endpoint.peer, self.stage());
+        self.message_id = self.message_id.wrapping_add(1);
+        self.metrics
+            .queries
+            .with_label_values(&[self.endpoint.peer.as_str(), QueryKind::Series.as_str()])
+            .inc();
+        let start = Instant::now();
+        let mut read = 0;
+        let answer = tokio::time::timeout_at(
+            deadline,
+            find_series(
+                &mut self.association,
+                study_uid,
+                self.message_id,
+                self.max_matches,
+                &mut |m| {
+                    read += 1;
+                    on_match(m);
+                },
+            ),
+        )
+        .await;
+        self.account(read, start);
+        let stage = self.stage();
+        match answer {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => {
+                self.broken = true;
+                Err(self.failure(Failure::from_dicom(&e, stage)))
+            }
+            Err(_) => {
+                self.broken = true;
+                Err(self.failure(Failure::new(
+                    stage,
+                    Reason::Timeout,
+                    "no answer before the time left for series detail ran out",
+                )))
+            }
+        }
+    }
+
+    /// Whether the association still carries queries (none broke off).
+    pub fn usable(&self) -> bool {
+        !self.broken
+    }
+
+    /// Counts one query's matches and time into the side's gauges.
+    fn account(&mut self, read: usize, start: Instant) {
+        let peer = self.endpoint.peer.as_str();
         self.find_time += start.elapsed();
         self.matches += read;
         self.metrics
@@ -135,10 +223,6 @@ impl<'a, 'p> Side<'a, 'p> {
             .find_matches
             .with_label_values(&[peer])
             .set(self.matches as f64);
-        answer.map_err(|e| {
-            self.broken = true;
-            self.failure(Failure::from_dicom(&e, self.stage()))
-        })
     }
 
     /// Ends the association (see the module doc). `up` says whether this side did its part.
