@@ -32,6 +32,7 @@ const ALERTS: &[&str] = &[
     "PacsTransferCheckFailed",
     "PacsStudiesMissing",
     "PacsStudiesIncomplete",
+    "PacsStudiesMismatched",
     "PacsUnsentStudyTooOld",
     "PacsExporterDown",
     "PacsProbeScrapeFailing",
@@ -443,7 +444,7 @@ fn alertmanager_routes_every_severity_and_inhibits_only_real_alerts() {
         .iter()
         .map(|label| string(label, "group_by"))
         .collect();
-    assert_eq!(group_by, ["alertname", "instance"]);
+    assert_eq!(group_by, ["alertname", "instance", "destination"]);
     let matchers: Vec<&str> = array(&route["routes"], "routes")
         .iter()
         .flat_map(|r| array(&r["matchers"], "matchers").iter())
@@ -572,6 +573,25 @@ fn alertmanager_template_renders_the_shipped_example_page() {
         "severity: critical",
         "1.2.826.0.1.3680043.2.1125.3 (missing), 1.2.826.0.1.3680043.2.1125.9 (incomplete)",
         "The check cannot run now (on the destination side)",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+    }
+    // A route's alert names its destination, in the subject and in the body.
+    let output = run_ok(
+        &amtool(),
+        &[
+            "template",
+            "render",
+            "--template.glob=deploy/alertmanager/pacs.tmpl",
+            "--template.data=deploy/alertmanager/example-alerts-route.json",
+            "--template.text={{ template \"pacs.subject\" . }}\n{{ template \"pacs.text\" . }}",
+        ],
+    );
+    let text = String::from_utf8(output.stdout).expect("UTF-8 rendering");
+    for expected in [
+        "[FIRING 1] PacsStudiesMismatched CT1@ct1.hospital.example:104 → ARCHIVE@pacs2.hospital.example:104",
+        "PACS (target): CT1@ct1.hospital.example:104   destination: ARCHIVE@pacs2.hospital.example:104",
+        "Mismatched (StudyInstanceUID): 1.2.826.0.1.3680043.2.1125.5.",
     ] {
         assert!(text.contains(expected), "no {expected:?} in:\n{text}");
     }
@@ -720,8 +740,11 @@ fn grafana_dashboard_is_well_formed() {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
+            // `$1` is label_replace's capture group, which Grafana leaves as it is (no
+            // variable is named by digits).
+            let capture = !name.is_empty() && name.chars().all(|c| c.is_ascii_digit());
             assert!(
-                name.starts_with("__") || variables.contains(&name.as_str()),
+                capture || name.starts_with("__") || variables.contains(&name.as_str()),
                 "{what} uses the undefined variable ${name}"
             );
         }

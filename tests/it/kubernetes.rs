@@ -90,6 +90,8 @@ fn manifests_pass_kubernetes_and_crd_schemas() {
         "monitoring.coreos.com/v1 Probe/pacs-echo\n",
         "monitoring.coreos.com/v1 Probe/pacs-find",
         "monitoring.coreos.com/v1 Probe/pacs-send-check",
+        "monitoring.coreos.com/v1 Probe/pacs-routes-archive",
+        "monitoring.coreos.com/v1 Probe/pacs-routes-dr",
         "monitoring.coreos.com/v1 Probe/pacs-echo-ingress",
         "monitoring.coreos.com/v1 PrometheusRule/pacs-exporter",
     ] {
@@ -291,8 +293,10 @@ fn probes_keep_instance_as_the_pacs_and_ask_for_a_module() {
     }
     assert_eq!(
         probed_modules,
-        ["echo", "find", "send_check"].map(String::from).into(),
-        "echo, find and send_check are probed"
+        ["echo", "find", "route", "send_check"]
+            .map(String::from)
+            .into(),
+        "echo, find, send_check and its routes are probed"
     );
     assert_eq!(
         kinds_of_targets,
@@ -432,5 +436,44 @@ fn manifests_name_only_example_or_loopback_hosts() {
     assert_eq!(
         host_names("image: quay.example/x:1\n- ORTHANC@pacs.hospital.org:104 http://a.b.c/"),
         ["pacs.hospital.org", "a.b.c", "quay.example"]
+    );
+}
+
+/// A Probe of module `route` gives its targets a `destination` label and sends it as the
+/// `destination` parameter, as prometheus-example.yml's pacs_routes job does.
+#[test]
+fn route_probes_send_their_destination() {
+    let routes: Vec<(PathBuf, Value)> = objects_of_kind("Probe")
+        .into_iter()
+        .filter(|(_, probe)| probe["spec"]["module"] == "route")
+        .collect();
+    assert!(routes.len() >= 2, "one Probe per destination: {routes:?}");
+    let mut destinations = BTreeSet::new();
+    for (file, probe) in &routes {
+        let name = format!("{}: {}", file.display(), probe["metadata"]["name"]);
+        let statics = &probe["spec"]["targets"]["staticConfig"];
+        let destination = statics["labels"]["destination"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no destination label"));
+        assert!(
+            pacs_exporter::target::Target::parse(destination).is_ok(),
+            "{name}: {destination}"
+        );
+        destinations.insert(destination.to_string());
+        let sends = statics["relabelingConfigs"]
+            .as_array()
+            .expect("relabelingConfigs")
+            .iter()
+            .any(|r| {
+                r["sourceLabels"] == serde_json::json!(["destination"])
+                    && r["targetLabel"] == "__param_destination"
+            });
+        assert!(sends, "{name}: the destination label is not sent");
+        assert_eq!(probe["spec"]["jobName"], "pacs_routes", "{name}");
+    }
+    assert_eq!(
+        destinations.len(),
+        routes.len(),
+        "one Probe per destination"
     );
 }

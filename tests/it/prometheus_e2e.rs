@@ -12,9 +12,11 @@ use crate::repo;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use pacs_exporter::target::Target;
 use serde_json::{json, Value};
 use testkit::metrics::{EXPORTER_METRICS, FIND_TLS_AND_PER_STUDY};
 use testkit::peers::{free_port, Orthanc};
@@ -147,16 +149,21 @@ fn modules_config(destination: &str) -> String {
 /// What the test needs to know about the Prometheus config it built.
 struct PromConfig {
     text: String,
-    /// (job, scrape timeout in seconds) of every /probe job.
+    /// (job, scrape timeout in seconds) of every /probe job with static targets.
     probe_jobs: Vec<(String, f64)>,
+    /// The /probe jobs whose targets come from files (routes): `live` to `live` and `live` to
+    /// `dead`.
+    route_jobs: Vec<String>,
     /// The job scraping the exporter's own /metrics.
     exporter_job: String,
 }
 
 /// prometheus-example.yml, rewritten for this machine: the exporter's address, the targets
-/// (`live` and `dead` in every probe job), 1 s intervals (2 s where the example gives a job its
-/// own), and absolute rule file paths plus the migration rules. Relabeling is left as shipped.
-fn prometheus_config(exporter: &str, live: &str, dead: &str) -> PromConfig {
+/// (`live` and `dead` in every probe job with static targets; a file of two routes from `live`,
+/// to `live` and to `dead`, written in `dir`, for a job whose targets come from files), 1 s
+/// intervals (2 s where the example gives a job its own), and absolute rule file paths plus
+/// the migration rules. Relabeling is left as shipped.
+fn prometheus_config(exporter: &str, live: &str, dead: &str, dir: &Path) -> PromConfig {
     let path = repo().join("prometheus-example.yml");
     let text = fs::read_to_string(&path).expect("read prometheus-example.yml");
     let mut config: Value = yaml_serde::from_str(&text).expect("prometheus-example.yml is YAML");
@@ -191,6 +198,7 @@ fn prometheus_config(exporter: &str, live: &str, dead: &str) -> PromConfig {
 
     let global_timeout = seconds(&config["global"]["scrape_timeout"]);
     let mut probe_jobs = Vec::new();
+    let mut route_jobs = Vec::new();
     let mut exporter_job = None;
     for job in config["scrape_configs"]
         .as_array_mut()
@@ -201,7 +209,21 @@ fn prometheus_config(exporter: &str, live: &str, dead: &str) -> PromConfig {
             job["scrape_interval"] = json!("2s");
             job["scrape_timeout"] = json!("2s");
         }
-        if job["metrics_path"] == "/probe" {
+        if job["metrics_path"] == "/probe" && job.get("file_sd_configs").is_some() {
+            for file_sd in job["file_sd_configs"].as_array().expect("file_sd_configs") {
+                for file in file_sd["files"].as_array().expect("files") {
+                    check_routes_file(&repo().join(file.as_str().expect("a file path")));
+                }
+            }
+            let routes = dir.join(format!("{name}.yml"));
+            let targets = json!([
+                { "targets": [live], "labels": { "destination": live } },
+                { "targets": [live], "labels": { "destination": dead } },
+            ]);
+            fs::write(&routes, targets.to_string()).expect("write the routes file");
+            job["file_sd_configs"] = json!([{ "files": [routes] }]);
+            route_jobs.push(name);
+        } else if job["metrics_path"] == "/probe" {
             for static_config in job["static_configs"]
                 .as_array_mut()
                 .expect("static_configs")
@@ -222,7 +244,27 @@ fn prometheus_config(exporter: &str, live: &str, dead: &str) -> PromConfig {
     PromConfig {
         text,
         probe_jobs,
+        route_jobs,
         exporter_job: exporter_job.expect("a job scraping the exporter's /metrics"),
+    }
+}
+
+/// The example's targets file: entries of sources, each with the `destination` of its route,
+/// all written as the exporter reads them.
+fn check_routes_file(path: &Path) {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let entries: Value = yaml_serde::from_str(&text).expect("the routes file is YAML");
+    let entries = entries.as_array().expect("a list of target groups");
+    assert!(!entries.is_empty(), "{}: no routes", path.display());
+    for entry in entries {
+        let destination = entry["labels"]["destination"]
+            .as_str()
+            .expect("a destination");
+        assert!(Target::parse(destination).is_ok(), "{destination}");
+        for target in entry["targets"].as_array().expect("targets") {
+            let target = target.as_str().expect("a target");
+            assert!(Target::parse(target).is_ok(), "{target}");
+        }
     }
 }
 
@@ -263,7 +305,7 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
     wait_ready(&mut exporter, exporter_port, WAIT);
 
     // Prometheus, on the example config.
-    let config = prometheus_config(&exporter_address, &live, &dead);
+    let config = prometheus_config(&exporter_address, &live, &dead, dir.path());
     let prometheus = Prometheus::start(&config.text, dir.path(), &[]);
     let api = Api {
         port: prometheus.port,
@@ -274,6 +316,34 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
         2,
         "expected pacs_echo and pacs_send_check"
     );
+    assert_eq!(config.route_jobs, ["pacs_routes"], "expected pacs_routes");
+
+    // Routes: one source to two destinations, told apart by their `destination` label, each
+    // with its own verdict.
+    let routes = &config.route_jobs[0];
+    let by_destination = |samples: &[(Value, f64)], destination: &str| {
+        samples
+            .iter()
+            .find(|(labels, _)| labels["destination"] == destination)
+            .map(|(labels, value)| {
+                assert_eq!(labels["instance"], live.as_str(), "{samples:?}");
+                *value
+            })
+            .unwrap_or_else(|| panic!("no sample for destination {destination}: {samples:?}"))
+    };
+    let success = api.wait_samples(&format!("probe_success{{job=\"{routes}\"}}"), 2);
+    assert_eq!(by_destination(&success, &live), 1.0, "{success:?}");
+    assert_eq!(by_destination(&success, &dead), 0.0, "{success:?}");
+    let failures = api.wait_samples(&format!("probe_failure_info{{job=\"{routes}\"}}"), 1);
+    let (labels, _) = &failures[0];
+    assert_eq!(labels["destination"], dead.as_str(), "{failures:?}");
+    assert_eq!(
+        (&labels["peer"], &labels["stage"], &labels["reason"]),
+        (&json!("destination"), &json!("connect"), &json!("refused")),
+        "{failures:?}"
+    );
+    let missing = api.wait_samples(&format!("pacs_studies_missing{{job=\"{routes}\"}}"), 1);
+    assert_eq!(by_destination(&missing, &live), 0.0, "{missing:?}");
 
     for (job, scrape_timeout) in &config.probe_jobs {
         // Relabeling: one series per target, `instance` = the target, scraped from the exporter.
@@ -313,7 +383,7 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
 
     // The transfer check ran against Orthanc (empty, compared with itself): nothing unsent.
     // The check of the dead PACS could not run: it has no verdict, not a 0.
-    let missing = api.wait_samples("pacs_studies_missing", 1);
+    let missing = api.wait_samples("pacs_studies_missing{job=\"pacs_send_check\"}", 1);
     assert_eq!(value_of(&missing, &live), 0.0, "{missing:?}");
     assert_eq!(
         missing.len(),
@@ -360,19 +430,32 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
 
     // The dead PACS: PacsDown and PacsTransferCheckFailed pending (their `for` has not passed),
     // nothing about the live one; the annotation names the failure's stage and reason.
-    let expected: BTreeSet<(String, String)> = [
-        ("PacsDown".to_string(), dead.clone()),
-        ("PacsTransferCheckFailed".to_string(), dead.clone()),
+    let expected: BTreeSet<(String, String, String)> = [
+        ("PacsDown".to_string(), dead.clone(), String::new()),
+        (
+            "PacsTransferCheckFailed".to_string(),
+            dead.clone(),
+            String::new(),
+        ),
+        (
+            "PacsTransferCheckFailed".to_string(),
+            live.clone(),
+            dead.clone(),
+        ),
     ]
     .into();
     let alerts = wait_for("the dead PACS' alerts", |last| {
         let alerts = api.get("alerts").ok()?["alerts"].as_array()?.clone();
-        let seen: BTreeSet<(String, String)> = alerts
+        let seen: BTreeSet<(String, String, String)> = alerts
             .iter()
             .map(|a| {
                 (
                     a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
                     a["labels"]["instance"].as_str().unwrap_or("").to_string(),
+                    a["labels"]["destination"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
                 )
             })
             .collect();
@@ -390,7 +473,7 @@ fn prometheus_scrapes_the_exporter_through_the_shipped_config() {
     }
 
     // The migration rules: the old name for the live check, none for the failed one.
-    let old = api.wait_samples("count_not_sended_study", 1);
+    let old = api.wait_samples("count_not_sended_study{job=\"pacs_send_check\"}", 1);
     assert_eq!(value_of(&old, &live), 0.0, "{old:?}");
 
     api.alive();
