@@ -223,7 +223,7 @@ fn invalid_modules_name_the_module_and_the_key() {
             "    prober: send_check\n    send_check:\n      destination: A@127.0.0.1:104\n{extra}"
         ))
     };
-    let cases: [(String, &str, Check); 16] = [
+    let cases: [(String, &str, Check); 18] = [
         (
             String::new(),
             "modules: no module is defined; a config needs at least one",
@@ -295,6 +295,19 @@ fn invalid_modules_name_the_module_and_the_key() {
             send_check("      compare_attributes: [PatientID, PatientID]\n"),
             "modules.m.send_check.compare_attributes: \"PatientID\" is listed twice",
             |e| in_module(e, "m", |m| matches!(m, M::CompareAttribute { .. })),
+        ),
+        (
+            send_check("      compare_attributes: [ModalitiesInStudy]\n"),
+            "modules.m.send_check.compare_attributes: \"ModalitiesInStudy\" is computed by each \
+             archive from the instances it holds (an incomplete study differs in it); it is not \
+             compared",
+            |e| in_module(e, "m", |m| matches!(m, M::CompareAttribute { .. })),
+        ),
+        (
+            send_check("      series_detail: true\n      compare_instances: false\n"),
+            "modules.m.send_check.series_detail: needs compare_instances (series are looked \
+             into for studies the instance counts show incomplete)",
+            |e| in_module(e, "m", |m| matches!(m, M::SeriesDetailWithoutCounts)),
         ),
         (
             send_check("      max_series_detail_studies: 0\n"),

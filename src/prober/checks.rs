@@ -80,6 +80,11 @@ pub enum ModuleError {
     CompareAttribute { keyword: String, why: &'static str },
     #[error("send_check.max_series_detail_studies: must be greater than 0")]
     SeriesDetailStudies,
+    #[error(
+        "send_check.series_detail: needs compare_instances (series are looked into for studies \
+         the instance counts show incomplete)"
+    )]
+    SeriesDetailWithoutCounts,
     /// A `tls` block whose files cannot be read or do not go together; `block` is `dicom` or
     /// `send_check.destination_dicom`.
     #[error("{block}.tls.{}{source}", .source.key())]

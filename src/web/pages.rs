@@ -64,7 +64,8 @@ form {{ margin: 0.5em 0 1em; }}
     ))
 }
 
-/// The form that runs one debug probe: a module and a target.
+/// The form that runs one debug probe: a module, a target and, for a route, a destination
+/// (left empty otherwise: an empty parameter is no parameter).
 fn probe_form(config: &Config, example_target: Option<&str>) -> String {
     let options: String = config
         .modules
@@ -78,7 +79,9 @@ fn probe_form(config: &Config, example_target: Option<&str>) -> String {
         "<form id=\"probe\" action=\"probe\" method=\"get\">\
          <label>Module <select name=\"module\">{options}</select></label> \
          <label>Target <input name=\"target\" size=\"40\" placeholder=\"AET@host:port\" \
-         value=\"{target}\" required></label>\
+         value=\"{target}\" required></label> \
+         <label>Destination <input name=\"destination\" size=\"40\" \
+         placeholder=\"routes only (destination: from_request)\"></label>\
          <input type=\"hidden\" name=\"debug\" value=\"true\"> \
          <button type=\"submit\">Probe</button></form>\n",
         target = html_escape(example_target.unwrap_or_default()),
@@ -96,7 +99,12 @@ fn modules_table(config: &Config, example_target: Option<&str>) -> String {
                 .send_check()
                 .map(|check| check.destination.to_string())
                 .unwrap_or_default();
+            // A route's destination is the request's: no link can name one.
+            let route = module
+                .send_check()
+                .is_some_and(|check| check.destination.fixed().is_none());
             let example = match example_target {
+                Some(_) if route => "<td>give a destination in the form</td>".to_string(),
                 Some(target) => {
                     let query: String = form_urlencoded::Serializer::new(String::new())
                         .append_pair("module", name)

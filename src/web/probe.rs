@@ -80,7 +80,8 @@ impl ProbeParams {
         Ok(ProbeParams {
             target,
             module,
-            destination: seen.remove("destination"),
+            // An empty destination is none (the landing page's form sends one).
+            destination: seen.remove("destination").filter(|d| !d.is_empty()),
             debug,
         })
     }
@@ -430,6 +431,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(route.destination.as_deref(), Some("AR@ar.example:11112"));
+        let form = ProbeParams::parse("target=x&module=echo&destination=&debug=true").unwrap();
+        assert_eq!(form.destination, None);
         assert!(
             ProbeParams::parse("target=x&module=echo&debug=true")
                 .unwrap()

@@ -112,6 +112,14 @@ impl Answer {
             .unwrap_or_else(|| panic!("no series {series} in:\n{}", self.body))
     }
 
+    /// (StudyInstanceUID, state) of every `pacs_study_unsent` series.
+    pub fn unsent(&self) -> std::collections::BTreeSet<(String, String)> {
+        self.series("pacs_study_unsent")
+            .into_iter()
+            .map(|l| (l["study_instance_uid"].clone(), l["state"].clone()))
+            .collect()
+    }
+
     /// The names of every series family in the answer, sorted.
     pub fn families(&self) -> Vec<String> {
         let mut names: Vec<String> = self

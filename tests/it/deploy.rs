@@ -557,17 +557,20 @@ fn alertmanager_template_renders_a_notification() {
 /// the studies to resend and why the check cannot run.
 #[test]
 fn alertmanager_template_renders_the_shipped_example_page() {
-    let output = run_ok(
-        &amtool(),
-        &[
-            "template",
-            "render",
-            "--template.glob=deploy/alertmanager/pacs.tmpl",
-            "--template.data=deploy/alertmanager/example-alerts.json",
-            "--template.text={{ template \"pacs.subject\" . }}\n{{ template \"pacs.text\" . }}",
-        ],
-    );
-    let text = String::from_utf8(output.stdout).expect("UTF-8 rendering");
+    let render = |data: &str| {
+        let output = run_ok(
+            &amtool(),
+            &[
+                "template",
+                "render",
+                "--template.glob=deploy/alertmanager/pacs.tmpl",
+                &format!("--template.data=deploy/alertmanager/{data}"),
+                "--template.text={{ template \"pacs.subject\" . }}\n{{ template \"pacs.text\" . }}",
+            ],
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 rendering")
+    };
+    let text = render("example-alerts.json");
     for expected in [
         "[FIRING 1] PacsUnsentStudyTooOld CT1@ct1.hospital.example:104",
         "severity: critical",
@@ -577,17 +580,7 @@ fn alertmanager_template_renders_the_shipped_example_page() {
         assert!(text.contains(expected), "no {expected:?} in:\n{text}");
     }
     // A route's alert names its destination, in the subject and in the body.
-    let output = run_ok(
-        &amtool(),
-        &[
-            "template",
-            "render",
-            "--template.glob=deploy/alertmanager/pacs.tmpl",
-            "--template.data=deploy/alertmanager/example-alerts-route.json",
-            "--template.text={{ template \"pacs.subject\" . }}\n{{ template \"pacs.text\" . }}",
-        ],
-    );
-    let text = String::from_utf8(output.stdout).expect("UTF-8 rendering");
+    let text = render("example-alerts-route.json");
     for expected in [
         "[FIRING 1] PacsStudiesMismatched CT1@ct1.hospital.example:104 → ARCHIVE@pacs2.hospital.example:104",
         "PACS (target): CT1@ct1.hospital.example:104   destination: ARCHIVE@pacs2.hospital.example:104",

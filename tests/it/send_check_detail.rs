@@ -36,15 +36,6 @@ async fn debug_probe(module: &SendCheck, target: &str) -> Answer {
         .await
 }
 
-/// (UID, state) of every `pacs_study_unsent` series.
-fn unsent(answer: &Answer) -> BTreeSet<(String, String)> {
-    answer
-        .series("pacs_study_unsent")
-        .into_iter()
-        .map(|l| (l["study_instance_uid"].clone(), l["state"].clone()))
-        .collect()
-}
-
 fn pair(study: &Study, state: &str) -> (String, String) {
     (study.study_instance_uid.clone(), state.to_string())
 }
@@ -124,7 +115,7 @@ async fn studies_refiled_on_the_destination_are_mismatched() {
             "{strategy}: {}",
             answer.body
         );
-        assert_eq!(unsent(&answer), expected, "{strategy}");
+        assert_eq!(answer.unsent(), expected, "{strategy}");
         assert_eq!(answer.metric("pacs_studies_mismatched"), 4.0, "{strategy}");
         assert_eq!(
             answer.metric("pacs_studies_incomplete"),
@@ -360,7 +351,7 @@ async fn series_detail_on_dcmqrscp_finds_studies_missing_a_series() {
     for study in no_third.iter().chain(&mixed) {
         expected.insert(pair(study, "incomplete"));
     }
-    assert_eq!(unsent(&answer), expected);
+    assert_eq!(answer.unsent(), expected);
     assert_eq!(
         answer.metric("pacs_series_missing"),
         (no_third.len() + mixed.len()) as f64
@@ -368,18 +359,23 @@ async fn series_detail_on_dcmqrscp_finds_studies_missing_a_series() {
     assert_eq!(answer.metric("pacs_series_incomplete"), 0.0);
 }
 
-/// `/probe?module=route&target=…&destination=…` for `exporter`.
-async fn route(exporter: &Exporter, target: &str, destination: &str) -> Answer {
+/// `/probe?module=…&target=…&destination=…` for `exporter`.
+async fn probe_to(exporter: &Exporter, module: &str, target: &str, destination: &str) -> Answer {
     exporter
         .get(
             &format!(
-                "/probe?module=route&target={}&destination={}",
+                "/probe?module={module}&target={}&destination={}",
                 target.replace('@', "%40"),
                 destination.replace('@', "%40")
             ),
             &[("X-Prometheus-Scrape-Timeout-Seconds", "30")],
         )
         .await
+}
+
+/// `/probe?module=route&target=…&destination=…` for `exporter`.
+async fn route(exporter: &Exporter, target: &str, destination: &str) -> Answer {
+    probe_to(exporter, "route", target, destination).await
 }
 
 /// One modality, two archives: a module with `destination: from_request` checks each route
@@ -438,28 +434,16 @@ async fn routes_take_their_destination_from_the_request() {
         400,
         "invalid destination",
     );
-    let answer = exporter
-        .get(
-            &format!(
-                "/probe?module=echo&target={}&destination={}",
-                target.replace('@', "%40"),
-                to_archive.replace('@', "%40")
-            ),
-            &[],
-        )
-        .await;
-    refused(&answer, 400, "module \"echo\" does not take a destination");
-    let answer = exporter
-        .get(
-            &format!(
-                "/probe?module=check&target={}&destination={}",
-                target.replace('@', "%40"),
-                to_recovery.replace('@', "%40")
-            ),
-            &[],
-        )
-        .await;
-    refused(&answer, 400, "module \"check\" does not take a destination");
+    refused(
+        &probe_to(&exporter, "echo", &target, &to_archive).await,
+        400,
+        "module \"echo\" does not take a destination",
+    );
+    refused(
+        &probe_to(&exporter, "check", &target, &to_recovery).await,
+        400,
+        "module \"check\" does not take a destination",
+    );
 
     // The landing page shows each route's destination; /logs finds a route's latest probe.
     let page = exporter.get("/", &[]).await.body;

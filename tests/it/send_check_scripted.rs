@@ -290,15 +290,6 @@ async fn probe_with(exporter: &Exporter, source: &ScriptedPeer) -> Answer {
     answer.within(SCRAPE_TIMEOUT)
 }
 
-/// (UID, state) of every reported study.
-fn unsent(answer: &Answer) -> BTreeSet<(String, String)> {
-    answer
-        .series("pacs_study_unsent")
-        .into_iter()
-        .map(|l| (l["study_instance_uid"].clone(), l["state"].clone()))
-        .collect()
-}
-
 fn expect(missing: &[&str], incomplete: &[&str]) -> BTreeSet<(String, String)> {
     missing
         .iter()
@@ -327,7 +318,7 @@ fn assert_verdict(
         answer.body
     );
     assert_eq!(
-        unsent(answer),
+        answer.unsent(),
         expect(missing, incomplete),
         "{context}: {}",
         answer.body
@@ -380,7 +371,7 @@ async fn auto_against(lists: Lists, date_cap: Option<usize>) -> (Answer, Asked) 
         answer.body
     );
     assert_eq!(
-        unsent(&answer),
+        answer.unsent(),
         expect(&MISSING, &INCOMPLETE),
         "{lists:?}: {}",
         answer.body
@@ -456,7 +447,7 @@ async fn a_transient_list_failure_is_not_remembered() {
     let exporter = exporter(&destination, "auto", "");
     let first = probe_with(&exporter, &source).await;
     assert_eq!(
-        unsent(&first),
+        first.unsent(),
         expect(&MISSING, &INCOMPLETE),
         "{}",
         first.body
@@ -469,7 +460,7 @@ async fn a_transient_list_failure_is_not_remembered() {
     );
     assert_eq!(queries(&first, "destination", "uid"), 0, "{}", first.body);
     let second = probe_with(&exporter, &source).await;
-    assert_eq!(unsent(&second), expect(&MISSING, &INCOMPLETE));
+    assert_eq!(second.unsent(), expect(&MISSING, &INCOMPLETE));
     assert_eq!(
         queries(&second, "destination", "uid_list"),
         1,
@@ -509,7 +500,7 @@ async fn no_instance_counts_means_no_incomplete_verdicts() {
         .await;
         let answer = probe(&source, &destination, "auto", "").await;
         assert_eq!(
-            unsent(&answer),
+            answer.unsent(),
             expect(&MISSING, &[]),
             "{lists:?}: {}",
             answer.body
@@ -577,7 +568,7 @@ async fn broken_list_matching_is_remembered() {
         first.body
     );
     let second = probe_with(&exporter, &source).await;
-    assert_eq!(unsent(&second), expect(&MISSING, &INCOMPLETE));
+    assert_eq!(second.unsent(), expect(&MISSING, &INCOMPLETE));
     assert_eq!(
         queries(&second, "destination", "uid_list"),
         0,
@@ -597,7 +588,7 @@ async fn literal_strategies_are_literal() {
     let destination = Archive::new(held).start().await;
     for strategy in ["uid_list", "per_study"] {
         let answer = probe(&source, &destination, strategy, "").await;
-        assert_eq!(unsent(&answer), expect(&MISSING, &INCOMPLETE), "{strategy}");
+        assert_eq!(answer.unsent(), expect(&MISSING, &INCOMPLETE), "{strategy}");
     }
     let answer = probe(&source, &destination, "uid_list", "").await;
     assert_eq!(
@@ -611,7 +602,7 @@ async fn literal_strategies_are_literal() {
     assert_eq!(queries(&answer, "destination", "uid"), 10);
     let answer = probe(&source, &destination, "date_range", "").await;
     let moved = ["1.2.826.0.1.0", "1.2.826.0.1.1", MISSING[0], MISSING[1]];
-    assert_eq!(unsent(&answer), expect(&moved, &INCOMPLETE));
+    assert_eq!(answer.unsent(), expect(&moved, &INCOMPLETE));
 }
 
 /// A source that never answers A-RELEASE-RQ costs at most the release wait: the destination
@@ -630,7 +621,7 @@ async fn a_source_that_ignores_release_does_not_hide_the_destination() {
     assert_eq!(answer.metric("probe_success"), 1.0, "{}", answer.body);
     assert_eq!(answer.metric("pacs_peer_up{peer=\"source\"}"), 1.0);
     assert_eq!(answer.metric("pacs_peer_up{peer=\"destination\"}"), 1.0);
-    assert_eq!(unsent(&answer), expect(&MISSING, &INCOMPLETE));
+    assert_eq!(answer.unsent(), expect(&MISSING, &INCOMPLETE));
 }
 
 /// A failing side is named, and the healthy side is still reported up.

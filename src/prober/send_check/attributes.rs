@@ -10,7 +10,9 @@
 //!   suffix) after decoding, trailing empty components dropped (`DOE^JOHN` is `DOE^JOHN^^^`);
 //!   a group of representations (alphabetic, ideographic, phonetic) is compared only where both
 //!   sides have it;
-//! - dates (DA) are compared as dates (`20261204` is `2026.12.04`);
+//! - dates (DA), times (TM) and numbers (DS, IS) are compared as what they mean (`20261204` is
+//!   `2026.12.04`, `101500` is `101500.000`, `1.50` is `1.5`);
+//! - several values are compared as a set, in any order;
 //! - with `compare_ignore_case`, letter case does not count.
 //!
 //! What the destination showed of its studies is kept in [`Seen`], whatever query showed it.
@@ -21,7 +23,7 @@ use dicom_core::{Tag, VR};
 
 use super::plan::uid_key;
 use crate::dicom::query;
-use crate::dicom::study::parse_date;
+use crate::dicom::study::{parse_date, parse_time};
 
 /// The attributes a module compares, in its order: keyword, tag and VR.
 #[derive(Clone, Debug, Default)]
@@ -90,21 +92,25 @@ pub(super) fn differ(
             })
             .collect()
     };
-    let (here, there) = (values(here), values(there));
+    let (mut here, mut there) = (values(here), values(there));
     if here.iter().all(String::is_empty) || there.iter().all(String::is_empty) {
         return None;
     }
     if here.len() != there.len() {
         return Some(true);
     }
+    // Several values are a set: archives keep them in their own order.
+    if here.len() > 1 {
+        here.sort();
+        there.sort();
+    }
     let mut known = false;
     for (a, b) in here.iter().zip(&there) {
         let same = match vr {
             VR::PN => person_names_match(a, b),
-            VR::DA => match (parse_date(a), parse_date(b)) {
-                (Some(a), Some(b)) => Some(a == b),
-                _ => Some(a == b),
-            },
+            VR::DA => same_when_read(a, b, parse_date),
+            VR::TM => same_when_read(a, b, parse_time),
+            VR::DS | VR::IS => same_when_read(a, b, |n| n.parse::<f64>().ok()),
             _ => Some(a == b),
         };
         match same {
@@ -114,6 +120,19 @@ pub(super) fn differ(
         }
     }
     known.then_some(false)
+}
+
+/// Whether two values are the same once read by `read` (a date, a time, a number); as text
+/// when either cannot be read.
+fn same_when_read<T: PartialEq>(
+    a: &str,
+    b: &str,
+    read: impl Fn(&str) -> Option<T>,
+) -> Option<bool> {
+    match (read(a), read(b)) {
+        (Some(x), Some(y)) => Some(x == y),
+        _ => Some(a == b),
+    }
 }
 
 /// Whether two person names match, group by group where both have the group; `None` when no

@@ -261,7 +261,8 @@ pub(super) fn sort_out(mut studies: Vec<Study>, window: &Window) -> Sorted {
 }
 
 /// Keeps one study per UID, the first: a repeated UID adds its instance count to it (unknown
-/// if either is), as the source holds both. Returns how many were merged away.
+/// if either is), as the source holds both; its compared values are unknown unless every
+/// copy has the same. Returns how many were merged away.
 fn merge_duplicates(studies: &mut Vec<Study>) -> usize {
     // Which earlier study each repeat belongs to, found without copying a UID.
     let repeats: Vec<(usize, usize)> = {
@@ -281,8 +282,17 @@ fn merge_duplicates(studies: &mut Vec<Study>) -> usize {
     };
     for &(repeat, first) in &repeats {
         let count = studies.get(repeat).and_then(|s| s.instances);
+        let compared = studies
+            .get_mut(repeat)
+            .map(|s| std::mem::take(&mut s.compared))
+            .unwrap_or_default();
         if let Some(kept) = studies.get_mut(first) {
             kept.instances = kept.instances.zip(count).map(|(a, b)| a.saturating_add(b));
+            // A study the source itself holds under two sets of values has no one value to
+            // compare: unknown, never a mismatch.
+            if kept.compared != compared {
+                kept.compared = Box::default();
+            }
         }
     }
     if !repeats.is_empty() {
@@ -342,6 +352,8 @@ pub(super) struct Verdict<'a> {
     /// Held studies whose completeness the instance counts cannot tell (one side reports
     /// none), oldest first: series detail may still find them incomplete.
     pub unproven: Vec<&'a Study>,
+    /// Mismatched studies also held short, oldest first: not whole either.
+    pub mismatched_short: Vec<&'a Study>,
 }
 
 impl<'a> Verdict<'a> {
@@ -398,6 +410,9 @@ pub(super) fn compare<'a>(
             verdict.mismatched += 1;
             verdict.unsent.push((study, State::Mismatched));
             verdict.differences.push((study, differences));
+            if short.is_some() {
+                verdict.mismatched_short.push(study);
+            }
         } else if short.is_some() {
             verdict.incomplete += 1;
             verdict.unsent.push((study, State::Incomplete));
@@ -468,6 +483,10 @@ mod tests {
 
     fn uids(studies: &[Study]) -> Vec<&str> {
         studies.iter().map(Study::uid).collect()
+    }
+
+    fn uids_of<'a>(studies: &[&'a Study]) -> Vec<&'a str> {
+        studies.iter().map(|s| s.uid()).collect()
     }
 
     #[test]
@@ -643,6 +662,7 @@ mod tests {
             (1, 2, 1)
         );
         assert_eq!(verdict.instances_missing, 3 + 1 + 1);
+        assert_eq!(uids_of(&verdict.mismatched_short), ["c"]);
         assert_eq!(
             verdict.differences[0].1,
             [Difference {

@@ -178,10 +178,13 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
     let found = match found {
         Ok(found) => found,
         Err(failure) => {
-            if let Some(source) = source {
-                source.close(ctx, true).await;
-            }
-            return destination.close_with(ctx, Err(failure)).await;
+            // Both at once: neither waits on the other's release near the deadline.
+            let source = async {
+                if let Some(source) = source {
+                    source.close(ctx, true).await;
+                }
+            };
+            return tokio::join!(source, destination.close_with(ctx, Err(failure))).1;
         }
     };
     let attributes = (!compared.is_empty()).then(|| compare::Attributes {
@@ -196,12 +199,14 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
     );
     let detail = match source {
         Some(mut source) => {
-            // The incomplete studies first, then held ones whose counts tell nothing.
+            // The incomplete studies first (mismatched ones held short too), then held ones
+            // whose counts tell nothing.
             let incomplete: Vec<&Study> = verdict
                 .unsent
                 .iter()
                 .filter(|(_, state)| *state == State::Incomplete)
                 .map(|(study, _)| *study)
+                .chain(verdict.mismatched_short.iter().copied())
                 .chain(verdict.unproven.iter().copied())
                 .take(options.max_series_detail_studies)
                 .collect();
@@ -371,11 +376,18 @@ fn report(
     metrics
         .instances_missing
         .set(verdict.instances_missing as f64);
-    // Mismatched studies arrived (under other values): they have an alert of their own.
+    // Mismatched studies arrived (under other values) and have an alert of their own, unless
+    // they are also held short.
     let oldest = verdict
         .unsent
         .iter()
-        .find(|(_, state)| *state != State::Mismatched)
+        .find(|(study, state)| {
+            *state != State::Mismatched
+                || verdict
+                    .mismatched_short
+                    .iter()
+                    .any(|s| s.uid() == study.uid())
+        })
         .map_or(0.0, |(s, _)| s.age(now));
     metrics.oldest_unsent_age.set(oldest);
     let truncated = verdict.unsent.len() > options.max_listed_studies;

@@ -229,6 +229,12 @@ impl SendCheckOptions {
                         "is how the check finds and counts studies; it is not compared",
                     ))
                 }
+                Ok(_) if COMPUTED.contains(&keyword.as_str()) => {
+                    return Err(refuse(
+                        "is computed by each archive from the instances it holds (an incomplete \
+                         study differs in it); it is not compared",
+                    ))
+                }
                 Ok(_) if self.compare_attributes[..i].contains(keyword) => {
                     return Err(refuse("is listed twice"))
                 }
@@ -237,6 +243,9 @@ impl SendCheckOptions {
         }
         if self.max_series_detail_studies == 0 {
             return Err(ModuleError::SeriesDetailStudies);
+        }
+        if self.series_detail && !self.compare_instances {
+            return Err(ModuleError::SeriesDetailWithoutCounts);
         }
         Ok(())
     }
@@ -259,6 +268,20 @@ const NOT_COMPARED: [&str; 5] = [
     "NumberOfStudyRelatedInstances",
     "SpecificCharacterSet",
     "TimezoneOffsetFromUTC",
+];
+
+/// Attributes an archive computes from the instances it holds: a study held short differs in
+/// them, which is incompleteness, not a misfiled study.
+const COMPUTED: [&str; 9] = [
+    "ModalitiesInStudy",
+    "SOPClassesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfPatientRelatedStudies",
+    "NumberOfPatientRelatedSeries",
+    "NumberOfPatientRelatedInstances",
+    "NumberOfSeriesRelatedInstances",
+    "BodyPartExamined",
+    "Modality",
 ];
 
 /// Whether values of `vr` are text, which the check can compare.

@@ -8,8 +8,8 @@
 //! matched by SeriesInstanceUID: one the source lists and the destination does not is
 //! *missing*; one both list with a NumberOfSeriesRelatedInstances, the destination's lower, is
 //! *incomplete*. A study's series are *unknown*, never guessed, when either answer is not
-//! complete, a match carries no SeriesInstanceUID or another study's UID (an archive that does
-//! not answer SERIES level, or ignores the key), or the source lists no series. Series detail
+//! complete, a match carries no SeriesInstanceUID or no or another study's UID (an archive that
+//! does not answer SERIES level, or ignores the key), or either side lists no series. Series detail
 //! never fails the probe: the verdict on studies stands whatever it finds.
 //!
 //! [`compare_series`] is the rule, pure; [`detail`] runs the queries.
@@ -23,7 +23,7 @@ use super::compare::Study;
 use super::side::Side;
 use crate::dicom::find::Completeness;
 use crate::dicom::study::SeriesMatch;
-use crate::prober::{Failure, ProbeContext};
+use crate::prober::{Failure, ProbeContext, Reason};
 
 /// Time kept for closing both sides after series detail: its queries stop this long before
 /// the probe's deadline.
@@ -64,6 +64,11 @@ pub(super) fn compare_series(
     let there = tally(uid, destination, "destination")?;
     if here.is_empty() {
         return Err("the source listed no series of it".into());
+    }
+    // Only studies the destination holds are looked into: no series at all is an archive that
+    // does not answer at SERIES level, not a study without series.
+    if there.is_empty() {
+        return Err("the destination listed no series of a study it holds".into());
     }
     let mut series = Series::default();
     for (uid, (first, count)) in here {
@@ -110,10 +115,14 @@ fn tally<'m>(
         if m.uid.is_empty() {
             return Err(format!("the {side} answered without SeriesInstanceUID"));
         }
-        if m.study_uid.as_deref().is_some_and(|s| s != study) {
-            return Err(format!(
-                "the {side} answered with series of other studies (it ignores StudyInstanceUID at SERIES level)"
-            ));
+        match m.study_uid.as_deref() {
+            Some(s) if s == study => {}
+            Some(_) => {
+                return Err(format!(
+                    "the {side} answered with series of other studies (it ignores StudyInstanceUID at SERIES level)"
+                ))
+            }
+            None => return Err(format!("the {side} answered without StudyInstanceUID")),
         }
         series
             .entry(&m.uid)
@@ -154,6 +163,7 @@ pub(super) async fn detail<'a>(
     let Some(stop) = ctx.deadline.checked_sub(CLOSE_RESERVE) else {
         return detail;
     };
+    let mut reconnected = false;
     for (i, study) in studies.iter().enumerate() {
         let uid = study.uid();
         if Instant::now() >= stop || !source.usable() || !destination.usable() {
@@ -168,10 +178,29 @@ pub(super) async fn detail<'a>(
             ));
             break;
         }
-        let (here, there) = tokio::join!(
+        let (mut here, there) = tokio::join!(
             ask(ctx, source, uid, stop),
             ask(ctx, destination, uid, stop)
         );
+        // The source waited while the destination was confirmed: one that closed its idle
+        // association is associated with again, once.
+        if here.is_err() && !source.usable() && !reconnected && Instant::now() < stop {
+            reconnected = true;
+            if let Err(Failure { detail, .. }) = &here {
+                ctx.log.info(format!(
+                    "source: its association broke off ({detail}); associating again for series detail"
+                ));
+            }
+            here = match tokio::time::timeout_at(stop, source.reconnect(ctx)).await {
+                Ok(Ok(())) => ask(ctx, source, uid, stop).await,
+                Ok(Err(failure)) => Err(failure),
+                Err(_) => Err(Failure::new(
+                    source.stage(),
+                    Reason::Timeout,
+                    "no association before the time left for series detail ran out",
+                )),
+            };
+        }
         let compared = match (here, there) {
             (Ok(here), Ok(there)) => compare_series(uid, &here, &there),
             (Err(failure), _) | (_, Err(failure)) => Err(failure.detail),
@@ -321,6 +350,13 @@ mod tests {
                 complete(vec![series("1", "", "1", Some(2))]),
                 "without SeriesInstanceUID",
             ),
+            (
+                complete(vec![SeriesMatch {
+                    study_uid: None,
+                    ..series("1", "1.1", "1", Some(2))
+                }]),
+                "without StudyInstanceUID",
+            ),
         ];
         for (answer, why) in cases {
             let err = compare_series("1", &good(), &answer).unwrap_err();
@@ -330,5 +366,7 @@ mod tests {
         }
         let err = compare_series("1", &complete(vec![]), &good()).unwrap_err();
         assert!(err.contains("no series"), "{err}");
+        let err = compare_series("1", &good(), &complete(vec![])).unwrap_err();
+        assert!(err.contains("no series of a study it holds"), "{err}");
     }
 }
