@@ -477,3 +477,100 @@ async fn routes_take_their_destination_from_the_request() {
         log.body
     );
 }
+
+/// A source that closes its association once it has answered the study query (an idle
+/// timer, while the destination is being confirmed) is associated with again, once, for series
+/// detail: the missing series is still found.
+#[tokio::test(flavor = "multi_thread")]
+async fn series_detail_associates_again_with_a_source_that_closed_its_association() {
+    use testkit::scripted::{study_match, Conn, Request, ScriptedPeer};
+
+    let hour_ago = now() - chrono::Duration::hours(1);
+    let (date, time) = (
+        hour_ago.format("%Y%m%d").to_string(),
+        hour_ago.format("%H%M%S").to_string(),
+    );
+    let mut study = testkit::studies::generate(1, 59, &[(date.clone(), time.clone())]).remove(0);
+    study.series = 3;
+    study.instance_count = 6;
+    let destination = Orthanc::start("ARCHIVE");
+    for bytes in study.instances_where(|i| study.series_of(i) != 3) {
+        destination.upload(&bytes);
+    }
+    let uid = study.study_instance_uid.clone();
+    let source = ScriptedPeer::start(move |mut conn: Conn| {
+        let (uid, date, time) = (uid.clone(), date.clone(), time.clone());
+        async move {
+            if conn.accept().await.is_none() {
+                return;
+            }
+            loop {
+                match conn.next_request().await {
+                    Request::Find {
+                        pc,
+                        message_id,
+                        identifier,
+                    } => {
+                        let level = identifier
+                            .get(dicom_dictionary_std::tags::QUERY_RETRIEVE_LEVEL)
+                            .and_then(|e| e.to_str().ok())
+                            .map(|l| l.trim().to_string());
+                        if level.as_deref() == Some("SERIES") {
+                            let series: Vec<_> =
+                                (1..=3).map(|n| series_match(&uid, n, 2)).collect();
+                            conn.answer_find(pc, message_id, &series, 0).await;
+                        } else {
+                            let m = study_match(&uid, &date, &time, Some(6));
+                            conn.answer_find(pc, message_id, &[m], 0).await;
+                            // Gone before the series are asked for.
+                            return;
+                        }
+                    }
+                    Request::Release => return conn.release().await,
+                    Request::Closed => return,
+                }
+            }
+        }
+    })
+    .await;
+    let module = SendCheck::to(format!("ARCHIVE@127.0.0.1:{}", destination.dicom_port))
+        .extra("      series_detail: true\n");
+    let answer = debug_probe(&module, &source.target("SOURCE")).await;
+    assert_eq!(answer.value("probe_success"), Some(1.0), "{}", answer.body);
+    assert_eq!(
+        answer.metric("pacs_studies_incomplete"),
+        1.0,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.metric("pacs_series_missing"), 1.0, "{}", answer.body);
+    assert_eq!(answer.metric("pacs_series_incomplete"), 0.0);
+    assert!(
+        answer.body.contains("associating again for series detail"),
+        "{}",
+        answer.body
+    );
+}
+
+/// A SERIES-level match: series `number` of study `study` with `instances` instances.
+fn series_match(study: &str, number: usize, instances: u32) -> dicom_object::InMemDicomObject {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let text = |tag, vr, value: String| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    dicom_object::InMemDicomObject::from_element_iter([
+        text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "SERIES".into()),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, study.to_string()),
+        text(
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            format!("{study}.{number}"),
+        ),
+        text(tags::SERIES_NUMBER, VR::IS, number.to_string()),
+        text(tags::MODALITY, VR::CS, "MR".into()),
+        text(
+            tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
+            VR::IS,
+            instances.to_string(),
+        ),
+    ])
+}
