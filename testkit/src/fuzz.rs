@@ -19,7 +19,7 @@ use pacs_exporter::dicom::pdu::{
 };
 use pacs_exporter::dicom::charset::{label_value, CharacterSets};
 use pacs_exporter::dicom::guard::{check_data_set, top_level_elements, RawElement};
-use pacs_exporter::dicom::study::study_match;
+use pacs_exporter::dicom::study::{series_match, study_match};
 use pacs_exporter::dicom::Step;
 use pacs_exporter::target::Target;
 use pacs_exporter::web::WebConfig;
@@ -173,7 +173,7 @@ pub fn data_set_guard(data: &[u8]) {
 }
 
 /// A C-FIND match as the find prober reads it: the guard's top-level elements, then the typed
-/// study, its text decoded per SpecificCharacterSet. The first byte's bit 0 chooses explicit VR.
+/// study (and series), its text decoded per SpecificCharacterSet. The first byte's bit 0 chooses explicit VR.
 pub fn find_match(data: &[u8]) {
     let Some((&conditions, bytes)) = data.split_first() else {
         return;
@@ -184,8 +184,18 @@ pub fn find_match(data: &[u8]) {
     }
 }
 
-/// What must hold of any study match, and of any text decoded from it.
+/// What must hold of any study match (and the same bytes read as a series match), and of
+/// any text decoded from it.
 fn check_study(elements: &[RawElement<'_>], bytes: &[u8]) {
+    let series = series_match(elements);
+    for ascii in [&series.uid]
+        .into_iter()
+        .chain(series.study_uid.as_ref())
+        .chain(series.number.as_ref())
+        .chain(series.modality.as_ref())
+    {
+        assert!(ascii.is_ascii(), "{ascii:?}");
+    }
     let study = study_match(elements);
     for ascii in [&study.uid]
         .into_iter()
