@@ -23,6 +23,12 @@
 //! ahead they are. Studies younger than `grace` are pending; see [`compare`] for untimed
 //! studies and studies timed in the future.
 //!
+//! Beyond presence, opt-in: `compare_attributes` asks both sides for more attributes in the same
+//! queries, and a held study whose values differ is mismatched ([`attributes`]);
+//! `series_detail` compares the series of incomplete studies on the same associations
+//! ([`series`]). The destination is the module's, or, with `destination: from_request`, the
+//! request's (held to allowed_targets like the target).
+//!
 //! The module's `send_check` block, its defaults and its checks are in [`options`].
 
 mod attributes;
@@ -83,7 +89,7 @@ pub async fn probe(ctx: &ProbeContext<'_>, options: &SendCheckOptions) -> Result
         (None, None) => {
             return Err(Failure::new(
                 Stage::Resolve,
-                Reason::Dns,
+                Reason::Unreachable,
                 "the module takes its destination from the request (destination: from_request), and the request named none",
             )
             .on(Peer::Destination))
