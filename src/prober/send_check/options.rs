@@ -45,7 +45,7 @@ pub struct SendCheckOptions {
     #[serde(default = "default_true")]
     pub compare_instances: bool,
     /// DICOM keywords of study attributes asked for on both sides: a study both hold whose
-    /// values differ is mismatched (see [`super::attributes`] for the rules).
+    /// values differ is mismatched (the rules: the README, and `attributes.rs`).
     #[serde(default)]
     pub compare_attributes: Vec<String>,
     /// Compare those values regardless of letter case.
