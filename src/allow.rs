@@ -33,14 +33,27 @@ pub struct AllowList {
     rules: Vec<Rule>,
 }
 
-/// A target allowed_targets does not allow.
+/// A target (or a route's destination) allowed_targets does not allow.
 #[derive(Debug, thiserror::Error)]
-#[error("target {target} is not in allowed_targets{}", if *.resolved { " (it resolves to addresses outside it)" } else { "" })]
+#[error("{role} {target} is not in allowed_targets{}", if *.resolved { " (it resolves to addresses outside it)" } else { "" })]
 pub struct NotAllowed {
+    /// What the request named it as: `target`, or `destination` (see
+    /// [`NotAllowed::for_destination`]).
+    pub role: &'static str,
     pub target: String,
     /// Whether it is a name that resolves outside the list (rather than an address or a name
     /// outside it).
     pub resolved: bool,
+}
+
+impl NotAllowed {
+    /// The same refusal, of a route's destination.
+    pub fn for_destination(self) -> NotAllowed {
+        NotAllowed {
+            role: "destination",
+            ..self
+        }
+    }
 }
 
 /// An `allowed_targets` entry that is neither an address, a network nor a host name; each
@@ -128,6 +141,7 @@ impl AllowList {
                     Ok(())
                 } else {
                     Err(NotAllowed {
+                        role: "target",
                         target: target.to_string(),
                         resolved: false,
                     })
@@ -146,6 +160,7 @@ impl AllowList {
                     Ok(())
                 } else {
                     Err(NotAllowed {
+                        role: "target",
                         target: target.to_string(),
                         resolved: true,
                     })

@@ -78,7 +78,6 @@ impl History {
             .find(|r| r.id == id)
     }
 
-    /// The latest probe of `module` against `target`.
     /// The latest probe of `module` and `target` (and of a route's `destination`, if given).
     pub fn latest(
         &self,

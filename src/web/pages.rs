@@ -102,7 +102,7 @@ fn modules_table(config: &Config, example_target: Option<&str>) -> String {
             // A route's destination is the request's: no link can name one.
             let route = module
                 .send_check()
-                .is_some_and(|check| check.destination.fixed().is_none());
+                .is_some_and(|check| check.destination.is_from_request());
             let example = match example_target {
                 Some(_) if route => "<td>give a destination in the form</td>".to_string(),
                 Some(target) => {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::connections::Arrival;
 use super::{plain, AppState, MAX_PARAM_BYTES, TEXT_FORMAT};
-use crate::prober::send_check::options::DestinationSpec;
+use crate::allow::NotAllowed;
 use crate::scheduler::{Outcome, ProbeJob};
 use crate::target::Target;
 
@@ -162,20 +162,12 @@ pub(crate) enum RequestError {
     Timeout(#[from] TimeoutError),
     #[error(transparent)]
     NotAllowed(#[from] crate::allow::NotAllowed),
-    #[error(
-        "destination {} is not in allowed_targets{}",
-        .0.target,
-        if .0.resolved { " (it resolves to addresses outside it)" } else { "" }
-    )]
-    DestinationNotAllowed(crate::allow::NotAllowed),
 }
 
 impl RequestError {
     fn status(&self) -> StatusCode {
         match self {
-            RequestError::NotAllowed(_) | RequestError::DestinationNotAllowed(_) => {
-                StatusCode::FORBIDDEN
-            }
+            RequestError::NotAllowed(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -252,7 +244,7 @@ impl ProbeRequest {
                 .allow
                 .check(destination, deadline)
                 .await
-                .map_err(RequestError::DestinationNotAllowed)?;
+                .map_err(NotAllowed::for_destination)?;
         }
         let module_yaml = params.debug.then(|| module.to_yaml());
         let job = ProbeJob {
@@ -282,7 +274,7 @@ fn route_destination(
 ) -> Result<Option<(Target, String)>, RequestError> {
     let from_request = module
         .send_check()
-        .is_some_and(|check| check.destination == DestinationSpec::FromRequest);
+        .is_some_and(|check| check.destination.is_from_request());
     match (&params.destination, from_request) {
         (Some(text), true) => Target::parse(text)
             .map(|target| Some((target, text.clone())))

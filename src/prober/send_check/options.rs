@@ -88,6 +88,11 @@ pub enum DestinationSpec {
 const FROM_REQUEST: &str = "from_request";
 
 impl DestinationSpec {
+    /// Whether the destination is the request's (a route).
+    pub fn is_from_request(&self) -> bool {
+        *self == DestinationSpec::FromRequest
+    }
+
     /// The destination named in the module, if it names one.
     pub fn fixed(&self) -> Option<&Target> {
         match self {
