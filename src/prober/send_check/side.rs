@@ -119,14 +119,7 @@ impl<'a, 'p> Side<'a, 'p> {
         query: &StudyQuery<'_>,
         on_match: &mut (dyn FnMut(StudyMatch) + Send),
     ) -> Result<FindAnswer, Failure> {
-        ctx.enter_on(self.endpoint.peer, self.stage());
-        self.message_id = self.message_id.wrapping_add(1);
-        let peer = self.endpoint.peer.as_str();
-        self.metrics
-            .queries
-            .with_label_values(&[peer, QueryKind::of(&query.selection).as_str()])
-            .inc();
-        let start = Instant::now();
+        let start = self.begin(ctx, QueryKind::of(&query.selection));
         let mut read = 0;
         let query = StudyQuery {
             compare: self.endpoint.compare,
@@ -164,13 +157,7 @@ impl<'a, 'p> Side<'a, 'p> {
         deadline: Instant,
         on_match: &mut (dyn FnMut(SeriesMatch) + Send),
     ) -> Result<FindAnswer, Failure> {
-        ctx.enter_on(self.endpoint.peer, self.stage());
-        self.message_id = self.message_id.wrapping_add(1);
-        self.metrics
-            .queries
-            .with_label_values(&[self.endpoint.peer.as_str(), QueryKind::Series.as_str()])
-            .inc();
-        let start = Instant::now();
+        let start = self.begin(ctx, QueryKind::Series);
         let mut read = 0;
         let answer = tokio::time::timeout_at(
             deadline,
@@ -208,6 +195,17 @@ impl<'a, 'p> Side<'a, 'p> {
     /// Whether the association still carries queries (none broke off).
     pub fn usable(&self) -> bool {
         !self.broken
+    }
+
+    /// Starts a query of `kind`: the stage, a new message ID, the query counted; returns when.
+    fn begin(&mut self, ctx: &ProbeContext<'_>, kind: QueryKind) -> Instant {
+        ctx.enter_on(self.endpoint.peer, self.stage());
+        self.message_id = self.message_id.wrapping_add(1);
+        self.metrics
+            .queries
+            .with_label_values(&[self.endpoint.peer.as_str(), kind.as_str()])
+            .inc();
+        Instant::now()
     }
 
     /// Counts one query's matches and time into the side's gauges.
