@@ -7,7 +7,10 @@
 //!   the exporter's own demo SCP (`--demo`, in process, its modules file rewritten and
 //!   reloaded), then at the demo SCP of a second `pacs_exporter --demo` process, so that the
 //!   exporter's CPU per probe is not mixed with the SCP's. Each echo load runs `--runs` (5)
-//!   times and is judged on the medians.
+//!   times and is judged on the medians. The exporter's CPU is split into user and system
+//!   (kernel) time, and the same clients then ask the second exporter for `/-/healthy`: the
+//!   cost of the HTTP side alone, beside the socket floor (`crate::floor`), shows where a
+//!   probe's CPU goes.
 //! - send_check: the same, with send_check modules `check0000`, … of the demo's source
 //!   against its destination (24 studies, 3 missing, 1 incomplete).
 //! - Under pressure (held connections, a burst, an outage): see [`crate::pressure`].
@@ -24,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::process::{
-    connect, cpu_seconds, exporter_metric, probe_path, send, Answer, Exporter, Sample,
+    connect, cpu_seconds, exporter_metric, probe_path, send, Answer, Cpu, Exporter, Sample,
 };
 use crate::report::{mb, ms, thousands, Context, Samples, Section, Table};
 use crate::Options;
@@ -81,6 +84,7 @@ pub async fn run(options: &Options, context: &Context) -> Section {
     );
     section.table(&floor.table);
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let modules = echo_modules(options.targets);
     let demo_flag = ["--demo".to_string()];
     let (demo, printed) = Exporter::start(&context.binary, &modules, &demo_flag).await;
@@ -103,30 +107,48 @@ pub async fn run(options: &Options, context: &Context) -> Section {
         "≥ 12,000 echo probes/s with the demo PACS in process, p99 under 20 ms, RSS under 64 MB",
         in_process.rate >= 12_000.0 && in_process.p99 < 0.020 && in_process.peak_kb < 64_000,
         format!(
-            "{} probes/s (median of {} runs; the socket floor: {}/s), p99 {}, peak RSS {}.",
+            "{} probes/s (median of {} runs; the socket floor: {}/s), p99 {}, peak RSS {}. \
+             At 12,000/s this machine's {cores} cores give {:.0} µs of CPU per probe to the \
+             exporter, its SCP and the load generator together; the socket floor's three \
+             parts alone take {:.0} µs.",
             thousands(in_process.rate as u64),
             options.runs.max(1),
             thousands(floor.rate as u64),
             ms(in_process.p99),
-            mb(in_process.peak_kb)
+            mb(in_process.peak_kb),
+            cores as f64 / 12_000.0 * 1e6,
+            floor.all_cpu * 1e6,
         ),
     );
 
     let (exporter, _) = Exporter::start(&context.binary, &modules, &[]).await;
     let echo = repeated(options, &exporter, Some(&demo), echo_paths(options, source)).await;
+    let (http, http_cpu) = http_alone(options, &exporter).await;
     drop(exporter);
     section.heading("Echo probes at the demo SCP in its own process");
     section.table(&echo.table);
+    section.heading("The HTTP layer alone: `/-/healthy`");
+    section.say(
+        "The same clients and exporter, asking `/-/healthy` instead of a probe: what the \
+         HTTP side of every probe costs (hyper, routing, the connection policy, one read and \
+         one write), with no DICOM, metrics or history.",
+    );
+    section.table(&http);
     section.target(
         "≤ 120 µs of exporter CPU per echo probe with the PACS in its own process, p99 under 20 ms, RSS under 64 MB",
         echo.cpu_per_probe <= 120e-6 && echo.p99 < 0.020 && echo.peak_kb < 64_000,
         format!(
-            "{:.0} µs per probe (median of {} runs; {} probes/s; the socket floor's \
-             exporter part: {:.0} µs), p99 {}, peak RSS {}.",
+            "{:.0} µs per probe (median of {} runs; {} probes/s), of which {:.0} µs in the \
+             kernel, where the socket floor's whole exporter part is {:.0} µs; that leaves \
+             the exporter's own code {:.0} µs per probe, where `/-/healthy` alone takes \
+             {:.0} µs of user CPU. p99 {}, peak RSS {}.",
             echo.cpu_per_probe * 1e6,
             options.runs.max(1),
             thousands(echo.rate as u64),
+            echo.system_per_probe * 1e6,
             floor.exporter_cpu * 1e6,
+            (120e-6 - echo.system_per_probe).max(0.0) * 1e6,
+            http_cpu.user * 1e6,
             ms(echo.p99),
             mb(echo.peak_kb)
         ),
@@ -167,6 +189,40 @@ fn echo_paths(options: &Options, target: &str) -> Vec<String> {
         .collect()
 }
 
+/// `/-/healthy` from the clients of the echo loads, `--runs` times: its table, and the
+/// exporter's CPU per request (medians of user and system time).
+async fn http_alone(options: &Options, exporter: &Exporter) -> (Table, Cpu) {
+    let runs = options.runs.max(1);
+    let (mut rates, mut users, mut systems) =
+        (Samples::default(), Samples::default(), Samples::default());
+    let mut statuses = String::new();
+    for _ in 0..runs {
+        let before = exporter.sample();
+        let (answers, wall) = drive(options, exporter.port, vec!["/-/healthy".into()]).await;
+        let cpu = (exporter.sample().cpu - before.cpu).per(answers.len().max(1) as f64);
+        rates.push(answers.len() as f64 / wall.as_secs_f64());
+        users.push(cpu.user);
+        systems.push(cpu.system);
+        statuses = by_status(&answers);
+    }
+    let median = Cpu {
+        user: users.median(),
+        system: systems.median(),
+    };
+    let mut table = Table::pairs();
+    table.pair(
+        "load",
+        format!(
+            "{} clients for {} s, {runs} runs",
+            options.clients, options.duration
+        ),
+    );
+    table.pair("answers by HTTP status (last run)", statuses);
+    table.pair("requests/s: median", thousands(rates.median() as u64));
+    table.pair("exporter CPU per request: median", median.micros());
+    (table, median)
+}
+
 /// The figures of one sustained load.
 struct Sustained {
     table: Table,
@@ -175,6 +231,8 @@ struct Sustained {
     peak_kb: u64,
     /// The exporter's CPU seconds per probe.
     cpu_per_probe: f64,
+    /// … of which in the kernel (`stime`).
+    system_per_probe: f64,
 }
 
 /// [`sustained`] `--runs` times: the last run's table, with the median (and spread) of every
@@ -187,7 +245,8 @@ async fn repeated(
     paths: Vec<String>,
 ) -> Sustained {
     let runs = options.runs.max(1);
-    let (mut rates, mut cpus, mut p99s, mut peak_kb) = (
+    let (mut rates, mut cpus, mut systems, mut p99s, mut peak_kb) = (
+        Samples::default(),
         Samples::default(),
         Samples::default(),
         Samples::default(),
@@ -198,6 +257,7 @@ async fn repeated(
         let run = sustained(options, exporter, scp, paths.clone()).await;
         rates.push(run.rate);
         cpus.push(run.cpu_per_probe);
+        systems.push(run.system_per_probe);
         p99s.push(run.p99);
         peak_kb = peak_kb.max(run.peak_kb);
         last = Some(run);
@@ -222,6 +282,10 @@ async fn repeated(
         spread(&cpus, 1e6, " µs"),
     );
     last.table.pair(
+        &format!("… of it system (kernel) CPU over {runs} runs: median (min–max)"),
+        spread(&systems, 1e6, " µs"),
+    );
+    last.table.pair(
         &format!("latency p99 over {runs} runs: median (min–max)"),
         format!(
             "{} ({}–{})",
@@ -236,6 +300,7 @@ async fn repeated(
         p99: p99s.median(),
         peak_kb,
         cpu_per_probe: cpus.median(),
+        system_per_probe: systems.median(),
     }
 }
 
@@ -247,28 +312,14 @@ async fn sustained(
     scp: Option<&Exporter>,
     paths: Vec<String>,
 ) -> Sustained {
-    let paths = Arc::new(paths);
+    let paths_len = paths.len();
     let before = exporter.sample();
     let scp_before = scp.map(Exporter::sample);
     let load_before = cpu_seconds(std::process::id());
-    let started = Instant::now();
-    let end = started + Duration::from_secs_f64(options.duration);
-    let next = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..options.clients)
-        .map(|_| {
-            let (paths, next) = (paths.clone(), next.clone());
-            let (port, scrape) = (exporter.port, options.scrape_timeout);
-            tokio::spawn(async move { client(port, scrape, end, &paths, &next).await })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for client in clients {
-        answers.extend(client.await.expect("client task"));
-    }
-    let wall = started.elapsed();
+    let (answers, wall) = drive(options, exporter.port, paths).await;
     let after = exporter.sample();
     let scp_after = scp.map(Exporter::sample);
-    let load_cpu = cpu_seconds(std::process::id()) - load_before;
+    let load_cpu = (cpu_seconds(std::process::id()) - load_before).total();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let settled = exporter.sample();
 
@@ -284,9 +335,7 @@ async fn sustained(
         "load",
         format!(
             "{} clients for {} s, {} distinct probes",
-            options.clients,
-            options.duration,
-            paths.len()
+            options.clients, options.duration, paths_len
         ),
     );
     table.pair("probes/s", thousands(rate as u64));
@@ -305,20 +354,18 @@ async fn sustained(
         options.scrape_timeout,
     );
     overruns(&mut table, exporter).await;
-    table.pair(
-        "exporter CPU per probe",
-        format!("{:.0} µs", (after.cpu - before.cpu) / probes * 1e6),
-    );
+    let cpu = (after.cpu - before.cpu).per(probes);
+    table.pair("exporter CPU per probe", cpu.micros());
     let share = |cpu: f64| format!("{:.0}%", 100.0 * cpu / wall.as_secs_f64());
     let scp_cpu = match (scp_before, scp_after) {
-        (Some(b), Some(a)) => share(a.cpu - b.cpu),
+        (Some(b), Some(a)) => share((a.cpu - b.cpu).total()),
         _ => "(in the exporter)".to_string(),
     };
     table.pair(
         "CPU over the run: exporter / demo SCP / load generator (100% = one core)",
         format!(
             "{} / {scp_cpu} / {}",
-            share(after.cpu - before.cpu),
+            share((after.cpu - before.cpu).total()),
             share(load_cpu)
         ),
     );
@@ -328,8 +375,30 @@ async fn sustained(
         rate,
         p99: latency.quantile(0.99),
         peak_kb: after.hwm_kb,
-        cpu_per_probe: (after.cpu - before.cpu) / probes,
+        cpu_per_probe: cpu.total(),
+        system_per_probe: cpu.system,
     }
+}
+
+/// `--clients` clients on kept-alive connections send the requests of `paths` in turn to the
+/// exporter on `port` for `--duration` seconds: every answer, and the time it took.
+async fn drive(options: &Options, port: u16, paths: Vec<String>) -> (Vec<Answer>, Duration) {
+    let paths = Arc::new(paths);
+    let started = Instant::now();
+    let end = started + Duration::from_secs_f64(options.duration);
+    let next = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..options.clients)
+        .map(|_| {
+            let (paths, next) = (paths.clone(), next.clone());
+            let scrape = options.scrape_timeout;
+            tokio::spawn(async move { client(port, scrape, end, &paths, &next).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.expect("client task"));
+    }
+    (answers, started.elapsed())
 }
 
 /// One client: sends the requests in turn (shared with the other clients) until `end`,
@@ -366,18 +435,7 @@ async fn client(
 
 /// Statuses, lateness and latency of `answers`, for probes that ran under `budget`.
 fn answer_rows(table: &mut Table, answers: &[Answer], budget: Duration, scrape_timeout: f64) {
-    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    for a in answers {
-        *statuses.entry(a.status).or_default() += 1;
-    }
-    let statuses: Vec<String> = statuses
-        .iter()
-        .map(|(s, n)| match s {
-            0 => format!("{n} without an answer"),
-            s => format!("{n} × {s}"),
-        })
-        .collect();
-    table.pair("answers by HTTP status", statuses.join(", "));
+    table.pair("answers by HTTP status", by_status(answers));
     let limit = budget + GRACE;
     let late = answers.iter().filter(|a| a.since_written > limit).count();
     let late_from_start = answers.iter().filter(|a| a.elapsed > limit).count();
@@ -432,6 +490,22 @@ fn answer_rows(table: &mut Table, answers: &[Answer], budget: Duration, scrape_t
             format!("{} / {}", ms(outside.quantile(0.99)), ms(outside.max())),
         );
     }
+}
+
+/// "80265 × 200, 3 without an answer".
+fn by_status(answers: &[Answer]) -> String {
+    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    for a in answers {
+        *statuses.entry(a.status).or_default() += 1;
+    }
+    let statuses: Vec<String> = statuses
+        .iter()
+        .map(|(s, n)| match s {
+            0 => format!("{n} without an answer"),
+            s => format!("{n} × {s}"),
+        })
+        .collect();
+    statuses.join(", ")
 }
 
 /// What the exporter itself counted as late.

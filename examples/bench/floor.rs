@@ -29,6 +29,8 @@ pub struct Floor {
     pub rate: f64,
     /// CPU seconds per probe of the part the exporter plays.
     pub exporter_cpu: f64,
+    /// CPU seconds per probe of all three parts.
+    pub all_cpu: f64,
 }
 
 /// CPU time of one part's threads, in microseconds.
@@ -142,6 +144,7 @@ pub fn measure(clients: usize, duration: f64) -> Floor {
         table,
         rate: count / wall,
         exporter_cpu: exporter,
+        all_cpu: client + exporter + pacs,
     }
 }
 

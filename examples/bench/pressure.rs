@@ -340,7 +340,10 @@ async fn at_once(
             mb(rss_waiting)
         ),
     );
-    table.pair("exporter CPU", format!("{:.2} s", after.cpu - before.cpu));
+    table.pair(
+        "exporter CPU",
+        format!("{:.2} s", (after.cpu - before.cpu).total()),
+    );
     Burst {
         table,
         unanswered: statuses.get(&0).copied().unwrap_or(0),

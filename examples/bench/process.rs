@@ -29,8 +29,50 @@ pub struct Sample {
     /// Peak resident set since start (VmHWM), kB.
     pub hwm_kb: u64,
     pub fds: usize,
-    /// utime + stime, seconds.
-    pub cpu: f64,
+    pub cpu: Cpu,
+}
+
+/// A process's CPU time, seconds: in its own code and libraries (`utime`), and in the kernel
+/// on its behalf (`stime`: system calls, and the loopback traffic they carry).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl Cpu {
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+
+    /// Each part divided by `count`.
+    pub fn per(self, count: f64) -> Cpu {
+        Cpu {
+            user: self.user / count,
+            system: self.system / count,
+        }
+    }
+
+    /// "177 µs (70 µs user + 107 µs system)", of a per-item figure.
+    pub fn micros(self) -> String {
+        format!(
+            "{:.0} µs ({:.0} µs user + {:.0} µs system)",
+            self.total() * 1e6,
+            self.user * 1e6,
+            self.system * 1e6
+        )
+    }
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+
+    fn sub(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
 }
 
 impl Exporter {
@@ -171,18 +213,18 @@ pub fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
-/// utime + stime of a process, in seconds.
-pub fn cpu_seconds(pid: u32) -> f64 {
+/// The CPU time of a process.
+pub fn cpu_seconds(pid: u32) -> Cpu {
     cpu_seconds_in(&format!("/proc/{pid}/stat"))
 }
 
 /// utime + stime of the calling thread, in seconds.
 pub fn thread_cpu_seconds() -> f64 {
-    cpu_seconds_in("/proc/thread-self/stat")
+    cpu_seconds_in("/proc/thread-self/stat").total()
 }
 
-/// utime + stime from a `/proc` stat file, in seconds.
-fn cpu_seconds_in(path: &str) -> f64 {
+/// utime and stime from a `/proc` stat file.
+fn cpu_seconds_in(path: &str) -> Cpu {
     let stat = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     // Fields after the command name, which is in parentheses and may hold spaces; the first
     // of them is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
@@ -191,8 +233,11 @@ fn cpu_seconds_in(path: &str) -> f64 {
         .split(' ')
         .map(|f| f.parse().unwrap_or(0))
         .collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    ticks as f64 / clock_ticks()
+    let seconds = |field: usize| fields.get(field).copied().unwrap_or(0) as f64 / clock_ticks();
+    Cpu {
+        user: seconds(11),
+        system: seconds(12),
+    }
 }
 
 fn clock_ticks() -> f64 {
