@@ -10,8 +10,8 @@
 //!
 //! Parsing is strict: an unknown key, a bad duration, an invalid AE title or an unknown prober is
 //! an error that names the module and the key, with its line: the YAML library's for what it
-//! refuses while reading, [`locate`]'s for what the checks after it refuse. A config that fails
-//! here is never half-applied.
+//! refuses while reading, the private `locate`'s for what the checks after it refuse. A config
+//! that fails here is never half-applied.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -42,7 +42,8 @@ pub struct HttpOptions {
     pub header_read_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
-    /// Connections open at once (see [`Admission`] for who gives way when they run short).
+    /// Connections open at once (the private `Admission` says who gives way when they run
+    /// short).
     pub max_connections: usize,
     /// Connections one client address may hold; 0 means three quarters of `max_connections`.
     pub max_connections_per_client: usize,
@@ -210,8 +211,8 @@ pub(super) async fn serve(
 /// handling a request, and waits for the rest at most as long as `shutdown` said (the longest
 /// deadline a request in flight may have).
 ///
-/// Every connection is accepted at once; [`Admission`] decides whether it is served, another
-/// is closed to make room for it, or it is refused with a 503 and the reason.
+/// Every connection is accepted at once; the private `Admission` decides whether it is served,
+/// another is closed to make room for it, or it is refused with a 503 and the reason.
 pub async fn serve_all(
     listeners: Vec<TcpListener>,
     router: Router,
