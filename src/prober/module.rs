@@ -108,6 +108,13 @@ impl Module {
             _ => None,
         }
     }
+
+    /// Whether a request for this module names the destination (a send_check module with
+    /// `destination: from_request`, a route); every other module refuses one.
+    pub fn takes_destination(&self) -> bool {
+        self.send_check()
+            .is_some_and(|check| check.destination.is_from_request())
+    }
 }
 
 fn default_timeout() -> PromDuration {

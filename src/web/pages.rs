@@ -100,11 +100,10 @@ fn modules_table(config: &Config, example_target: Option<&str>) -> String {
                 .map(|check| check.destination.to_string())
                 .unwrap_or_default();
             // A route's destination is the request's: no link can name one.
-            let route = module
-                .send_check()
-                .is_some_and(|check| check.destination.is_from_request());
             let example = match example_target {
-                Some(_) if route => "<td>give a destination in the form</td>".to_string(),
+                Some(_) if module.takes_destination() => {
+                    "<td>give a destination in the form</td>".to_string()
+                }
                 Some(target) => {
                     let query: String = form_urlencoded::Serializer::new(String::new())
                         .append_pair("module", name)

@@ -272,10 +272,7 @@ fn route_destination(
     module: &crate::prober::module::Module,
     params: &ProbeParams,
 ) -> Result<Option<(Target, String)>, RequestError> {
-    let from_request = module
-        .send_check()
-        .is_some_and(|check| check.destination.is_from_request());
-    match (&params.destination, from_request) {
+    match (&params.destination, module.takes_destination()) {
         (Some(text), true) => Target::parse(text)
             .map(|target| Some((target, text.clone())))
             .map_err(|error| RequestError::Destination {
