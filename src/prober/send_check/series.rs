@@ -4,13 +4,13 @@
 //! cannot tell (a side that reports none, as dcmqrscp), oldest first and at most
 //! `max_series_detail_studies` in all: one SERIES-level C-FIND per side, on the associations
 //! the check already holds. A study of unknown completeness with a series missing or short is
-//! incomplete. Series are
-//! matched by SeriesInstanceUID: one the source lists and the destination does not is
-//! *missing*; one both list with a NumberOfSeriesRelatedInstances, the destination's lower, is
-//! *incomplete*. A study's series are *unknown*, never guessed, when either answer is not
-//! complete, a match carries no SeriesInstanceUID or no or another study's UID (an archive that
-//! does not answer SERIES level, or ignores the key), or either side lists no series. Series detail
-//! never fails the probe: the verdict on studies stands whatever it finds.
+//! incomplete. Series are matched by SeriesInstanceUID: one the source lists and the
+//! destination does not is *missing*; one both list with a NumberOfSeriesRelatedInstances, the
+//! destination's lower, is *incomplete*. A study's series are *unknown*, never guessed, when
+//! either answer is not complete, a match carries no SeriesInstanceUID or no or another
+//! study's UID (an archive that does not answer SERIES level, or ignores the key), or either
+//! side lists no series. Series detail never fails the probe: the verdict on studies stands
+//! whatever it finds.
 //!
 //! [`compare_series`] is the rule, pure; [`detail`] runs the queries.
 
@@ -166,11 +166,12 @@ pub(super) async fn detail<'a>(
     let mut reconnected = false;
     for (i, study) in studies.iter().enumerate() {
         let uid = study.uid();
-        if Instant::now() >= stop || !source.usable() || !destination.usable() {
+        let late = Instant::now() >= stop;
+        if late || !source.usable() || !destination.usable() {
             ctx.log.info(format!(
                 "series detail: stopped before the series of {} more incomplete studies ({})",
                 studies.len() - i,
-                if Instant::now() >= stop {
+                if late {
                     "too little time left"
                 } else {
                     "a side's association broke off"
