@@ -318,34 +318,32 @@ impl Orthanc {
     /// Stores one DICOM file (Part 10 bytes, with meta header) via `POST /instances`; panics with
     /// Orthanc's answer unless it is 200 (an already stored instance also gives 200).
     pub fn upload(&self, dicom_file_bytes: &[u8]) {
-        let (status, body) = http_request(
-            self.http_port,
+        self.rest(
             "POST",
             "/instances",
             Some("application/dicom"),
             dicom_file_bytes,
-        )
-        .unwrap_or_else(|e| panic!("POST /instances to Orthanc {} failed: {e}", self.aet));
+        );
+    }
+
+    /// One call of the REST API that must answer 200: the answer's body; panics naming the
+    /// call, with Orthanc's answer, otherwise.
+    fn rest(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
+        let (status, answer) = http_request(self.http_port, method, path, content_type, body)
+            .unwrap_or_else(|e| panic!("{method} {path} on Orthanc {} failed: {e}", self.aet));
         assert_eq!(
             status,
             200,
-            "POST /instances to Orthanc {} answered {status}: {}",
+            "{method} {path} on Orthanc {} answered {status}: {}",
             self.aet,
-            String::from_utf8_lossy(&body)
+            String::from_utf8_lossy(&answer)
         );
+        answer
     }
 
     /// `GET path` on the REST API, parsed as JSON; panics unless the answer is 200 with JSON.
     pub fn get_json(&self, path: &str) -> Value {
-        let (status, body) = http_request(self.http_port, "GET", path, None, &[])
-            .unwrap_or_else(|e| panic!("GET {path} on Orthanc {} failed: {e}", self.aet));
-        assert_eq!(
-            status,
-            200,
-            "GET {path} on Orthanc {} answered {status}: {}",
-            self.aet,
-            String::from_utf8_lossy(&body)
-        );
+        let body = self.rest("GET", path, None, &[]);
         serde_json::from_slice(&body).unwrap_or_else(|e| {
             panic!(
                 "GET {path} on Orthanc {} did not return JSON ({e}): {}",
@@ -388,21 +386,7 @@ impl Orthanc {
     }
 
     fn delete_study_id(&self, id: &str) {
-        let (status, body) = http_request(
-            self.http_port,
-            "DELETE",
-            &format!("/studies/{id}"),
-            None,
-            &[],
-        )
-        .unwrap_or_else(|e| panic!("DELETE /studies/{id} on Orthanc {} failed: {e}", self.aet));
-        assert_eq!(
-            status,
-            200,
-            "DELETE /studies/{id} on Orthanc {} answered {status}: {}",
-            self.aet,
-            String::from_utf8_lossy(&body)
-        );
+        self.rest("DELETE", &format!("/studies/{id}"), None, &[]);
     }
 
     /// Rewrites attributes of a stored study as a misfiled copy would carry them: each
@@ -425,23 +409,12 @@ impl Orthanc {
             .iter()
             .map(|instance| {
                 let instance = instance["ID"].as_str().expect("an instance ID");
-                let path = format!("/instances/{instance}/modify");
-                let (status, body) = http_request(
-                    self.http_port,
+                self.rest(
                     "POST",
-                    &path,
+                    &format!("/instances/{instance}/modify"),
                     Some("application/json"),
                     request.as_bytes(),
                 )
-                .unwrap_or_else(|e| panic!("POST {path} on Orthanc {} failed: {e}", self.aet));
-                assert_eq!(
-                    status,
-                    200,
-                    "POST {path} on Orthanc {} answered {status}: {}",
-                    self.aet,
-                    String::from_utf8_lossy(&body)
-                );
-                body
             })
             .collect();
         self.delete_study_id(&id);
