@@ -80,6 +80,22 @@ fn amtool() -> PathBuf {
     require_binary("amtool", "prometheus-alertmanager")
 }
 
+/// `text` (Go template text) rendered by `amtool` with `pacs.tmpl` over the alerts in `data`
+/// (a path, as the README's command writes it).
+fn render_template(data: &Path, text: &str) -> String {
+    let output = run_ok(
+        &amtool(),
+        &[
+            "template",
+            "render",
+            "--template.glob=deploy/alertmanager/pacs.tmpl",
+            &format!("--template.data={}", data.display()),
+            &format!("--template.text={text}"),
+        ],
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 rendering")
+}
+
 fn array<'a>(value: &'a Value, what: &str) -> &'a Vec<Value> {
     value
         .as_array()
@@ -516,17 +532,7 @@ fn alertmanager_template_renders_a_notification() {
     let data_path = dir.path().join("data.json");
     fs::write(&data_path, data.to_string()).expect("write template data");
     let render = |template: &str| {
-        let output = run_ok(
-            &amtool(),
-            &[
-                "template",
-                "render",
-                "--template.glob=deploy/alertmanager/pacs.tmpl",
-                &format!("--template.data={}", data_path.display()),
-                &format!("--template.text={{{{ template \"{template}\" . }}}}"),
-            ],
-        );
-        String::from_utf8(output.stdout).expect("UTF-8 rendering")
+        render_template(&data_path, &format!("{{{{ template \"{template}\" . }}}}"))
     };
 
     let subject = render("pacs.subject");
@@ -558,17 +564,10 @@ fn alertmanager_template_renders_a_notification() {
 #[test]
 fn alertmanager_template_renders_the_shipped_example_page() {
     let render = |data: &str| {
-        let output = run_ok(
-            &amtool(),
-            &[
-                "template",
-                "render",
-                "--template.glob=deploy/alertmanager/pacs.tmpl",
-                &format!("--template.data=deploy/alertmanager/{data}"),
-                "--template.text={{ template \"pacs.subject\" . }}\n{{ template \"pacs.text\" . }}",
-            ],
-        );
-        String::from_utf8(output.stdout).expect("UTF-8 rendering")
+        render_template(
+            &Path::new("deploy/alertmanager").join(data),
+            "{{ template \"pacs.subject\" . }}\n{{ template \"pacs.text\" . }}",
+        )
     };
     let text = render("example-alerts.json");
     for expected in [
